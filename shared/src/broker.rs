@@ -1,0 +1,300 @@
+//! RabbitMQ connections and the confirmed publisher.
+//!
+//! Every publish waits for the broker's confirm: a delivery is acked only after everything it caused is
+//! confirmed (DESIGN.md §3 rule 1). The [`Publisher`] outlives connections: the runtime hands it a new
+//! channel after each reconnect, and a publish made while the broker is away fails fast instead of
+//! hanging, leaving the message to the outbox relay.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The header that carries the attempt number of a work message (1 for the first delivery).
+pub const ATTEMPT_HEADER: &str = "x-pasarela-attempt";
+/// The header that says why a message was dead-lettered.
+pub const ERROR_HEADER: &str = "x-pasarela-error";
+/// The header set by `pasarela dlq replay`, which lets a failed message be tried afresh.
+pub const REPLAY_HEADER: &str = "x-pasarela-replay";
+/// The header on a copy set aside while another holder of the same message finishes it.
+pub const DEFERRED_HEADER: &str = "x-pasarela-deferred";
+
+/// A header value pasarela writes or carries over: text or a whole number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    /// A whole number.
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+/// A message to publish; also the shape of an outbox row, so a crash between commit and publish loses
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// The outbox row's id (time-ordered).
+    pub id: Uuid,
+    /// Exchange, fully qualified; empty for the default exchange.
+    pub exchange: String,
+    /// Routing key, fully qualified when it names a queue.
+    pub routing_key: String,
+    /// AMQP `message_id`.
+    pub message_id: Option<String>,
+    /// AMQP `correlation_id` (RPC replies).
+    pub correlation_id: Option<String>,
+    /// AMQP `content_type`.
+    pub content_type: Option<String>,
+    /// Per-message expiration in milliseconds (retry tiers).
+    pub expiration_ms: Option<u64>,
+    /// Application headers.
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// The body; stored in its own column, not in the properties document.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+impl OutboundMessage {
+    /// A JSON message with a fresh id.
+    pub fn json(
+        exchange: impl Into<String>,
+        routing_key: impl Into<String>,
+        body: &serde_json::Value,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            message_id: Some(Uuid::now_v7().to_string()),
+            correlation_id: None,
+            content_type: Some("application/json".into()),
+            expiration_ms: None,
+            headers: BTreeMap::new(),
+            body: serde_json::to_vec(body).expect("a JSON value always serialises"),
+        }
+    }
+
+    fn properties(&self) -> BasicProperties {
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_timestamp(chrono::Utc::now().timestamp() as u64);
+        if let Some(id) = &self.message_id {
+            props = props.with_message_id(ShortString::from(id.as_str()));
+        }
+        if let Some(c) = &self.correlation_id {
+            props = props.with_correlation_id(ShortString::from(c.as_str()));
+        }
+        if let Some(ct) = &self.content_type {
+            props = props.with_content_type(ShortString::from(ct.as_str()));
+        }
+        if let Some(ms) = self.expiration_ms {
+            props = props.with_expiration(ShortString::from(ms.to_string()));
+        }
+        if !self.headers.is_empty() {
+            props = props.with_headers(headers_to_table(&self.headers));
+        }
+        props
+    }
+}
+
+/// Converts pasarela's headers to an AMQP table.
+pub fn headers_to_table(headers: &BTreeMap<String, HeaderValue>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in headers {
+        let value = match v {
+            HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
+            HeaderValue::Text(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        };
+        table.insert(ShortString::from(k.as_str()), value);
+    }
+    table
+}
+
+/// Reads the headers pasarela can carry over from an AMQP table: numbers and text.
+pub fn headers_from_table(table: Option<&FieldTable>) -> BTreeMap<String, HeaderValue> {
+    let mut out = BTreeMap::new();
+    let Some(table) = table else { return out };
+    for (k, v) in table.inner() {
+        let value = match v {
+            AMQPValue::ShortShortInt(i) => HeaderValue::Int(i64::from(*i)),
+            AMQPValue::ShortShortUInt(i) => HeaderValue::Int(i64::from(*i)),
+            AMQPValue::ShortInt(i) => HeaderValue::Int(i64::from(*i)),
+            AMQPValue::ShortUInt(i) => HeaderValue::Int(i64::from(*i)),
+            AMQPValue::LongInt(i) => HeaderValue::Int(i64::from(*i)),
+            AMQPValue::LongUInt(i) => HeaderValue::Int(i64::from(*i)),
+            AMQPValue::LongLongInt(i) => HeaderValue::Int(*i),
+            AMQPValue::Timestamp(t) => HeaderValue::Int(*t as i64),
+            AMQPValue::ShortString(s) => HeaderValue::Text(s.as_str().to_string()),
+            AMQPValue::LongString(s) => {
+                HeaderValue::Text(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            }
+            AMQPValue::Boolean(b) => HeaderValue::Text(b.to_string()),
+            // Arrays and tables (x-death and the like) are the broker's bookkeeping, not ours to carry.
+            _ => continue,
+        };
+        out.insert(k.as_str().to_string(), value);
+    }
+    out
+}
+
+/// Why a publish did not get the broker's confirm.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// No channel: the broker connection is down and being re-established.
+    #[error("not connected to the broker")]
+    NotConnected,
+    /// The channel or connection failed.
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    /// The broker refused the message (e.g. a full queue with `reject-publish`).
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    /// No confirm came in time.
+    #[error("no confirm from the broker within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Publishes with confirms over whatever channel the current connection has.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Arc<watch::Sender<Option<Channel>>>,
+    confirm_timeout: Duration,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Publisher {
+    /// A publisher with no channel yet.
+    pub fn new() -> Self {
+        Self {
+            channel: Arc::new(watch::Sender::new(None)),
+            confirm_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Opens a confirm-mode channel on `connection` and publishes through it from now on.
+    pub async fn attach(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        self.channel.send_replace(Some(channel));
+        Ok(())
+    }
+
+    /// Stops publishing until the next [`Publisher::attach`].
+    pub fn detach(&self) {
+        self.channel.send_replace(None);
+    }
+
+    /// Whether a channel is attached and open.
+    pub fn is_connected(&self) -> bool {
+        self.channel
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
+    }
+
+    /// Publishes one message and waits for its confirm.
+    pub async fn publish(&self, message: &OutboundMessage) -> Result<(), PublishError> {
+        self.publish_all(std::slice::from_ref(message)).await
+    }
+
+    /// Publishes all messages, then waits for every confirm: one round of confirms, not one per message.
+    pub async fn publish_all(&self, messages: &[OutboundMessage]) -> Result<(), PublishError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let channel = self
+            .channel
+            .borrow()
+            .clone()
+            .filter(|c| c.status().connected())
+            .ok_or(PublishError::NotConnected)?;
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let confirm = channel
+                .basic_publish(
+                    ShortString::from(m.exchange.as_str()),
+                    ShortString::from(m.routing_key.as_str()),
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    m.properties(),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        let all = futures::future::try_join_all(confirms);
+        let confirmations = tokio::time::timeout(self.confirm_timeout, all)
+            .await
+            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+        if confirmations.iter().any(|c| c.is_nack()) {
+            return Err(PublishError::Nacked);
+        }
+        Ok(())
+    }
+}
+
+/// Connects to RabbitMQ, naming the connection after the service so operators can find it.
+pub async fn connect(url: &SecretString, service: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default()
+        .with_connection_name(LongString::from(format!("{service}@{}", hostname())));
+    Connection::connect(url.expose_secret(), props).await
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The attempt number a delivery carries (1 when the header is absent or unusable).
+pub fn attempt_of(headers: &BTreeMap<String, HeaderValue>) -> u32 {
+    match headers.get(ATTEMPT_HEADER) {
+        Some(HeaderValue::Int(n)) if *n >= 1 => (*n).min(i64::from(u32::MAX)) as u32,
+        Some(HeaderValue::Text(s)) => s.parse().ok().filter(|n| *n >= 1).unwrap_or(1),
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_through_amqp() {
+        let mut h = BTreeMap::new();
+        h.insert(ATTEMPT_HEADER.to_string(), HeaderValue::Int(3));
+        h.insert(
+            "traceparent".to_string(),
+            HeaderValue::Text("00-abc-def-01".into()),
+        );
+        let table = headers_to_table(&h);
+        assert_eq!(headers_from_table(Some(&table)), h);
+        assert_eq!(attempt_of(&h), 3);
+        assert_eq!(attempt_of(&BTreeMap::new()), 1);
+    }
+
+    #[test]
+    fn outbound_properties_survive_the_outbox_document() {
+        let mut m = OutboundMessage::json("ex", "rk", &serde_json::json!({"a": 1}));
+        m.correlation_id = Some("c-1".into());
+        m.headers
+            .insert(ERROR_HEADER.into(), HeaderValue::Text("bad".into()));
+        let doc = serde_json::to_value(&m).unwrap();
+        let mut back: OutboundMessage = serde_json::from_value(doc).unwrap();
+        back.body = m.body.clone();
+        assert_eq!(back, m);
+    }
+}

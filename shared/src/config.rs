@@ -1,0 +1,313 @@
+//! Settings read once from the environment (DESIGN.md §6), checked at start.
+//!
+//! Nothing else in pasarela reads environment variables: binaries call [`Settings::from_env`] and pass
+//! the result down. Secrets are [`SecretString`]s so that `{:?}` of any settings value prints
+//! `[REDACTED]` instead of a password.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::retry::{RetryPolicy, parse_delays};
+
+/// A setting that is present but cannot be used; names the variable and what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: String,
+    /// What is wrong with its value (never the value itself: it may be a secret).
+    pub problem: String,
+}
+
+/// A snapshot of environment variables; tests build one from a map instead of the process env.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment, after reading `.env` when one is present.
+    pub fn from_process() -> Self {
+        // A missing .env file is the normal case; a malformed one is reported by the variables it leaves unset.
+        let _ = dotenvy::dotenv();
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// An environment made of the given pairs only.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `name`, treating an empty value as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name` or `default`.
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_string()
+    }
+
+    /// A secret value or `default`, wrapped so it never prints.
+    pub fn secret(&self, name: &str, default: &str) -> SecretString {
+        SecretString::from(self.string(name, default))
+    }
+
+    /// A parsed value or `default`; a value that does not parse names the variable.
+    pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+                variable: name.to_string(),
+                problem: format!("cannot parse {raw:?}: {e}"),
+            }),
+        }
+    }
+
+    /// A duration written like `250ms`, `5s`, `2m` or `1h`, or `default`.
+    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => crate::retry::parse_duration(raw).map_err(|problem| ConfigError {
+                variable: name.to_string(),
+                problem,
+            }),
+        }
+    }
+}
+
+/// Defaults that differ per worker binary.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerDefaults {
+    /// The service name used in logs and traces.
+    pub service: &'static str,
+    /// Deliveries the broker may push before they are acked.
+    pub prefetch: u16,
+    /// Deliveries handled at once by one process.
+    pub concurrency: usize,
+    /// Default listen address of `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_addr: &'static str,
+}
+
+/// Settings of the broker and database connections and the consumer loop.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// `AMQP_URL`; holds a password, so it is secret.
+    pub amqp_url: SecretString,
+    /// `DATABASE_URL`; may hold a password.
+    pub database_url: SecretString,
+    /// `PASARELA_NAMESPACE`: prefix of every exchange and queue name.
+    pub namespace: String,
+    /// `PASARELA_PREFETCH`.
+    pub prefetch: u16,
+    /// `PASARELA_CONCURRENCY`.
+    pub concurrency: usize,
+    /// `PASARELA_METRICS_ADDR`; `off` disables the HTTP endpoint.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `PASARELA_RETRY_DELAYS` and `PASARELA_MAX_ATTEMPTS`.
+    pub retry: RetryPolicy,
+    /// `PASARELA_DELIVERY_LIMIT`: the quorum queues' last guard against a message that crashes workers.
+    pub delivery_limit: u32,
+    /// `PASARELA_CLAIM_LEASE`: how long a claimed message is considered in progress by its holder.
+    pub claim_lease: Duration,
+    /// `PASARELA_SHUTDOWN_GRACE`: how long SIGTERM waits for in-flight work.
+    pub shutdown_grace: Duration,
+    /// `PASARELA_DB_POOL_SIZE`.
+    pub db_pool_size: usize,
+    /// `PASARELA_GROUP_COMMIT_MAX`: most operations committed in one transaction.
+    pub group_commit_max: usize,
+    /// `PASARELA_OUTBOX_RELAY_INTERVAL`.
+    pub outbox_relay_interval: Duration,
+    /// `PASARELA_OUTBOX_RELAY_AFTER`: how old an unsent outbox row is before the relay takes it.
+    pub outbox_relay_after: Duration,
+}
+
+impl RuntimeSettings {
+    /// Reads the runtime settings, with `defaults` for what the environment leaves unset.
+    pub fn from_env(env: &Env, defaults: WorkerDefaults) -> Result<Self, ConfigError> {
+        let metrics_raw = env.string("PASARELA_METRICS_ADDR", defaults.metrics_addr);
+        let metrics_addr = if metrics_raw.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(metrics_raw.parse().map_err(|e| ConfigError {
+                variable: "PASARELA_METRICS_ADDR".into(),
+                problem: format!("not a socket address ({e}); use host:port or off"),
+            })?)
+        };
+        let delays = match env.get("PASARELA_RETRY_DELAYS") {
+            None => RetryPolicy::default_delays(),
+            Some(raw) => parse_delays(raw).map_err(|problem| ConfigError {
+                variable: "PASARELA_RETRY_DELAYS".into(),
+                problem,
+            })?,
+        };
+        let max_attempts = env.parse("PASARELA_MAX_ATTEMPTS", delays.len() as u32 + 1)?;
+        if max_attempts == 0 {
+            return Err(ConfigError {
+                variable: "PASARELA_MAX_ATTEMPTS".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        let concurrency: usize = env.parse("PASARELA_CONCURRENCY", defaults.concurrency)?;
+        let prefetch: u16 = env.parse("PASARELA_PREFETCH", defaults.prefetch)?;
+        if concurrency == 0 || prefetch == 0 {
+            return Err(ConfigError {
+                variable: "PASARELA_CONCURRENCY/PASARELA_PREFETCH".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            amqp_url: env.secret("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            database_url: env.secret(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/pasarela",
+            ),
+            namespace: env.string("PASARELA_NAMESPACE", ""),
+            prefetch,
+            concurrency,
+            metrics_addr,
+            retry: RetryPolicy::new(delays, max_attempts),
+            delivery_limit: env.parse("PASARELA_DELIVERY_LIMIT", 20)?,
+            claim_lease: env.duration("PASARELA_CLAIM_LEASE", Duration::from_secs(60))?,
+            shutdown_grace: env.duration("PASARELA_SHUTDOWN_GRACE", Duration::from_secs(25))?,
+            db_pool_size: env.parse("PASARELA_DB_POOL_SIZE", 8)?,
+            group_commit_max: env.parse("PASARELA_GROUP_COMMIT_MAX", 128)?,
+            outbox_relay_interval: env
+                .duration("PASARELA_OUTBOX_RELAY_INTERVAL", Duration::from_secs(1))?,
+            outbox_relay_after: env
+                .duration("PASARELA_OUTBOX_RELAY_AFTER", Duration::from_secs(5))?,
+        })
+    }
+}
+
+/// DANAConnect credentials and endpoint (`DANACONNECT_*`).
+#[derive(Debug, Clone)]
+pub struct DanaConnectSettings {
+    /// `DANACONNECT_BASE_URL`: the part before `/send` and `/verify`.
+    pub base_url: String,
+    /// `DANACONNECT_USER`.
+    pub user: String,
+    /// `DANACONNECT_COMPANY`: the IDCompany appended to the login after `@`.
+    pub company: String,
+    /// `DANACONNECT_PASSWORD`.
+    pub password: SecretString,
+    /// `DANACONNECT_TIMEOUT`: the whole request's deadline.
+    pub timeout: Duration,
+}
+
+/// Demo values shared with the simulator's defaults, so `make demo` needs no configuration.
+pub mod demo {
+    /// Default `DANACONNECT_BASE_URL`: the simulator on its default port.
+    pub const DANACONNECT_BASE_URL: &str = "http://127.0.0.1:7070/danaconnect/otp/1.0";
+    /// Default `DANACONNECT_USER`.
+    pub const DANACONNECT_USER: &str = "demo";
+    /// Default `DANACONNECT_COMPANY`.
+    pub const DANACONNECT_COMPANY: &str = "pasarela";
+    /// Default `DANACONNECT_PASSWORD`.
+    pub const DANACONNECT_PASSWORD: &str = "demo-password";
+}
+
+impl DanaConnectSettings {
+    /// Reads `DANACONNECT_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let base_url = env.string("DANACONNECT_BASE_URL", demo::DANACONNECT_BASE_URL);
+        url::Url::parse(&base_url).map_err(|e| ConfigError {
+            variable: "DANACONNECT_BASE_URL".into(),
+            problem: format!("not a URL: {e}"),
+        })?;
+        Ok(Self {
+            base_url,
+            user: env.string("DANACONNECT_USER", demo::DANACONNECT_USER),
+            company: env.string("DANACONNECT_COMPANY", demo::DANACONNECT_COMPANY),
+            password: env.secret("DANACONNECT_PASSWORD", demo::DANACONNECT_PASSWORD),
+            timeout: env.duration("DANACONNECT_TIMEOUT", Duration::from_secs(10))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "test",
+        prefetch: 10,
+        concurrency: 5,
+        metrics_addr: "127.0.0.1:0",
+    };
+
+    #[test]
+    fn defaults_serve_a_local_machine() {
+        let s = RuntimeSettings::from_env(&Env::default(), DEFAULTS).unwrap();
+        assert_eq!(s.namespace, "");
+        assert_eq!(s.prefetch, 10);
+        assert_eq!(s.concurrency, 5);
+        assert_eq!(s.retry.delays().len(), 6);
+        assert_eq!(s.retry.max_attempts(), 7);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = Env::from_pairs([
+            ("AMQP_URL", "amqp://u:hunter2@h:5672/%2f"),
+            ("DANACONNECT_PASSWORD", "s3cr3t-pw"),
+        ]);
+        let runtime = RuntimeSettings::from_env(&env, DEFAULTS).unwrap();
+        let dana = DanaConnectSettings::from_env(&env).unwrap();
+        let printed = format!("{runtime:?} {dana:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cr3t-pw"), "{printed}");
+        assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let env = Env::from_pairs([("PASARELA_RETRY_DELAYS", "1s,soon")]);
+        let err = RuntimeSettings::from_env(&env, DEFAULTS).unwrap_err();
+        assert_eq!(err.variable, "PASARELA_RETRY_DELAYS");
+        let env = Env::from_pairs([("PASARELA_CONCURRENCY", "many")]);
+        assert_eq!(
+            RuntimeSettings::from_env(&env, DEFAULTS)
+                .unwrap_err()
+                .variable,
+            "PASARELA_CONCURRENCY"
+        );
+    }
+
+    #[test]
+    fn retry_settings_are_read() {
+        let env = Env::from_pairs([
+            ("PASARELA_RETRY_DELAYS", "100ms,200ms"),
+            ("PASARELA_MAX_ATTEMPTS", "4"),
+            ("PASARELA_METRICS_ADDR", "off"),
+        ]);
+        let s = RuntimeSettings::from_env(&env, DEFAULTS).unwrap();
+        assert_eq!(
+            s.retry.delays(),
+            &[Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        assert_eq!(s.retry.max_attempts(), 4);
+        assert!(s.metrics_addr.is_none());
+    }
+}

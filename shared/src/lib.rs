@@ -1,0 +1,17 @@
+//! pasarela's shared library: the runtime every worker runs on, storage, vendor clients and telemetry.
+//!
+//! A worker binary is a [`handler::Handler`] plus a `main.rs` that reads [`config`], starts
+//! [`telemetry`] and calls [`runtime::run`]. Everything that decides ack, retry or dead-letter lives here.
+
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod handler;
+pub mod health;
+pub mod messages;
+pub mod retry;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;
+pub mod topology;
+pub mod vendors;

@@ -1,0 +1,120 @@
+//! The work messages of the contract (DESIGN.md §2) as serde types.
+//!
+//! Unknown fields are ignored and new fields are optional, so messages already queued keep parsing when
+//! producers or pasarela move ahead. Values with a fixed set of choices (provider, channel, code type)
+//! are kept as text here and checked by the handler, so that a wrong choice is a `rejected` result that
+//! names the field, not an unreadable message.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `otp.send`: generate a one-time code and send it to a destination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OtpSend {
+    /// The producer's id for this send; `otp.verify` refers to it.
+    pub request_id: Uuid,
+    /// The producer's tenant.
+    pub tenant: String,
+    /// `danaconnect` or `aldeamo`.
+    pub provider: String,
+    /// `sms`, `email`, `whatsapp` or `voice`.
+    pub channel: String,
+    /// Where the code goes.
+    #[serde(default)]
+    pub destination: Destination,
+    /// The code's shape and lifetime.
+    pub code: CodeSpec,
+    /// DANAConnect's block, when it is the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub danaconnect: Option<DanaConnectBlock>,
+    /// Aldeamo's block, when it is the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aldeamo: Option<AldeamoBlock>,
+}
+
+/// The destination of a code.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Destination {
+    /// E.164 mobile number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// The code's alphabet, length, lifetime and tries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeSpec {
+    /// `numeric`, `alphanumeric` or `alphabetic`.
+    #[serde(rename = "type")]
+    pub code_type: String,
+    /// Number of characters.
+    pub length: u32,
+    /// Lifetime in seconds.
+    pub expires_in_s: u32,
+    /// Wrong answers allowed; the vendor's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tries: Option<u32>,
+}
+
+/// DANAConnect's conversation and contact-list values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DanaConnectBlock {
+    /// An active conversation's id.
+    pub id_conversation: i64,
+    /// Values for the conversation's contact list.
+    #[serde(default)]
+    pub values: Vec<KeyValue>,
+}
+
+/// A `{key, value}` pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The field.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// Aldeamo's configuration and optional OTP id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AldeamoBlock {
+    /// The configuration set up in Aldeamo's web app.
+    pub config_id: String,
+    /// The key later used to validate, at most 20 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_example_parses_and_unknown_fields_are_ignored() {
+        let raw = serde_json::json!({
+            "request_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11", "tenant": "acme",
+            "provider": "danaconnect", "channel": "sms",
+            "destination": { "mobile": "+573001234567", "email": "ana@example.com" },
+            "code": { "type": "numeric", "length": 6, "expires_in_s": 300, "max_tries": 5 },
+            "danaconnect": { "id_conversation": 824541,
+                             "values": [ { "key": "COD1_EMAIL", "value": "ana@example.com" } ] },
+            "aldeamo": { "config_id": "cfg-1", "otp_id": "x" },
+            "added_later": true
+        });
+        let m: OtpSend = serde_json::from_value(raw).unwrap();
+        assert_eq!(m.code.length, 6);
+        assert_eq!(m.danaconnect.unwrap().id_conversation, 824541);
+    }
+
+    #[test]
+    fn wrong_types_do_not_parse() {
+        let raw = serde_json::json!({
+            "request_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11", "tenant": "acme",
+            "provider": "danaconnect", "channel": "sms",
+            "code": { "type": "numeric", "length": "six", "expires_in_s": 300 }
+        });
+        assert!(serde_json::from_value::<OtpSend>(raw).is_err());
+    }
+}

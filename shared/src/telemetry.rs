@@ -1,0 +1,181 @@
+//! Logs and traces: `tracing` to stdout (JSON when `LOG_FORMAT=json`) and, when an OTLP endpoint is set,
+//! OpenTelemetry spans to Tempo, with W3C trace context carried through AMQP headers and HTTP calls.
+
+use std::collections::BTreeMap;
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::broker::HeaderValue;
+use crate::config::Env;
+
+/// How to log and where to send traces.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// `OTEL_SERVICE_NAME`, or the binary's name.
+    pub service_name: String,
+    /// `LOG_FORMAT=json`.
+    pub json_logs: bool,
+    /// `RUST_LOG`, default `info`.
+    pub filter: String,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; none means no export.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` or `http/protobuf` (the default).
+    pub otlp_protocol: String,
+}
+
+impl TelemetrySettings {
+    /// Reads the standard variables, naming the service `default_service` unless told otherwise.
+    pub fn from_env(env: &Env, default_service: &str) -> Self {
+        Self {
+            service_name: env.string("OTEL_SERVICE_NAME", default_service),
+            json_logs: env
+                .get("LOG_FORMAT")
+                .is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            filter: env.string("RUST_LOG", "info"),
+            otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_string),
+            otlp_protocol: env.string("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        }
+    }
+}
+
+/// Telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names no protocol pasarela speaks.
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL: {0:?} is not grpc or http/protobuf")]
+    Protocol(String),
+}
+
+/// Keeps the trace exporter alive; flushes the last spans when dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("trace exporter shutdown: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber and, when configured, the OTLP exporter.
+pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+
+    let provider = match &settings.otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let exporter = match settings.otlp_protocol.as_str() {
+                "grpc" => opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .build(),
+                "http/protobuf" | "http" => opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+                    .build(),
+                other => return Err(TelemetryError::Protocol(other.to_string())),
+            }
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(settings.service_name.clone())
+                .build();
+            Some(
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource)
+                    .build(),
+            )
+        }
+    };
+    let otel_layer = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer().with_tracer(p.tracer(settings.service_name.clone()))
+    });
+
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    // A second init (tests running several workers in one process) keeps the first subscriber.
+    let _ = if settings.json_logs {
+        registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer()).try_init()
+    };
+    Ok(TelemetryGuard { provider })
+}
+
+struct HeaderExtractor<'a>(&'a BTreeMap<String, HeaderValue>);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0.get(key) {
+            Some(HeaderValue::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut BTreeMap<String, HeaderValue>);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), HeaderValue::Text(value));
+    }
+}
+
+/// Makes the producer's trace (`traceparent`/`tracestate` headers) the parent of `span`.
+pub fn adopt_parent(span: &tracing::Span, headers: &BTreeMap<String, HeaderValue>) {
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(parent);
+}
+
+/// Writes the current span's trace context into outgoing AMQP headers.
+pub fn inject_current(headers: &mut BTreeMap<String, HeaderValue>) {
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers))
+    });
+}
+
+struct HttpInjector<'a>(&'a mut reqwest::header::HeaderMap);
+
+impl Injector for HttpInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// The current span's trace context as HTTP headers, for a vendor call.
+pub fn http_trace_headers() -> reqwest::header::HeaderMap {
+    let mut map = reqwest::header::HeaderMap::new();
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HttpInjector(&mut map))
+    });
+    map
+}

@@ -1,0 +1,209 @@
+//! The broker topology of DESIGN.md §2: names, and their idempotent declaration.
+//!
+//! Every name takes the `PASARELA_NAMESPACE` prefix, so that tests (and tenants sharing a broker) never
+//! see each other's queues. Declaring is idempotent: every worker declares its queue's whole topology at
+//! start and after each reconnect.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use crate::retry::format_duration;
+
+/// The work queues of the contract.
+pub const WORK_QUEUES: [&str; 5] = [
+    "otp.send",
+    "otp.verify",
+    "doc.sign",
+    "doc.callback",
+    "vendor.call",
+];
+
+/// Names of exchanges and queues under one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// Names under `namespace` (empty: no prefix).
+    pub fn new(namespace: &str) -> Self {
+        let prefix = if namespace.is_empty() {
+            String::new()
+        } else {
+            format!("{namespace}.")
+        };
+        Self { prefix }
+    }
+
+    /// `name` with the namespace prefix.
+    pub fn qualify(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The topic exchange producers publish work to (`pasarela`).
+    pub fn work_exchange(&self) -> String {
+        self.qualify("pasarela")
+    }
+
+    /// The topic exchange results are published to (`pasarela.events`).
+    pub fn events_exchange(&self) -> String {
+        self.qualify("pasarela.events")
+    }
+
+    /// A work queue, e.g. `otp.send`.
+    pub fn work_queue(&self, queue: &str) -> String {
+        self.qualify(queue)
+    }
+
+    /// A retry tier of a work queue, e.g. `otp.send.retry.5s`.
+    pub fn tier_queue(&self, queue: &str, delay: Duration) -> String {
+        self.qualify(&format!("{queue}.retry.{}", format_duration(delay)))
+    }
+
+    /// The dead-letter queue of a work queue, e.g. `otp.send.dead`.
+    pub fn dead_queue(&self, queue: &str) -> String {
+        self.qualify(&format!("{queue}.dead"))
+    }
+}
+
+/// The topology of one work queue: what a worker of that queue declares.
+#[derive(Debug, Clone)]
+pub struct QueueTopology {
+    /// Names under the worker's namespace.
+    pub names: Names,
+    /// The work queue, without namespace.
+    pub queue: String,
+    /// The retry tiers' delays.
+    pub tiers: Vec<Duration>,
+    /// `x-delivery-limit` of the work queue.
+    pub delivery_limit: u32,
+}
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Dead-letter to `target` through the default exchange, at least once: the broker keeps the message
+/// until the target confirms it, and refuses new ones rather than dropping old ones when full.
+fn dead_letter_to(args: &mut FieldTable, target: &str) {
+    args.insert("x-dead-letter-exchange".into(), long_string(""));
+    args.insert("x-dead-letter-routing-key".into(), long_string(target));
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        long_string("at-least-once"),
+    );
+    args.insert("x-overflow".into(), long_string("reject-publish"));
+}
+
+impl QueueTopology {
+    /// Declares both exchanges, the work queue bound to `pasarela`, its tiers and its `.dead` queue.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        for exchange in [self.names.work_exchange(), self.names.events_exchange()] {
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let queue_opts = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let work = self.names.work_queue(&self.queue);
+        let dead = self.names.dead_queue(&self.queue);
+
+        channel
+            .queue_declare(dead.as_str().into(), queue_opts, quorum_args())
+            .await?;
+
+        let mut work_args = quorum_args();
+        dead_letter_to(&mut work_args, &dead);
+        work_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(self.delivery_limit as i32),
+        );
+        channel
+            .queue_declare(work.as_str().into(), queue_opts, work_args)
+            .await?;
+        channel
+            .queue_bind(
+                work.as_str().into(),
+                self.names.work_exchange().into(),
+                ShortString::from(self.queue.as_str()),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        for delay in &self.tiers {
+            let mut args = quorum_args();
+            dead_letter_to(&mut args, &work);
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            );
+            channel
+                .queue_declare(
+                    self.names.tier_queue(&self.queue, *delay).into(),
+                    queue_opts,
+                    args,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every queue this topology declares, for clean-up and status listings.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names = vec![
+            self.names.work_queue(&self.queue),
+            self.names.dead_queue(&self.queue),
+        ];
+        names.extend(
+            self.tiers
+                .iter()
+                .map(|d| self.names.tier_queue(&self.queue, *d)),
+        );
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_take_the_namespace() {
+        let n = Names::new("t1");
+        assert_eq!(n.work_exchange(), "t1.pasarela");
+        assert_eq!(n.events_exchange(), "t1.pasarela.events");
+        assert_eq!(n.work_queue("otp.send"), "t1.otp.send");
+        assert_eq!(
+            n.tier_queue("otp.send", Duration::from_secs(120)),
+            "t1.otp.send.retry.2m"
+        );
+        assert_eq!(n.dead_queue("otp.send"), "t1.otp.send.dead");
+        let bare = Names::new("");
+        assert_eq!(bare.work_queue("otp.send"), "otp.send");
+        assert_eq!(
+            bare.tier_queue("otp.send", Duration::from_millis(100)),
+            "otp.send.retry.100ms"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! What every vendor client shares: the HTTP client, transport errors, and which of them retry.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::handler::{ErrorKind, Failure};
+
+/// A vendor call that did not produce a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// No connection could be made, or it broke mid-request.
+    #[error("{vendor}: connection failed: {detail}")]
+    Connect {
+        /// The vendor.
+        vendor: &'static str,
+        /// The transport's words.
+        detail: String,
+    },
+    /// No answer within the deadline.
+    #[error("{vendor}: no answer within {timeout:?}")]
+    Timeout {
+        /// The vendor.
+        vendor: &'static str,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// An HTTP status with no answer the vendor's contract defines.
+    #[error("{vendor}: HTTP {status}{}", body_hint(.body))]
+    Status {
+        /// The vendor.
+        vendor: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The vendor's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// The start of the body, for the operator.
+        body: String,
+    },
+    /// A body that is not the documented shape.
+    #[error("{vendor}: unreadable answer: {detail}")]
+    Decode {
+        /// The vendor.
+        vendor: &'static str,
+        /// What did not parse.
+        detail: String,
+    },
+}
+
+fn body_hint(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl VendorError {
+    /// The failure this is, whether another attempt may succeed, and the vendor's `Retry-After`.
+    pub fn classify(&self) -> (Failure, bool, Option<Duration>) {
+        let msg = self.to_string();
+        match self {
+            VendorError::Connect { .. } => (Failure::new(ErrorKind::Vendor, msg), true, None),
+            VendorError::Timeout { .. } => (Failure::new(ErrorKind::Timeout, msg), true, None),
+            VendorError::Decode { .. } => (Failure::new(ErrorKind::Vendor, msg), true, None),
+            VendorError::Status {
+                status,
+                retry_after,
+                ..
+            } => match *status {
+                429 => (
+                    Failure::new(ErrorKind::RateLimited, msg),
+                    true,
+                    *retry_after,
+                ),
+                408 => (Failure::new(ErrorKind::Timeout, msg), true, *retry_after),
+                500..=599 => (Failure::new(ErrorKind::Vendor, msg), true, *retry_after),
+                401 | 403 => (Failure::new(ErrorKind::Auth, msg), false, None),
+                _ => (Failure::new(ErrorKind::Vendor, msg), false, None),
+            },
+        }
+    }
+}
+
+/// Builds the one HTTP client a vendor module keeps, with its deadline set.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("pasarela/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with these settings always builds")
+}
+
+/// Maps a transport failure of `vendor`.
+pub fn transport_error(vendor: &'static str, timeout: Duration, e: &reqwest::Error) -> VendorError {
+    if e.is_timeout() {
+        VendorError::Timeout { vendor, timeout }
+    } else {
+        // The URL is a setting, not a secret, but credentials never go in it; keep the source's words.
+        VendorError::Connect {
+            vendor,
+            detail: e.without_url_ref().to_string(),
+        }
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut text = self.to_string();
+        if let Some(url) = self.url() {
+            text = text.replace(url.as_str(), "<vendor url>");
+        }
+        text
+    }
+}
+
+/// Reads `Retry-After` given in seconds (the form vendors use; dates are treated as absent).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The first 200 characters of a body, for error messages.
+pub fn snippet(body: &str) -> String {
+    body.chars().take(200).collect()
+}
+
+/// A status that carries no documented answer.
+pub fn status_error(
+    vendor: &'static str,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+) -> VendorError {
+    VendorError::Status {
+        vendor,
+        status: status.as_u16(),
+        retry_after: retry_after(headers),
+        body: snippet(body),
+    }
+}
+
+/// Records a vendor call's latency and outcome.
+pub fn observe(vendor: &'static str, operation: &'static str, started: Instant, outcome: &str) {
+    metrics::histogram!(
+        "pasarela_vendor_request_seconds",
+        "vendor" => vendor, "operation" => operation, "outcome" => outcome.to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, retry_after: Option<u64>) -> VendorError {
+        VendorError::Status {
+            vendor: "v",
+            status: code,
+            retry_after: retry_after.map(Duration::from_secs),
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn statuses_classify_as_the_design_says() {
+        let (f, retry, after) = status(429, Some(7)).classify();
+        assert_eq!(
+            (f.kind, retry, after),
+            (ErrorKind::RateLimited, true, Some(Duration::from_secs(7)))
+        );
+        assert!(status(503, None).classify().1);
+        assert!(status(408, None).classify().1);
+        let (f, retry, _) = status(401, None).classify();
+        assert_eq!((f.kind, retry), (ErrorKind::Auth, false));
+        assert!(!status(404, None).classify().1);
+        assert!(
+            VendorError::Timeout {
+                vendor: "v",
+                timeout: Duration::from_secs(1)
+            }
+            .classify()
+            .1
+        );
+    }
+}

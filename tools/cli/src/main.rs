@@ -1,0 +1,79 @@
+//! `pasarela`: the operator's command for migrations, OTP sends, request status, dead-letter replay,
+//! local checks and the demo workload. Each subcommand lives in its own module; this file only parses
+//! the command line and turns the outcome into an exit code.
+
+mod amqp;
+mod check;
+mod context;
+mod demo;
+mod dlq;
+mod migrate;
+mod otp;
+mod status;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pasarela's command-line tool. Settings come from the environment (AMQP_URL, DATABASE_URL,
+/// PASARELA_NAMESPACE, ...) and a `.env` file when present.
+#[derive(Debug, Parser)]
+#[command(name = "pasarela", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if it is missing and apply the migrations.
+    Migrate,
+    /// Publish one-time-password work.
+    Otp {
+        #[command(subcommand)]
+        command: otp::OtpCommand,
+    },
+    /// Show where a message or OTP request stands, by message_id or request_id.
+    Status(status::StatusArgs),
+    /// Inspect and replay dead-lettered messages.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Check that RabbitMQ and PostgreSQL can be reached.
+    Check,
+    /// Run the sample workload of `make demo` and print a summary.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Migrate => migrate::run().await,
+        Command::Otp { command } => otp::run(command).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Dlq { command } => dlq::run(command).await,
+        Command::Check => check::run().await,
+        Command::Demo(args) => demo::run(args).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,373 @@
+//! `pasarela otp send`: publishes one `otp.send` work message, and with `--wait` prints the worker's reply.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use futures::StreamExt;
+use pasarela_shared::broker::{OutboundMessage, Publisher};
+use pasarela_shared::messages::{
+    AldeamoBlock, CodeSpec, DanaConnectBlock, Destination, KeyValue, OtpSend,
+};
+use uuid::Uuid;
+
+use crate::amqp;
+use crate::context::{self, Context};
+
+/// The work queue (and routing key) of OTP sends.
+pub const QUEUE: &str = "otp.send";
+
+/// `pasarela otp ...`.
+#[derive(Debug, Subcommand)]
+pub enum OtpCommand {
+    /// Publish an otp.send message to the work exchange and print its request_id.
+    Send(SendArgs),
+}
+
+/// The OTP vendors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// DANAConnect.
+    Danaconnect,
+    /// Aldeamo.
+    Aldeamo,
+}
+
+/// The channels a code can go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Channel {
+    /// Text message.
+    Sms,
+    /// E-mail.
+    Email,
+    /// WhatsApp message.
+    Whatsapp,
+    /// Voice call.
+    Voice,
+}
+
+/// The alphabets a code can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CodeType {
+    /// Digits only.
+    Numeric,
+    /// Letters and digits.
+    Alphanumeric,
+    /// Letters only.
+    Alphabetic,
+}
+
+/// Flags of `pasarela otp send`.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("destination").required(true).multiple(true).args(["mobile", "email"]))]
+pub struct SendArgs {
+    /// The producer's tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// The vendor that sends the code.
+    #[arg(long, value_enum)]
+    pub provider: Provider,
+    /// The channel the code goes through.
+    #[arg(long, value_enum)]
+    pub channel: Channel,
+    /// Destination mobile number (E.164, e.g. +573001234567).
+    #[arg(long)]
+    pub mobile: Option<String>,
+    /// Destination e-mail address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The code's alphabet.
+    #[arg(long, value_enum, default_value_t = CodeType::Numeric)]
+    pub code_type: CodeType,
+    /// The code's length in characters.
+    #[arg(long, default_value_t = 6)]
+    pub length: u32,
+    /// The code's lifetime in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub expires_in: u32,
+    /// Wrong answers allowed (the vendor's default when absent).
+    #[arg(long)]
+    pub max_tries: Option<u32>,
+    /// DANAConnect conversation id.
+    #[arg(long, default_value_t = 824541)]
+    pub conversation: i64,
+    /// A DANAConnect contact-list value; repeat for more.
+    #[arg(long = "value", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub values: Vec<(String, String)>,
+    /// Aldeamo configuration id (required with --provider aldeamo).
+    #[arg(long)]
+    pub config_id: Option<String>,
+    /// Aldeamo OTP id, at most 20 characters.
+    #[arg(long)]
+    pub otp_id: Option<String>,
+    /// The request_id (and message_id); a fresh UUID v4 when absent.
+    #[arg(long)]
+    pub request_id: Option<Uuid>,
+    /// Wait for the worker's reply and print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "wait")]
+    pub wait_timeout: u64,
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}
+
+impl Provider {
+    fn as_str(self) -> &'static str {
+        match self {
+            Provider::Danaconnect => "danaconnect",
+            Provider::Aldeamo => "aldeamo",
+        }
+    }
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Voice => "voice",
+        }
+    }
+}
+
+impl CodeType {
+    fn as_str(self) -> &'static str {
+        match self {
+            CodeType::Numeric => "numeric",
+            CodeType::Alphanumeric => "alphanumeric",
+            CodeType::Alphabetic => "alphabetic",
+        }
+    }
+}
+
+/// Builds the `otp.send` body the flags describe, with only the chosen provider's block.
+pub fn build_message(args: &SendArgs, request_id: Uuid) -> anyhow::Result<OtpSend> {
+    let (danaconnect, aldeamo) = match args.provider {
+        Provider::Danaconnect => {
+            let values = args
+                .values
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            let block = DanaConnectBlock {
+                id_conversation: args.conversation,
+                values,
+            };
+            (Some(block), None)
+        }
+        Provider::Aldeamo => {
+            let config_id = args
+                .config_id
+                .clone()
+                .context("--provider aldeamo needs --config-id")?;
+            let block = AldeamoBlock {
+                config_id,
+                otp_id: args.otp_id.clone(),
+            };
+            (None, Some(block))
+        }
+    };
+    Ok(OtpSend {
+        request_id,
+        tenant: args.tenant.clone(),
+        provider: args.provider.as_str().into(),
+        channel: args.channel.as_str().into(),
+        destination: Destination {
+            mobile: args.mobile.clone(),
+            email: args.email.clone(),
+        },
+        code: CodeSpec {
+            code_type: args.code_type.as_str().into(),
+            length: args.length,
+            expires_in_s: args.expires_in,
+            max_tries: args.max_tries,
+        },
+        danaconnect,
+        aldeamo,
+    })
+}
+
+/// An `otp.send` work message for the work exchange: message_id = request_id, JSON, persistent.
+pub fn outbound(exchange: String, message: &OtpSend) -> OutboundMessage {
+    let body = serde_json::to_value(message).expect("an OtpSend always serialises");
+    let mut out = OutboundMessage::json(exchange, QUEUE, &body);
+    out.message_id = Some(message.request_id.to_string());
+    out
+}
+
+/// Runs `pasarela otp ...`.
+pub async fn run(command: OtpCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OtpCommand::Send(args) => send(args).await,
+    }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let request_id = args.request_id.unwrap_or_else(Uuid::new_v4);
+    let message = build_message(&args, request_id)?;
+    let ctx = Context::from_env()?;
+    let connection = ctx.broker().await?;
+    amqp::ensure_work_topology(&connection, &ctx.settings, QUEUE).await?;
+    let mut out = outbound(ctx.names.work_exchange(), &message);
+
+    if !args.wait {
+        let publisher = Publisher::new();
+        publisher.attach(&connection).await?;
+        publisher
+            .publish(&out)
+            .await
+            .context("publishing otp.send")?;
+        println!("{request_id}");
+        context::close(&connection).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // The reply queue exists before the message does, so the reply cannot arrive before it.
+    let mut replies = amqp::private_queue(&connection, None).await?;
+    let correlation_id = Uuid::new_v4().to_string();
+    out.correlation_id = Some(correlation_id.clone());
+    let channel = amqp::confirm_channel(&connection).await?;
+    amqp::publish_with_reply_to(&channel, &out, &replies.name)
+        .await
+        .context("publishing otp.send")?;
+    println!("{request_id}");
+
+    let timeout = Duration::from_secs(args.wait_timeout);
+    let reply = tokio::time::timeout(timeout, async {
+        while let Some(delivery) = replies.consumer.next().await {
+            let delivery = delivery?;
+            let matches = delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .is_some_and(|c| c.as_str() == correlation_id);
+            if matches {
+                return Ok(Some(delivery.data));
+            }
+        }
+        Ok::<_, lapin::Error>(None)
+    })
+    .await;
+    context::close(&connection).await;
+    match reply {
+        Ok(Ok(Some(body))) => {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+                Err(_) => println!("{}", String::from_utf8_lossy(&body)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(None)) => anyhow::bail!("the reply queue was closed before a reply came"),
+        Ok(Err(e)) => Err(e).context("waiting for the reply"),
+        Err(_) => {
+            eprintln!(
+                "no reply within {}s; the message was published, see `pasarela status {request_id}`",
+                timeout.as_secs()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: SendArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<SendArgs, clap::Error> {
+        let base = ["otp-send", "--tenant", "acme", "--provider"];
+        Wrapper::try_parse_from(base.iter().chain(extra)).map(|w| w.args)
+    }
+
+    #[test]
+    fn the_body_follows_the_contract() {
+        let args = parse(&[
+            "danaconnect",
+            "--channel",
+            "sms",
+            "--mobile",
+            "+573001234567",
+            "--length",
+            "8",
+            "--max-tries",
+            "3",
+            "--value",
+            "COD1_EMAIL=ana@example.com",
+            "--value",
+            "COD1_NOMBRE=Ana = Ana",
+        ])
+        .unwrap();
+        let id = Uuid::new_v4();
+        let body = serde_json::to_value(build_message(&args, id).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "request_id": id.to_string(), "tenant": "acme", "provider": "danaconnect",
+                "channel": "sms", "destination": { "mobile": "+573001234567" },
+                "code": { "type": "numeric", "length": 8, "expires_in_s": 300, "max_tries": 3 },
+                "danaconnect": { "id_conversation": 824541, "values": [
+                    { "key": "COD1_EMAIL", "value": "ana@example.com" },
+                    { "key": "COD1_NOMBRE", "value": "Ana = Ana" } ] }
+            })
+        );
+        let out = outbound("ns.pasarela".into(), &build_message(&args, id).unwrap());
+        assert_eq!(out.message_id.as_deref(), Some(id.to_string().as_str()));
+        assert_eq!(out.routing_key, "otp.send");
+        assert_eq!(out.exchange, "ns.pasarela");
+    }
+
+    #[test]
+    fn aldeamo_needs_its_config_and_gets_only_its_block() {
+        let args = parse(&["aldeamo", "--channel", "email", "--email", "a@b.co"]).unwrap();
+        assert!(build_message(&args, Uuid::nil()).is_err());
+        let args = parse(&[
+            "aldeamo",
+            "--channel",
+            "email",
+            "--email",
+            "a@b.co",
+            "--config-id",
+            "cfg-1",
+        ])
+        .unwrap();
+        let body = serde_json::to_value(build_message(&args, Uuid::nil()).unwrap()).unwrap();
+        assert_eq!(body["aldeamo"]["config_id"], "cfg-1");
+        assert!(body.get("danaconnect").is_none());
+    }
+
+    #[test]
+    fn a_destination_and_well_formed_values_are_required() {
+        assert!(parse(&["danaconnect", "--channel", "sms"]).is_err());
+        assert!(
+            parse(&[
+                "danaconnect",
+                "--channel",
+                "sms",
+                "--mobile",
+                "+57",
+                "--value",
+                "novalue"
+            ])
+            .is_err()
+        );
+    }
+}
