@@ -1,0 +1,128 @@
+//! `pasarela-bench`: measures the broker's own floor and pasarela's `otp.send` in one run, so the
+//! ratio between them means something on a noisy, shared machine.
+//!
+//! Floors, with the same message size as an `otp.send`: one leg (persistent publish with confirms →
+//! quorum queue → consume with ack) and two legs (the same, then a result published with confirms to a
+//! second quorum queue and consumed: what a worker does at the least). Then the real thing: the
+//! `otp-send` worker and a zero-latency vendor simulator as processes, N messages published with
+//! confirms, every result awaited.
+
+mod floor;
+mod run;
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pasarela-bench",
+    about = "otp.send throughput against the broker floor"
+)]
+pub struct Options {
+    /// Messages per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub count: usize,
+    /// Messages sent first and not measured (connections, caches, JIT of the broker).
+    #[arg(long, default_value_t = 1_000)]
+    pub warmup: usize,
+    /// Publishes in flight before waiting for confirms.
+    #[arg(long, default_value_t = 1_000)]
+    pub window: usize,
+    /// The worker's PASARELA_CONCURRENCY.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// The worker's PASARELA_PREFETCH.
+    #[arg(long, default_value_t = 400)]
+    pub prefetch: usize,
+    /// AMQP URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// PostgreSQL server URL, without a database.
+    #[arg(
+        long,
+        env = "PASARELA_BENCH_PG",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    pub pg_base: String,
+    /// Longest wait for all results.
+    #[arg(long, default_value = "300")]
+    pub timeout_s: u64,
+}
+
+/// Throughput and latency of one measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    /// Messages per second, first publish to last receipt.
+    pub per_second: f64,
+    /// Median end-to-end latency.
+    pub p50: Duration,
+    /// 99th percentile end-to-end latency.
+    pub p99: Duration,
+}
+
+/// The p-th percentile (0..=100) of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn line(name: &str, m: &Measurement, floor: Option<f64>) {
+    let ratio = floor
+        .map(|f| format!("{:.2}", m.per_second / f))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "{name:<34} {:>10.0} msg/s   p50 {:>7.1} ms   p99 {:>7.1} ms   ratio {ratio}",
+        m.per_second,
+        m.p50.as_secs_f64() * 1000.0,
+        m.p99.as_secs_f64() * 1000.0
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let opts = Options::parse();
+    let body_size = run::sample_body(uuid::Uuid::new_v4()).len();
+    println!(
+        "pasarela-bench: {} messages of {body_size} bytes (+{} warm-up), window {}, worker concurrency {} prefetch {}",
+        opts.count, opts.warmup, opts.window, opts.concurrency, opts.prefetch
+    );
+    let one = floor::one_leg(&opts, body_size).await?;
+    let two = floor::two_legs(&opts, body_size).await?;
+    let (otp, rss) = run::otp_send(&opts).await?;
+    println!();
+    line("broker floor, one leg", &one, None);
+    line("broker floor, two legs", &two, None);
+    line(
+        "pasarela otp.send (vs two legs)",
+        &otp,
+        Some(two.per_second),
+    );
+    println!(
+        "pasarela otp.send vs one leg: {:.2}; otp-send peak RSS {:.1} MiB",
+        otp.per_second / one.per_second,
+        rss as f64 / 1024.0
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_by_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(51));
+        assert_eq!(percentile(&v, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}
