@@ -453,12 +453,15 @@ impl Committer {
         txn: &Transaction<'_>,
         finishes: &[&Finish],
     ) -> Result<(), StoreError> {
+        // Every finished message of the group in one statement: one execution, not one per row.
         let done = txn
             .prepare_cached(
-                "UPDATE work_items SET state = 'done', status = $3, attempts = $4,
-                        result_routing_key = $5, result = $6, last_error = $7,
+                "UPDATE work_items AS w SET state = 'done', status = t.status, attempts = t.attempts,
+                        result_routing_key = t.routing_key, result = t.result, last_error = t.error,
                         claimed_until = NULL, completed_at = now(), updated_at = now()
-                 WHERE queue = $1 AND message_id = $2",
+                 FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::jsonb[], $7::jsonb[])
+                      AS t(message_id, status, attempts, routing_key, result, error)
+                 WHERE w.queue = $1 AND w.message_id = t.message_id",
             )
             .await?;
         let retry = txn
@@ -471,43 +474,41 @@ impl Committer {
         let mut owned: Vec<(tokio_postgres::Statement, Params)> = Vec::new();
         let mut borrowed: Vec<(tokio_postgres::Statement, &[Box<dyn ToSql + Sync + Send>])> =
             Vec::new();
+        let mut done_rows = DoneRows::default();
         for f in finishes {
             if let (Some(id), Some(work)) = (f.message_id, &f.work) {
-                let q = self.queue.to_string();
-                owned.push(match work {
+                match work {
                     WorkUpdate::Done {
                         status,
                         attempts,
                         routing_key,
                         result,
                         error,
-                    } => (
-                        done.clone(),
-                        vec![
-                            Box::new(q),
-                            Box::new(id),
-                            Box::new(status.clone()),
-                            Box::new(*attempts as i32),
-                            Box::new(routing_key.clone()),
-                            Box::new(result.clone()),
-                            Box::new(error.as_ref().and_then(|e| serde_json::to_value(e).ok())),
-                        ],
-                    ),
+                    } => {
+                        done_rows.ids.push(id);
+                        done_rows.statuses.push(status.as_str());
+                        done_rows.attempts.push(*attempts as i32);
+                        done_rows.routing_keys.push(routing_key.as_str());
+                        done_rows.results.push(result);
+                        done_rows
+                            .errors
+                            .push(error.as_ref().and_then(|e| serde_json::to_value(e).ok()));
+                    }
                     WorkUpdate::RetryScheduled {
                         attempts,
                         next_attempt,
                         error,
-                    } => (
+                    } => owned.push((
                         retry.clone(),
                         vec![
-                            Box::new(q),
+                            Box::new(self.queue.to_string()),
                             Box::new(id),
                             Box::new(*attempts as i32),
                             Box::new(*next_attempt as i32),
                             Box::new(serde_json::to_value(error).ok()),
                         ],
-                    ),
-                });
+                    )),
+                }
             }
             for w in &f.writes {
                 borrowed.push((txn.prepare_cached(w.sql).await?, &w.params));
@@ -541,6 +542,24 @@ impl Committer {
         let mut futures: Vec<BoxFuture<'_, Result<u64, tokio_postgres::Error>>> = Vec::new();
         for (stmt, params) in &owned {
             futures.push(execute(txn, stmt, params));
+        }
+        if !done_rows.ids.is_empty() {
+            let (stmt, d, queue) = (&done, &done_rows, &*self.queue);
+            futures.push(Box::pin(async move {
+                txn.execute(
+                    stmt,
+                    &[
+                        &queue,
+                        &d.ids,
+                        &d.statuses,
+                        &d.attempts,
+                        &d.routing_keys,
+                        &d.results,
+                        &d.errors,
+                    ],
+                )
+                .await
+            }));
         }
         for (stmt, params) in &borrowed {
             futures.push(execute(txn, stmt, params));
@@ -588,6 +607,17 @@ impl Committer {
 }
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// The finished messages of one group, as the columns of one `unnest`.
+#[derive(Default)]
+struct DoneRows<'a> {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'a str>,
+    attempts: Vec<i32>,
+    routing_keys: Vec<&'a str>,
+    results: Vec<&'a Value>,
+    errors: Vec<Option<Value>>,
+}
 
 fn execute<'a>(
     txn: &'a Transaction<'_>,

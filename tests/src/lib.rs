@@ -672,6 +672,24 @@ impl TestEnv {
             .is_some_and(|w| w.try_wait().expect("worker status").is_none())
     }
 
+    /// Runs the `pasarela` command against this environment; returns (success, stdout).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(binary("pasarela"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AMQP_URL", &services().await.amqp_url)
+            .env("DATABASE_URL", &self.database_url)
+            .env("PASARELA_NAMESPACE", &self.namespace)
+            .env("PASARELA_RETRY_DELAYS", TEST_TIERS.join(","))
+            .output()
+            .await
+            .expect("running pasarela");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), format!("{stdout}{stderr}"))
+    }
+
     /// Reconnects the harness's database client (after a database restart).
     pub async fn reconnect_db(&mut self) {
         self.db = pg_connect(&self.database_url).await;

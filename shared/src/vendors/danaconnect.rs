@@ -232,29 +232,32 @@ impl VerifyCode {
 #[derive(Debug, Clone)]
 pub struct DanaConnectClient {
     http: reqwest::Client,
-    base_url: String,
+    send_url: reqwest::Url,
+    verify_url: reqwest::Url,
     login: String,
     password: SecretString,
     timeout: Duration,
 }
 
 impl DanaConnectClient {
-    /// A client for the configured account.
-    pub fn new(settings: &DanaConnectSettings) -> Self {
-        Self {
+    /// A client for the configured account; the URLs are parsed once, here.
+    pub fn new(settings: &DanaConnectSettings) -> Result<Self, url::ParseError> {
+        let base = settings.base_url.trim_end_matches('/');
+        Ok(Self {
             http: http::client(settings.timeout),
-            base_url: settings.base_url.trim_end_matches('/').to_string(),
+            send_url: reqwest::Url::parse(&format!("{base}/send"))?,
+            verify_url: reqwest::Url::parse(&format!("{base}/verify"))?,
             login: format!("{}@{}", settings.user, settings.company),
             password: settings.password.clone(),
             timeout: settings.timeout,
-        }
+        })
     }
 
     /// `POST /send`: generate and send a code. Codes come back as data; only transport and
     /// undocumented HTTP failures are errors.
     #[tracing::instrument(name = "danaconnect.send", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn send(&self, request: &SendOtpRequest) -> Result<SendOtpResponse, VendorError> {
-        self.post("send", request).await
+        self.post("send", &self.send_url, request).await
     }
 
     /// `POST /verify`: check a code the user typed.
@@ -263,18 +266,19 @@ impl DanaConnectClient {
         &self,
         request: &VerifyOtpRequest,
     ) -> Result<VerifyOtpResponse, VendorError> {
-        self.post("verify", request).await
+        self.post("verify", &self.verify_url, request).await
     }
 
     async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
+        url: &reqwest::Url,
         body: &B,
     ) -> Result<R, VendorError> {
         let started = Instant::now();
         let response = self
             .http
-            .post(format!("{}/{operation}", self.base_url))
+            .post(url.clone())
             .basic_auth(&self.login, Some(self.password.expose_secret()))
             .headers(crate::telemetry::http_trace_headers())
             .json(body)

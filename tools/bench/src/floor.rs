@@ -11,6 +11,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 use crate::{Measurement, Options, percentile};
 
@@ -49,17 +51,22 @@ fn latency_of(epoch: Instant, body: &[u8]) -> Duration {
     epoch.elapsed().saturating_sub(Duration::from_nanos(sent))
 }
 
-/// Publishes `n` messages to `queue` through the default exchange with confirms, `window` at a time;
-/// `message(i)` gives the i-th body and properties.
+/// Publishes `n` messages to `queue` through the default exchange with confirms, `window` at a time
+/// and no more than the receiver has released from `in_flight`; `message(i)` gives the i-th body and
+/// properties.
 pub async fn publish_window(
     ch: &Channel,
     queue: &str,
     n: usize,
     window: usize,
+    in_flight: &Semaphore,
     mut message: impl FnMut(usize) -> (Vec<u8>, BasicProperties),
 ) -> anyhow::Result<()> {
     let mut pending = Vec::with_capacity(window);
     for i in 0..n {
+        // Closed loop: at most `in_flight` messages between publish and receipt, so the figures are
+        // sustained throughput and latency, not the draining of a backlog.
+        in_flight.acquire().await?.forget();
         let (body, props) = message(i);
         let confirm = ch
             .basic_publish(
@@ -102,18 +109,21 @@ async fn measure(
         )
         .await?;
     let epoch = Instant::now();
+    let in_flight = Arc::new(Semaphore::new(opts.in_flight));
+    let released = in_flight.clone();
     let receive = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(n);
         while latencies.len() < n {
             let Some(Ok(d)) = consumer.next().await else {
                 break;
             };
+            released.add_permits(1);
             latencies.push(latency_of(epoch, &d.data));
             let _ = d.ack(BasicAckOptions::default()).await;
         }
         (latencies, epoch.elapsed())
     });
-    publish_window(&publisher, publish_to, n, opts.window, |_| {
+    publish_window(&publisher, publish_to, n, opts.window, &in_flight, |_| {
         (
             stamped(epoch, size),
             BasicProperties::default().with_delivery_mode(2),

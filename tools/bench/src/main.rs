@@ -28,8 +28,11 @@ pub struct Options {
     #[arg(long, default_value_t = 1_000)]
     pub warmup: usize,
     /// Publishes in flight before waiting for confirms.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 500)]
     pub window: usize,
+    /// Most messages between publish and receipt (closed loop); the queue never holds a backlog larger.
+    #[arg(long, default_value_t = 1_000)]
+    pub in_flight: usize,
     /// The worker's PASARELA_CONCURRENCY.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
@@ -92,8 +95,8 @@ async fn main() -> anyhow::Result<()> {
     let opts = Options::parse();
     let body_size = run::sample_body(uuid::Uuid::new_v4()).len();
     println!(
-        "pasarela-bench: {} messages of {body_size} bytes (+{} warm-up), window {}, worker concurrency {} prefetch {}",
-        opts.count, opts.warmup, opts.window, opts.concurrency, opts.prefetch
+        "pasarela-bench: {} messages of {body_size} bytes (+{} warm-up), {} in flight, confirm window {}, worker concurrency {} prefetch {}",
+        opts.count, opts.warmup, opts.in_flight, opts.window, opts.concurrency, opts.prefetch
     );
     let one = floor::one_leg(&opts, body_size).await?;
     let two = floor::two_legs(&opts, body_size).await?;

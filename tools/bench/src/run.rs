@@ -128,7 +128,8 @@ async fn measure(
             FieldTable::default(),
         )
         .await?;
-    let (idx, sent) = (index.clone(), sent_at.clone());
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(opts.in_flight));
+    let (idx, sent, released) = (index.clone(), sent_at.clone(), in_flight.clone());
     let receive = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(n);
         let mut seen = vec![false; n];
@@ -143,13 +144,14 @@ async fn measure(
                 continue;
             };
             if !std::mem::replace(&mut seen[*i], true) {
+                released.add_permits(1);
                 let at = Duration::from_nanos(sent[*i].load(Ordering::Relaxed));
                 latencies.push(epoch.elapsed().saturating_sub(at));
             }
         }
         (latencies, epoch.elapsed())
     });
-    publish_window(publisher, work_queue, n, opts.window, |i| {
+    publish_window(publisher, work_queue, n, opts.window, &in_flight, |i| {
         sent_at[i].store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let props = BasicProperties::default()
             .with_delivery_mode(2)

@@ -21,7 +21,8 @@ async fn main() -> anyhow::Result<()> {
         .context("starting telemetry")?;
     let settings = RuntimeSettings::from_env(&env, DEFAULTS).context("reading settings")?;
     let danaconnect = DanaConnectSettings::from_env(&env).context("reading DANACONNECT_*")?;
-    let handler = OtpSendHandler::new(DanaConnectClient::new(&danaconnect));
+    let client = DanaConnectClient::new(&danaconnect).context("DANACONNECT_BASE_URL")?;
+    let handler = OtpSendHandler::new(client);
     runtime::run(
         handler,
         settings,
