@@ -682,28 +682,15 @@ pub async fn flush_outbox_for(
     message_id: Uuid,
     older_than: Duration,
 ) -> Result<usize, FlushError> {
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| FlushError::Store(DbError::from(e).into()))?;
-    let txn = conn.transaction().await.map_err(StoreError::from)?;
-    let rows = txn
-        .query(
-            "SELECT id, properties, body FROM outbox WHERE queue = $1 AND message_id = $2
-               AND created_at < now() - make_interval(secs => $3)
-             ORDER BY id FOR UPDATE SKIP LOCKED",
-            &[&queue, &message_id, &older_than.as_secs_f64()],
-        )
-        .await
-        .map_err(StoreError::from)?;
-    let messages = rows_to_messages(&rows);
-    publisher.publish_all(&messages).await?;
-    let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    txn.execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
-        .await
-        .map_err(StoreError::from)?;
-    txn.commit().await.map_err(StoreError::from)?;
-    Ok(messages.len())
+    publish_outbox_rows(
+        pool,
+        publisher,
+        "SELECT id, properties, body FROM outbox WHERE queue = $1 AND message_id = $2
+           AND created_at < now() - make_interval(secs => $3)
+         ORDER BY id FOR UPDATE SKIP LOCKED",
+        &[&queue, &message_id, &older_than.as_secs_f64()],
+    )
+    .await
 }
 
 /// One pass of the outbox relay: publishes rows older than `older_than` that a crash or a broker
@@ -714,20 +701,31 @@ pub async fn relay_outbox(
     older_than: Duration,
     limit: i64,
 ) -> Result<usize, FlushError> {
+    publish_outbox_rows(
+        pool,
+        publisher,
+        "SELECT id, properties, body FROM outbox
+         WHERE created_at < now() - make_interval(secs => $1)
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        &[&older_than.as_secs_f64(), &limit],
+    )
+    .await
+}
+
+/// Locks the outbox rows `select` finds, publishes them with confirms, and deletes them in the same
+/// transaction: a row is gone only once the broker has it.
+async fn publish_outbox_rows(
+    pool: &Pool,
+    publisher: &crate::broker::Publisher,
+    select: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<usize, FlushError> {
     let mut conn = pool
         .get()
         .await
         .map_err(|e| FlushError::Store(DbError::from(e).into()))?;
     let txn = conn.transaction().await.map_err(StoreError::from)?;
-    let rows = txn
-        .query(
-            "SELECT id, properties, body FROM outbox
-             WHERE created_at < now() - make_interval(secs => $1)
-             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-            &[&older_than.as_secs_f64(), &limit],
-        )
-        .await
-        .map_err(StoreError::from)?;
+    let rows = txn.query(select, params).await.map_err(StoreError::from)?;
     if rows.is_empty() {
         return Ok(0);
     }

@@ -25,6 +25,16 @@ struct VendorAnswer {
     code: Option<String>,
 }
 
+impl VendorAnswer {
+    /// No answer: the send never reached the vendor, or its answer is unknown.
+    fn none() -> Self {
+        Self {
+            request_id: None,
+            code: None,
+        }
+    }
+}
+
 impl OtpSendHandler {
     /// A handler sending through `danaconnect`.
     pub fn new(danaconnect: DanaConnectClient) -> Self {
@@ -109,10 +119,7 @@ impl OtpSendHandler {
                     if failure.kind == ErrorKind::Auth {
                         tracing::error!(alert = true, error = %failure, "DANAConnect refused pasarela's credentials");
                     }
-                    let answer = VendorAnswer {
-                        request_id: None,
-                        code: None,
-                    };
+                    let answer = VendorAnswer::none();
                     Outcome::Complete(Self::completion(
                         message,
                         ctx,
@@ -259,10 +266,7 @@ impl Handler for OtpSendHandler {
             Ok(request) => self.send_danaconnect(message, ctx, request).await,
             Err(failure) => {
                 tracing::info!(error = %failure, "rejected before any vendor call");
-                let answer = VendorAnswer {
-                    request_id: None,
-                    code: None,
-                };
+                let answer = VendorAnswer::none();
                 Outcome::Complete(Self::completion(
                     message,
                     ctx,
@@ -279,10 +283,7 @@ impl Handler for OtpSendHandler {
             ErrorKind::Exhausted,
             format!("gave up after {} attempts; last: {last}", ctx.attempt),
         );
-        let answer = VendorAnswer {
-            request_id: None,
-            code: None,
-        };
+        let answer = VendorAnswer::none();
         Self::completion(message, ctx, "failed", Some(failure), answer)
     }
 }
