@@ -3,19 +3,27 @@
 # publish a sample batch, print a summary, and stop everything cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${CARGO_TARGET_DIR:-target}/debug"
-logs="${CARGO_TARGET_DIR:-target}/demo-logs"
+bin="${CARGO_TARGET_DIR:-$HOME/.cache/pasarela-target}/debug"
+logs="${CARGO_TARGET_DIR:-$HOME/.cache/pasarela-target}/demo-logs"
 mkdir -p "$logs"
 export PASARELA_NAMESPACE="${PASARELA_NAMESPACE:-demo}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pasarela_demo}"
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 count="${DEMO_COUNT:-200}"
 
-# Say which service is missing and how to start it, instead of a stack trace.
+# Say which service is missing and how to start it, instead of a stack trace. Where Docker runs and the
+# local services do not, the compose file's RabbitMQ and PostgreSQL stand in.
 if ! "$bin/pasarela" check; then
-  echo
-  echo "make demo needs RabbitMQ and PostgreSQL (see above), or Docker: docker compose up -d rabbitmq postgres"
-  exit 1
+  if docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    echo "starting RabbitMQ and PostgreSQL with docker compose"
+    docker compose up -d --wait rabbitmq postgres
+    export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/pasarela_demo"
+    "$bin/pasarela" check || exit 1
+  else
+    echo
+    echo "make demo needs RabbitMQ and PostgreSQL (see above), or Docker: docker compose up -d rabbitmq postgres"
+    exit 1
+  fi
 fi
 
 pids=()
