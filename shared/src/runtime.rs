@@ -113,7 +113,15 @@ pub async fn run<H: Handler>(
         delivery_limit: settings.delivery_limit,
     };
     let publisher = Publisher::new();
+    let routes = Routes {
+        queue,
+        span_name: format!("{queue} process"),
+        events_exchange: topology.names.events_exchange(),
+        dead_queue: topology.names.dead_queue(queue),
+        defer_queue: topology.names.tier_queue(queue, settings.retry.shortest()),
+    };
     let worker = Arc::new(Worker {
+        routes,
         handler,
         settings,
         store,
@@ -204,7 +212,18 @@ async fn relay_loop<H: Handler>(worker: Arc<Worker<H>>, mut stop: Stop) {
     }
 }
 
+/// Names every delivery uses, computed once at start instead of per message.
+struct Routes {
+    queue: &'static str,
+    span_name: String,
+    events_exchange: String,
+    dead_queue: String,
+    /// The shortest retry tier, where a copy waits while another holder finishes the message.
+    defer_queue: String,
+}
+
 struct Worker<H: Handler> {
+    routes: Routes,
     handler: H,
     settings: RuntimeSettings,
     store: Store,
@@ -318,10 +337,10 @@ impl<H: Handler> Worker<H> {
             .map(|s| s.as_str().to_string());
         let span = tracing::info_span!(
             "process",
-            otel.name = %format!("{} process", self.topology.queue),
+            otel.name = %self.routes.span_name,
             otel.kind = "consumer",
             messaging.system = "rabbitmq",
-            messaging.destination.name = %self.topology.queue,
+            messaging.destination.name = self.routes.queue,
             messaging.message.id = message_id.as_deref().unwrap_or(""),
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
@@ -333,9 +352,9 @@ impl<H: Handler> Worker<H> {
             .instrument(span.clone())
             .await;
         span.record("outcome", outcome);
-        metrics::counter!("pasarela_messages_total", "queue" => self.topology.queue.clone(), "outcome" => outcome)
+        metrics::counter!("pasarela_messages_total", "queue" => self.routes.queue, "outcome" => outcome)
             .increment(1);
-        metrics::histogram!("pasarela_message_seconds", "queue" => self.topology.queue.clone())
+        metrics::histogram!("pasarela_message_seconds", "queue" => self.routes.queue)
             .record(started.elapsed().as_secs_f64());
     }
 
@@ -373,7 +392,7 @@ impl<H: Handler> Worker<H> {
         let message: H::Message = match serde_json::from_slice(&delivery.data) {
             Ok(m) => m,
             Err(e) => {
-                let reason = format!("invalid {} message: {e}", self.topology.queue);
+                let reason = format!("invalid {} message: {e}", self.routes.queue);
                 return self
                     .dead_letter_input(delivery, &headers, raw_message_id, &reason)
                     .await;
@@ -401,7 +420,7 @@ impl<H: Handler> Worker<H> {
             } => {
                 tracing::Span::current().record("attempt", attempt);
                 if possible_duplicate {
-                    metrics::counter!("pasarela_possible_duplicates_total", "queue" => self.topology.queue.clone()).increment(1);
+                    metrics::counter!("pasarela_possible_duplicates_total", "queue" => self.routes.queue).increment(1);
                     tracing::warn!(
                         "taking over a message whose previous holder vanished mid-attempt: the vendor may be called twice"
                     );
@@ -423,7 +442,7 @@ impl<H: Handler> Worker<H> {
                 let flushed = store::flush_outbox_for(
                     self.store.pool(),
                     &self.publisher,
-                    &self.topology.queue,
+                    self.routes.queue,
                     message_id,
                     self.settings.outbox_relay_after,
                 )
@@ -449,7 +468,7 @@ impl<H: Handler> Worker<H> {
                 match store::flush_outbox_for(
                     self.store.pool(),
                     &self.publisher,
-                    &self.topology.queue,
+                    self.routes.queue,
                     message_id,
                     self.settings.outbox_relay_after,
                 )
@@ -470,10 +489,7 @@ impl<H: Handler> Worker<H> {
                 // Another holder is on it: set this copy aside in the shortest tier and look again
                 // later, instead of calling the vendor a second time.
                 let mut copy = self.copy_of(delivery, &headers);
-                copy.routing_key = self
-                    .topology
-                    .names
-                    .tier_queue(&self.topology.queue, self.settings.retry.shortest());
+                copy.routing_key = self.routes.defer_queue.clone();
                 let deferred = match headers.get(DEFERRED_HEADER) {
                     Some(HeaderValue::Int(n)) => n + 1,
                     _ => 1,
@@ -514,11 +530,11 @@ impl<H: Handler> Worker<H> {
                     retry_after: None,
                 }
             });
-        metrics::histogram!("pasarela_handler_seconds", "queue" => self.topology.queue.clone())
+        metrics::histogram!("pasarela_handler_seconds", "queue" => self.routes.queue)
             .record(started.elapsed().as_secs_f64());
 
         let (finish, label) = match outcome {
-            Outcome::Complete(c) => (self.complete(delivery, &ctx, c, None), "completed"),
+            Outcome::Complete(c) => (self.complete(delivery, headers, &ctx, c, None), "completed"),
             Outcome::Retry {
                 failure,
                 retry_after,
@@ -536,7 +552,7 @@ impl<H: Handler> Worker<H> {
                 );
                 copy.headers.remove(DEFERRED_HEADER);
                 tracing::info!(error = %failure, tier = ?tier.delay, "attempt failed; retry scheduled");
-                metrics::counter!("pasarela_retries_total", "queue" => self.topology.queue.clone(),
+                metrics::counter!("pasarela_retries_total", "queue" => self.routes.queue,
                     "tier" => crate::retry::format_duration(tier.delay))
                 .increment(1);
                 let finish = Finish {
@@ -555,7 +571,7 @@ impl<H: Handler> Worker<H> {
                 tracing::warn!(error = %failure, attempts = ctx.attempt, "retries exhausted; dead-lettering");
                 let completion = self.handler.exhausted(message, &ctx, &failure);
                 let reason = format!("exhausted after {} attempts: {failure}", ctx.attempt);
-                let mut finish = self.complete(delivery, &ctx, completion, Some(&reason));
+                let mut finish = self.complete(delivery, headers, &ctx, completion, Some(&reason));
                 finish.dead_letter = Some(DeadLetterRow {
                     message_id: Some(ctx.message_id.to_string()),
                     kind: ErrorKind::Exhausted,
@@ -564,7 +580,7 @@ impl<H: Handler> Worker<H> {
                     headers: serde_json::to_value(headers).unwrap_or_default(),
                     body: delivery.data.clone(),
                 });
-                metrics::counter!("pasarela_dead_letters_total", "queue" => self.topology.queue.clone(), "kind" => "exhausted").increment(1);
+                metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "exhausted").increment(1);
                 (finish, "dead")
             }
         };
@@ -590,6 +606,7 @@ impl<H: Handler> Worker<H> {
     fn complete(
         &self,
         delivery: &Delivery,
+        headers: &BTreeMap<String, HeaderValue>,
         ctx: &HandleContext,
         c: Completion,
         dead_reason: Option<&str>,
@@ -597,8 +614,7 @@ impl<H: Handler> Worker<H> {
         let mut outbox = vec![self.event(c.routing_key, &c.event)];
         outbox.extend(self.reply(delivery, &c.event));
         if let Some(reason) = dead_reason {
-            let headers = broker::headers_from_table(delivery.properties.headers().as_ref());
-            outbox.push(self.dead_copy(delivery, &headers, reason, ErrorKind::Exhausted));
+            outbox.push(self.dead_copy(delivery, headers, reason, ErrorKind::Exhausted));
         }
         Finish {
             message_id: Some(ctx.message_id),
@@ -624,7 +640,7 @@ impl<H: Handler> Worker<H> {
         reason: &str,
     ) -> &'static str {
         tracing::warn!(%reason, "dead-lettering unreadable message");
-        metrics::counter!("pasarela_dead_letters_total", "queue" => self.topology.queue.clone(), "kind" => "invalid").increment(1);
+        metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "invalid").increment(1);
         let copy = self.dead_copy(delivery, headers, reason, ErrorKind::Internal);
         let ids = vec![copy.id];
         let messages = vec![copy.clone()];
@@ -677,7 +693,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn event(&self, routing_key: &str, body: &serde_json::Value) -> OutboundMessage {
-        let mut m = OutboundMessage::json(self.topology.names.events_exchange(), routing_key, body);
+        let mut m = OutboundMessage::json(&self.routes.events_exchange, routing_key, body);
         m.message_id = Some(m.id.to_string());
         telemetry::inject_current(&mut m.headers);
         m
@@ -723,7 +739,7 @@ impl<H: Handler> Worker<H> {
         kind: ErrorKind,
     ) -> OutboundMessage {
         let mut copy = self.copy_of(delivery, headers);
-        copy.routing_key = self.topology.names.dead_queue(&self.topology.queue);
+        copy.routing_key = self.routes.dead_queue.clone();
         copy.headers
             .insert(ERROR_HEADER.into(), HeaderValue::Text(reason.to_string()));
         copy.headers.insert(
