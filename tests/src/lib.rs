@@ -414,9 +414,8 @@ impl TestEnv {
 
         let sim = Simulator::start().await;
         let worker_log = log_dir().join(format!("{namespace}-otp-send.log"));
-        let admin = pg_connect(&format!("{}/postgres", services.pg_base)).await;
-        // The worker creates and migrates its database itself; the harness only needs to read it.
-        drop(admin);
+        // The worker creates and migrates the test's database itself (that path is under test too), so
+        // until it has, the harness holds the server's maintenance database.
         let mut env = Self {
             namespace,
             database,
@@ -509,6 +508,12 @@ impl TestEnv {
             .await
             .expect("the worker did not exit within 60 s")
             .expect("waiting for the worker")
+    }
+
+    /// Publishes a valid `otp.send` for `request_id`, with the request id as its `message_id`.
+    pub async fn send_otp(&self, request_id: Uuid) {
+        self.publish(&otp_send(request_id), Some(&request_id.to_string()))
+            .await;
     }
 
     /// Publishes an `otp.send` body with this `message_id` to the work exchange, and waits for the confirm.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pasarela_e2e::{TestEnv, otp_send};
+use pasarela_e2e::TestEnv;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ async fn a_message_dead_lettered_in_an_outage_is_replayed_and_sent() {
         .faults(json!({ "vendor": "danaconnect", "outage": true }))
         .await;
     let id = Uuid::new_v4();
-    env.publish(&otp_send(id), Some(&id.to_string())).await;
+    env.send_otp(id).await;
     let ev = env.events(1, Duration::from_secs(30)).await;
     assert_eq!(
         ev[0].body["status"],

@@ -178,7 +178,7 @@ async fn vendor_refusals_and_local_range_checks_are_rejected_without_retry() {
     for _ in 0..4 {
         let id = Uuid::new_v4();
         // One at a time, so each call meets the next scripted code.
-        env.publish(&otp_send(id), Some(&id.to_string())).await;
+        env.send_otp(id).await;
         let ev = env.events(1, WAIT).await;
         assert_eq!(ev.len(), 1, "worker log:\n{}", env.worker_log());
         ids.push((id, ev[0].body.clone()));
@@ -219,7 +219,7 @@ async fn maintenance_twice_then_success_is_sent_on_the_third_attempt() {
         .faults(json!({ "vendor": "danaconnect", "script": ["05", "05"] }))
         .await;
     let id = Uuid::new_v4();
-    env.publish(&otp_send(id), Some(&id.to_string())).await;
+    env.send_otp(id).await;
     let ev = env.events(1, WAIT).await;
     assert_eq!(ev.len(), 1, "worker log:\n{}", env.worker_log());
     assert_eq!(ev[0].body["status"], "sent");
@@ -238,7 +238,7 @@ async fn an_outage_longer_than_the_retry_budget_ends_in_dead_and_a_failed_event(
         .faults(json!({ "vendor": "danaconnect", "outage": true }))
         .await;
     let id = Uuid::new_v4();
-    env.publish(&otp_send(id), Some(&id.to_string())).await;
+    env.send_otp(id).await;
     let ev = env.events(1, WAIT).await;
     assert_eq!(ev.len(), 1, "worker log:\n{}", env.worker_log());
     assert_eq!(ev[0].body["status"], "failed");
@@ -309,7 +309,7 @@ async fn unreadable_messages_go_to_dead_with_the_reason_and_the_next_is_served()
 
     // The same process serves the next good message.
     let id = Uuid::new_v4();
-    env.publish(&otp_send(id), Some(&id.to_string())).await;
+    env.send_otp(id).await;
     let ev = env.events(1, WAIT).await;
     assert_eq!(ev[0].body["status"], "sent");
     assert!(

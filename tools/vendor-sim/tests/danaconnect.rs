@@ -53,20 +53,22 @@ impl Sim {
         v["responseCode"].as_str().unwrap().to_string()
     }
 
-    async fn code_for(&self, to: &str) -> String {
-        let inbox: Value = self
-            .http
-            .get(format!(
-                "{}/sim/inbox?to={}",
-                self.base,
-                to.replace('+', "%2B")
-            ))
+    /// `GET /sim/<path>` as JSON.
+    async fn control(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}/sim/{path}", self.base))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn code_for(&self, to: &str) -> String {
+        let inbox = self
+            .control(&format!("inbox?to={}", to.replace('+', "%2B")))
+            .await;
         inbox.as_array().unwrap().last().unwrap()["code"]
             .as_str()
             .unwrap()
@@ -178,14 +180,6 @@ async fn faults_and_stats_are_driven_at_run_time() {
         .send()
         .await
         .unwrap();
-    let stats: Value = sim
-        .http
-        .get(format!("{}/sim/stats", sim.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sim.control("stats").await;
     assert_eq!(stats["danaconnect"]["send"], 4);
 }
