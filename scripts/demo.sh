@@ -43,11 +43,19 @@ for _ in $(seq 1 100); do
 done
 [ -n "${addr:-}" ] || { echo "vendor-sim did not start; see $logs/vendor-sim.log"; exit 1; }
 export DANACONNECT_BASE_URL="http://$addr/danaconnect/otp/1.0"
+export ALDEAMO_BASE_URL="http://$addr/aldeamo"
 echo "vendor simulator on http://$addr (inbox: http://$addr/sim/inbox, calls: http://$addr/sim/stats)"
 
-PASARELA_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn,pasarela_shared=info \
-  "$bin/otp-send" > "$logs/otp-send.log" 2>&1 &
-pids+=($!)
-echo "otp-send worker started (log: $logs/otp-send.log)"
+for worker in otp-send otp-verify; do
+  PASARELA_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn,pasarela_shared=info \
+    "$bin/$worker" > "$logs/$worker.log" 2>&1 &
+  pids+=($!)
+  echo "$worker worker started (log: $logs/$worker.log)"
+done
 
-"$bin/pasarela" demo --count "$count" --timeout 120
+status=0
+"$bin/pasarela" demo --count "$count" --timeout 120 --sim-url "http://$addr" || status=$?
+echo
+echo "OTP report of this run's tenant (pasarela report otp --tenant demo --since 15m --limit 5):"
+"$bin/pasarela" report otp --tenant demo --since 15m --limit 5 || status=$?
+exit $status

@@ -226,6 +226,12 @@ pub mod demo {
     pub const DANACONNECT_COMPANY: &str = "pasarela";
     /// Default `DANACONNECT_PASSWORD`.
     pub const DANACONNECT_PASSWORD: &str = "demo-password";
+    /// Default `ALDEAMO_BASE_URL`: the simulator on its default port.
+    pub const ALDEAMO_BASE_URL: &str = "http://127.0.0.1:7070/aldeamo";
+    /// Default `ALDEAMO_USER`.
+    pub const ALDEAMO_USER: &str = "demo";
+    /// Default `ALDEAMO_PASSWORD`.
+    pub const ALDEAMO_PASSWORD: &str = "demo-password";
 }
 
 impl DanaConnectSettings {
@@ -243,6 +249,117 @@ impl DanaConnectSettings {
             password: env.secret("DANACONNECT_PASSWORD", demo::DANACONNECT_PASSWORD),
             timeout: env.duration("DANACONNECT_TIMEOUT", Duration::from_secs(10))?,
         })
+    }
+}
+
+/// Aldeamo credentials and endpoint (`ALDEAMO_*`).
+#[derive(Debug, Clone)]
+pub struct AldeamoSettings {
+    /// `ALDEAMO_BASE_URL`: the part before `/otp` and `/validateOtp`.
+    pub base_url: String,
+    /// `ALDEAMO_USER`.
+    pub user: String,
+    /// `ALDEAMO_PASSWORD`.
+    pub password: SecretString,
+    /// `ALDEAMO_TIMEOUT`: the whole request's deadline.
+    pub timeout: Duration,
+}
+
+impl AldeamoSettings {
+    /// Reads `ALDEAMO_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let base_url = env.string("ALDEAMO_BASE_URL", demo::ALDEAMO_BASE_URL);
+        url::Url::parse(&base_url).map_err(|e| ConfigError {
+            variable: "ALDEAMO_BASE_URL".into(),
+            problem: format!("not a URL: {e}"),
+        })?;
+        Ok(Self {
+            base_url,
+            user: env.string("ALDEAMO_USER", demo::ALDEAMO_USER),
+            password: env.secret("ALDEAMO_PASSWORD", demo::ALDEAMO_PASSWORD),
+            timeout: env.duration("ALDEAMO_TIMEOUT", Duration::from_secs(10))?,
+        })
+    }
+}
+
+/// OTP rules shared by `otp-send` and `otp-verify`: provider order, the fraud guard and sweeps
+/// (`PASARELA_OTP_*`).
+#[derive(Debug, Clone)]
+pub struct OtpSettings {
+    /// `PASARELA_OTP_PROVIDERS`: the order `"provider": "auto"` tries, e.g. `danaconnect,aldeamo`.
+    pub providers: Vec<String>,
+    /// `PASARELA_OTP_DESTINATION_LIMIT`: sends allowed to one destination per window; 0 turns it off.
+    pub destination_limit: u32,
+    /// `PASARELA_OTP_DESTINATION_WINDOW`.
+    pub destination_window: Duration,
+    /// `PASARELA_OTP_TENANT_LIMIT`: sends allowed to one tenant per window; 0 (the default) turns it off.
+    pub tenant_limit: u32,
+    /// `PASARELA_OTP_TENANT_WINDOW`.
+    pub tenant_window: Duration,
+    /// `PASARELA_OTP_ALLOWED_PREFIXES`: mobile prefixes allowed (e.g. `+57,+52`); empty allows all.
+    pub allowed_prefixes: Vec<String>,
+    /// `PASARELA_OTP_BREAKER_FAILURES`: retryable failures in a row that open a provider's circuit.
+    pub breaker_failures: u32,
+    /// `PASARELA_OTP_BREAKER_COOLDOWN`: how long an open circuit skips its provider before a probe.
+    pub breaker_cooldown: Duration,
+    /// `PASARELA_OTP_SWEEP_INTERVAL`: how often codes past their expiry are marked expired.
+    pub sweep_interval: Duration,
+}
+
+/// The providers pasarela can send OTPs through, in the default failover order.
+pub const OTP_PROVIDERS: [&str; 2] = ["danaconnect", "aldeamo"];
+
+impl OtpSettings {
+    /// Reads `PASARELA_OTP_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let list = |name: &str, default: &str| -> Vec<String> {
+            env.string(name, default)
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let providers = list("PASARELA_OTP_PROVIDERS", &OTP_PROVIDERS.join(","));
+        if let Some(bad) = providers
+            .iter()
+            .find(|p| !OTP_PROVIDERS.contains(&p.as_str()))
+        {
+            return Err(ConfigError {
+                variable: "PASARELA_OTP_PROVIDERS".into(),
+                problem: format!(
+                    "unknown provider {bad:?}; known: {}",
+                    OTP_PROVIDERS.join(", ")
+                ),
+            });
+        }
+        let allowed_prefixes = list("PASARELA_OTP_ALLOWED_PREFIXES", "");
+        if let Some(bad) = allowed_prefixes
+            .iter()
+            .find(|p| !p.starts_with('+') || !p[1..].chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(ConfigError {
+                variable: "PASARELA_OTP_ALLOWED_PREFIXES".into(),
+                problem: format!("{bad:?} is not a prefix like +57"),
+            });
+        }
+        Ok(Self {
+            providers,
+            destination_limit: env.parse("PASARELA_OTP_DESTINATION_LIMIT", 5)?,
+            destination_window: env
+                .duration("PASARELA_OTP_DESTINATION_WINDOW", Duration::from_secs(600))?,
+            tenant_limit: env.parse("PASARELA_OTP_TENANT_LIMIT", 0)?,
+            tenant_window: env.duration("PASARELA_OTP_TENANT_WINDOW", Duration::from_secs(3600))?,
+            allowed_prefixes,
+            breaker_failures: env.parse("PASARELA_OTP_BREAKER_FAILURES", 5)?,
+            breaker_cooldown: env
+                .duration("PASARELA_OTP_BREAKER_COOLDOWN", Duration::from_secs(30))?,
+            sweep_interval: env.duration("PASARELA_OTP_SWEEP_INTERVAL", Duration::from_secs(30))?,
+        })
+    }
+
+    /// The longest window the guard counts over: admissions older than this can be forgotten.
+    pub fn longest_window(&self) -> Duration {
+        self.destination_window.max(self.tenant_window)
     }
 }
 
@@ -292,6 +409,25 @@ mod tests {
                 .unwrap_err()
                 .variable,
             "PASARELA_CONCURRENCY"
+        );
+    }
+
+    #[test]
+    fn otp_settings_have_safe_defaults_and_check_their_values() {
+        let s = OtpSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(s.providers, ["danaconnect", "aldeamo"]);
+        assert_eq!(s.destination_limit, 5);
+        assert_eq!(s.destination_window, Duration::from_secs(600));
+        assert_eq!(s.tenant_limit, 0);
+        let env = Env::from_pairs([("PASARELA_OTP_PROVIDERS", "aldeamo,twilio")]);
+        assert_eq!(
+            OtpSettings::from_env(&env).unwrap_err().variable,
+            "PASARELA_OTP_PROVIDERS"
+        );
+        let env = Env::from_pairs([("PASARELA_OTP_ALLOWED_PREFIXES", "+57, 52")]);
+        assert_eq!(
+            OtpSettings::from_env(&env).unwrap_err().variable,
+            "PASARELA_OTP_ALLOWED_PREFIXES"
         );
     }
 

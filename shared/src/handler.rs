@@ -127,6 +127,8 @@ pub struct HandleContext {
     pub attempt: u32,
     /// The message was taken over from a holder that vanished mid-call: the vendor may have seen it.
     pub possible_duplicate: bool,
+    /// The database, for handlers whose rules live there (limits, lookups).
+    pub db: crate::db::Database,
 }
 
 /// A worker's logic: decode type, queue, and what to do with one message.
@@ -147,6 +149,24 @@ pub trait Handler: Send + Sync + 'static {
     /// The completion recorded when every attempt failed; `last` is the final attempt's failure.
     fn exhausted(&self, message: &Self::Message, ctx: &HandleContext, last: &Failure)
     -> Completion;
+
+    /// The body as a table may keep it (`dead_letters`): a handler whose messages carry a secret
+    /// removes it here.
+    fn stored_body(&self, body: &[u8]) -> Vec<u8> {
+        body.to_vec()
+    }
+
+    /// How often [`Handler::housekeep`] runs; `None` (the default) means never.
+    fn housekeeping_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Work done beside the queue on a timer, such as a sweep; failures are logged and tried again at
+    /// the next turn.
+    fn housekeep(&self, db: &crate::db::Database) -> impl Future<Output = ()> + Send {
+        let _ = db;
+        async {}
+    }
 }
 
 /// Builds an event body with the fields every event carries (DESIGN.md §2): the work message's id

@@ -3,6 +3,7 @@
 //! A worker binary is a [`handler::Handler`] plus a `main.rs` that reads [`config`], starts
 //! [`telemetry`] and calls [`runtime::run`]. Everything that decides ack, retry or dead-letter lives here.
 
+pub mod breaker;
 pub mod broker;
 pub mod config;
 pub mod db;

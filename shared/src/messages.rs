@@ -15,8 +15,8 @@ pub struct OtpSend {
     pub request_id: Uuid,
     /// The producer's tenant.
     pub tenant: String,
-    /// `danaconnect` or `aldeamo`.
-    pub provider: String,
+    /// `danaconnect`, `aldeamo`, `auto` (the configured order, with failover), or a list in order.
+    pub provider: ProviderChoice,
     /// `sms`, `email`, `whatsapp` or `voice`.
     pub channel: String,
     /// Where the code goes.
@@ -87,6 +87,85 @@ pub struct AldeamoBlock {
     pub otp_id: Option<String>,
 }
 
+/// The provider a send asks for: one name (`danaconnect`, `aldeamo`, `auto`) or a list tried in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProviderChoice {
+    /// One name; `auto` means the configured order with failover.
+    One(String),
+    /// Providers tried in this order, failing over from one to the next.
+    List(Vec<String>),
+}
+
+impl ProviderChoice {
+    /// As stored and reported: the name, or the list joined with commas.
+    pub fn label(&self) -> String {
+        match self {
+            Self::One(name) => name.clone(),
+            Self::List(names) => names.join(","),
+        }
+    }
+}
+
+impl From<&str> for ProviderChoice {
+    fn from(name: &str) -> Self {
+        Self::One(name.to_string())
+    }
+}
+
+/// `otp.verify`: check a code a user typed against the send it belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OtpVerify {
+    /// The producer's id for this verification.
+    pub verification_id: Uuid,
+    /// The `request_id` of the `otp.send`.
+    pub request_id: Uuid,
+    /// The code the user typed.
+    pub code: OtpCode,
+}
+
+/// A code a user typed. It is secret: it never prints, and a wrong-typed one is refused without
+/// echoing it (serde's own messages quote the value they could not read).
+#[derive(Clone)]
+pub struct OtpCode(pub secrecy::SecretString);
+
+impl std::fmt::Debug for OtpCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OtpCode([REDACTED])")
+    }
+}
+
+impl<'de> Deserialize<'de> for OtpCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CodeVisitor;
+        fn refuse<E: serde::de::Error>() -> E {
+            E::custom("code: expected a string")
+        }
+        impl serde::de::Visitor<'_> for CodeVisitor {
+            type Value = OtpCode;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the code as a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OtpCode, E> {
+                Ok(OtpCode(v.to_string().into()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<OtpCode, E> {
+                Err(refuse())
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<OtpCode, E> {
+                Err(refuse())
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<OtpCode, E> {
+                Err(refuse())
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<OtpCode, E> {
+                Err(refuse())
+            }
+        }
+        d.deserialize_any(CodeVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +185,33 @@ mod tests {
         let m: OtpSend = serde_json::from_value(raw).unwrap();
         assert_eq!(m.code.length, 6);
         assert_eq!(m.danaconnect.unwrap().id_conversation, 824541);
+    }
+
+    #[test]
+    fn providers_are_one_name_or_a_list() {
+        let one: ProviderChoice = serde_json::from_str(r#""auto""#).unwrap();
+        assert_eq!(one, ProviderChoice::One("auto".into()));
+        let list: ProviderChoice = serde_json::from_str(r#"["aldeamo","danaconnect"]"#).unwrap();
+        assert_eq!(list.label(), "aldeamo,danaconnect");
+    }
+
+    #[test]
+    fn a_verify_code_never_prints_even_when_refused() {
+        let ok: OtpVerify = serde_json::from_value(serde_json::json!({
+            "verification_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11",
+            "request_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c12", "code": "Rf24sG"
+        }))
+        .unwrap();
+        assert!(!format!("{ok:?}").contains("Rf24sG"));
+        use secrecy::ExposeSecret;
+        assert_eq!(ok.code.0.expose_secret(), "Rf24sG");
+        let err = serde_json::from_value::<OtpVerify>(serde_json::json!({
+            "verification_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11",
+            "request_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c12", "code": 482913
+        }))
+        .unwrap_err();
+        assert!(!err.to_string().contains("482913"), "{err}");
+        assert!(err.to_string().contains("code"), "{err}");
     }
 
     #[test]

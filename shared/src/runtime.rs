@@ -27,7 +27,7 @@ use crate::broker::{
     REPLAY_HEADER,
 };
 use crate::config::RuntimeSettings;
-use crate::db::{self, DbError};
+use crate::db::{self, Database, DbError};
 use crate::handler::{Completion, ErrorKind, Failure, HandleContext, Handler, Outcome};
 use crate::health::{self, Health};
 use crate::store::{
@@ -128,8 +128,10 @@ pub async fn run<H: Handler>(
         publisher: publisher.clone(),
         topology,
         health: health.clone(),
+        db: Database::new(pool.clone(), health.clone()),
         service,
     });
+    let housekeeping = tokio::spawn(housekeeping_loop(worker.clone(), stop.clone()));
     let relay = tokio::spawn(relay_loop(worker.clone(), stop.clone()));
     let watchdog = tokio::spawn(database_watchdog(
         pool.clone(),
@@ -142,6 +144,7 @@ pub async fn run<H: Handler>(
     // Whatever the outbox still holds goes out before the process leaves.
     let _ = watchdog.await;
     relay.abort();
+    housekeeping.abort();
     match store::relay_outbox(&pool, &publisher, Duration::ZERO, 10_000).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(published = n, "flushed the outbox"),
@@ -212,6 +215,15 @@ async fn relay_loop<H: Handler>(worker: Arc<Worker<H>>, mut stop: Stop) {
     }
 }
 
+async fn housekeeping_loop<H: Handler>(worker: Arc<Worker<H>>, mut stop: Stop) {
+    let Some(every) = worker.handler.housekeeping_interval() else {
+        return;
+    };
+    while stop.sleep(every).await {
+        worker.handler.housekeep(&worker.db).await;
+    }
+}
+
 /// Names every delivery uses, computed once at start instead of per message.
 struct Routes {
     queue: &'static str,
@@ -230,6 +242,7 @@ struct Worker<H: Handler> {
     publisher: Publisher,
     topology: QueueTopology,
     health: Health,
+    db: Database,
     service: &'static str,
 }
 
@@ -429,6 +442,7 @@ impl<H: Handler> Worker<H> {
                     message_id,
                     attempt,
                     possible_duplicate,
+                    db: self.db.clone(),
                 };
                 self.attempt(delivery, &headers, &message, ctx).await
             }
@@ -578,7 +592,7 @@ impl<H: Handler> Worker<H> {
                     reason,
                     attempts: Some(ctx.attempt),
                     headers: serde_json::to_value(headers).unwrap_or_default(),
-                    body: delivery.data.clone(),
+                    body: self.handler.stored_body(&delivery.data),
                 });
                 metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "exhausted").increment(1);
                 (finish, "dead")
@@ -655,7 +669,7 @@ impl<H: Handler> Worker<H> {
                 reason: reason.to_string(),
                 attempts: None,
                 headers: serde_json::to_value(headers).unwrap_or_default(),
-                body: delivery.data.clone(),
+                body: self.handler.stored_body(&delivery.data),
             }),
         };
         let store = self.store.clone();
@@ -739,6 +753,8 @@ impl<H: Handler> Worker<H> {
         kind: ErrorKind,
     ) -> OutboundMessage {
         let mut copy = self.copy_of(delivery, headers);
+        // The copy passes through the outbox table: it carries only what a table may keep.
+        copy.body = self.handler.stored_body(&delivery.data);
         copy.routing_key = self.routes.dead_queue.clone();
         copy.headers
             .insert(ERROR_HEADER.into(), HeaderValue::Text(reason.to_string()));
@@ -767,27 +783,13 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Runs a store operation, waiting out a database outage with backoff (at most ten minutes, well
-    /// inside the broker's consumer timeout).
-    async fn with_db_retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
+    /// Runs a store operation, waiting out a database outage.
+    async fn with_db_retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.transient && Instant::now() < deadline => {
-                    self.health.set_database(false);
-                    tracing::warn!(error = %e, retry_in = ?delay, "database unavailable during {what}; waiting");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.db.retrying(what, op).await
     }
 }
 

@@ -32,6 +32,12 @@ pub struct StoreError {
     pub message: String,
 }
 
+impl crate::db::Transient for StoreError {
+    fn transient(&self) -> bool {
+        self.transient
+    }
+}
+
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
         Self {

@@ -275,6 +275,47 @@ impl Simulator {
         assert!(status.is_success(), "setting faults: {status}");
     }
 
+    /// `POST /sim/<path>` with a JSON body; returns the HTTP status.
+    pub async fn post(&self, path: &str, body: &Value) -> u16 {
+        self.http
+            .post(format!("{}/sim/{path}", self.base_url))
+            .json(body)
+            .send()
+            .await
+            .expect("sim request")
+            .status()
+            .as_u16()
+    }
+
+    /// The newest code delivered to `to`, waiting up to ten seconds for one.
+    pub async fn latest_code(&self, to: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let inbox = self
+                .http
+                .get(format!(
+                    "{}/sim/inbox?to={}",
+                    self.base_url,
+                    to.replace('+', "%2B")
+                ))
+                .send()
+                .await
+                .expect("sim inbox")
+                .json::<Value>()
+                .await
+                .expect("inbox json");
+            if let Some(code) = inbox
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|e| e["code"].as_str())
+            {
+                return code.to_string();
+            }
+            assert!(Instant::now() < deadline, "no code delivered to {to}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Clears every fault.
     pub async fn clear_faults(&self) {
         self.http
@@ -324,6 +365,9 @@ pub struct TestEnv {
     worker_log: PathBuf,
     /// How many worker processes were started.
     pub worker_starts: u32,
+    /// Further worker processes (`otp-verify`, a second `otp-send`), started with [`TestEnv::start_extra`].
+    pub extra: Vec<Child>,
+    extra_logs: Vec<PathBuf>,
 }
 
 /// The exchange/queue names of a namespace.
@@ -428,6 +472,8 @@ impl TestEnv {
             options,
             worker_log,
             worker_starts: 0,
+            extra: Vec::new(),
+            extra_logs: Vec::new(),
         };
         env.start_worker().await;
         env.db = pg_connect(&env.database_url).await;
@@ -436,13 +482,38 @@ impl TestEnv {
 
     /// Starts the `otp-send` worker and waits until it consumes.
     pub async fn start_worker(&mut self) {
+        let mut cmd = self
+            .worker_command("otp-send", &self.worker_log.clone())
+            .await;
+        self.worker = Some(cmd.spawn().expect("starting otp-send"));
+        self.worker_starts += 1;
+        self.wait_for_consumer("otp.send", 1, Duration::from_secs(60))
+            .await;
+    }
+
+    /// Starts another worker process of `binary` (e.g. `otp-verify`, or a second `otp-send`) with the
+    /// test's environment, and waits until `queue` has `consumers` consumers.
+    pub async fn start_extra(&mut self, binary: &str, queue: &str, consumers: u32) {
+        let log = log_dir().join(format!(
+            "{}-{binary}-{}.log",
+            self.namespace,
+            self.extra.len()
+        ));
+        let mut cmd = self.worker_command(binary, &log).await;
+        self.extra.push(cmd.spawn().expect("starting a worker"));
+        self.extra_logs.push(log);
+        self.wait_for_consumer(queue, consumers, Duration::from_secs(60))
+            .await;
+    }
+
+    async fn worker_command(&self, binary: &str, log: &std::path::Path) -> Command {
         let services = services().await;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.worker_log)
+            .open(log)
             .expect("worker log");
-        let mut cmd = Command::new(binary("otp-send"));
+        let mut cmd = Command::new(self::binary(binary));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AMQP_URL", &services.amqp_url)
@@ -455,6 +526,7 @@ impl TestEnv {
                 "DANACONNECT_BASE_URL",
                 format!("{}/danaconnect/otp/1.0", self.sim.base_url),
             )
+            .env("ALDEAMO_BASE_URL", format!("{}/aldeamo", self.sim.base_url))
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -462,13 +534,11 @@ impl TestEnv {
         for (k, v) in &self.options.worker_env {
             cmd.env(k, v);
         }
-        self.worker = Some(cmd.spawn().expect("starting otp-send"));
-        self.worker_starts += 1;
-        self.wait_for_consumer(Duration::from_secs(60)).await;
+        cmd
     }
 
-    async fn wait_for_consumer(&self, timeout: Duration) {
-        let queue = qualify(&self.namespace, "otp.send");
+    async fn wait_for_consumer(&self, queue: &str, consumers: u32, timeout: Duration) {
+        let queue = qualify(&self.namespace, queue);
         let deadline = Instant::now() + timeout;
         loop {
             // A passive declare on a missing queue closes the channel: use a throwaway one.
@@ -483,7 +553,7 @@ impl TestEnv {
                         FieldTable::default(),
                     )
                     .await
-                    && q.consumer_count() > 0
+                    && q.consumer_count() >= consumers
                 {
                     let _ = ch.close(200, "ok".into()).await;
                     return;
@@ -560,11 +630,92 @@ impl TestEnv {
 
     /// Publishes raw bytes with the given properties to `otp.send`.
     pub async fn publish_raw(&self, body: &[u8], props: BasicProperties) {
+        self.publish_raw_to("otp.send", body, props).await;
+    }
+
+    /// Publishes a JSON body to the work exchange with `routing_key` (a queue name) and this
+    /// `message_id`, and waits for the confirm.
+    pub async fn publish_to(&self, routing_key: &str, body: &Value, message_id: &str) {
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(ShortString::from(message_id));
+        let body = serde_json::to_vec(body).expect("json");
+        self.publish_raw_to(routing_key, &body, props).await;
+    }
+
+    /// Calls a worker the way a producer waiting on its user does: publishes `body` to `routing_key`
+    /// with `reply_to` (a private queue) and a fresh `correlation_id`, and waits for the reply.
+    /// Returns the reply's body and correlation id, or `None` after `timeout`.
+    pub async fn rpc(
+        &self,
+        routing_key: &str,
+        body: &Value,
+        message_id: &str,
+        timeout: Duration,
+    ) -> Option<(Value, Option<String>, String)> {
+        let reply = self
+            .channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("reply queue");
+        let correlation = Uuid::new_v4().to_string();
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(ShortString::from(message_id))
+            .with_reply_to(reply.name().clone())
+            .with_correlation_id(ShortString::from(correlation.as_str()));
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.publish_raw_to(routing_key, &bytes, props).await;
+        let deadline = Instant::now() + timeout;
+        let mut answer = None;
+        while Instant::now() < deadline {
+            match self
+                .channel
+                .basic_get(reply.name().clone(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("basic_get reply")
+            {
+                Some(m) => {
+                    let got = m
+                        .delivery
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .map(|c| c.as_str().to_string());
+                    answer = Some((
+                        serde_json::from_slice(&m.delivery.data).expect("reply json"),
+                        got,
+                        correlation.clone(),
+                    ));
+                    break;
+                }
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let _ = self
+            .channel
+            .queue_delete(reply.name().clone(), QueueDeleteOptions::default())
+            .await;
+        answer
+    }
+
+    /// Publishes raw bytes with the given properties to the work exchange with `routing_key`.
+    pub async fn publish_raw_to(&self, routing_key: &str, body: &[u8], props: BasicProperties) {
         let confirm = self
             .channel
             .basic_publish(
                 qualify(&self.namespace, "pasarela").into(),
-                "otp.send".into(),
+                routing_key.into(),
                 BasicPublishOptions::default(),
                 body,
                 props,
@@ -603,9 +754,19 @@ impl TestEnv {
         out
     }
 
-    /// Takes every message from the `.dead` queue (waiting up to `timeout` for `count`).
+    /// Takes every message from `otp.send.dead` (waiting up to `timeout` for `count`).
     pub async fn dead_letters(&self, count: usize, timeout: Duration) -> Vec<DeadMessage> {
-        let queue = qualify(&self.namespace, "otp.send.dead");
+        self.dead_letters_of("otp.send", count, timeout).await
+    }
+
+    /// Takes every message from `<work_queue>.dead` (waiting up to `timeout` for `count`).
+    pub async fn dead_letters_of(
+        &self,
+        work_queue: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<DeadMessage> {
+        let queue = qualify(&self.namespace, &format!("{work_queue}.dead"));
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         while out.len() < count && Instant::now() < deadline {
@@ -705,18 +866,21 @@ impl TestEnv {
         if let Some(mut w) = self.worker.take() {
             let _ = w.kill().await;
         }
+        for mut w in self.extra.drain(..) {
+            let _ = w.kill().await;
+        }
         let _ = self.sim.child.kill().await;
         let ns = &self.namespace;
-        let mut queues = vec![
-            qualify(ns, "otp.send"),
-            qualify(ns, "otp.send.dead"),
-            qualify(ns, "test.events"),
-        ];
-        queues.extend(
-            TEST_TIERS
-                .iter()
-                .map(|t| qualify(ns, &format!("otp.send.retry.{t}"))),
-        );
+        let mut queues = vec![qualify(ns, "test.events")];
+        for work in ["otp.send", "otp.verify"] {
+            queues.push(qualify(ns, work));
+            queues.push(qualify(ns, &format!("{work}.dead")));
+            queues.extend(
+                TEST_TIERS
+                    .iter()
+                    .map(|t| qualify(ns, &format!("{work}.retry.{t}"))),
+            );
+        }
         if let Ok(ch) = self.connection.create_channel().await {
             for q in queues {
                 let _ = ch
@@ -731,19 +895,20 @@ impl TestEnv {
         }
         let _ = self.connection.close(200, "done".into()).await;
         drop(self.db);
-        let admin = pg_connect(&format!("{}/postgres", services().await.pg_base)).await;
-        let _ = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
-            .await;
+        drop_database(&self.database).await;
         let _ = std::fs::remove_file(&self.worker_log);
+        for log in &self.extra_logs {
+            let _ = std::fs::remove_file(log);
+        }
     }
 
-    /// The worker's log, for failure messages.
+    /// Every worker's log, for failure messages and for checking what was logged.
     pub fn worker_log(&self) -> String {
-        std::fs::read_to_string(&self.worker_log).unwrap_or_default()
+        std::iter::once(&self.worker_log)
+            .chain(&self.extra_logs)
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -774,11 +939,83 @@ pub fn otp_send(request_id: Uuid) -> Value {
         "tenant": "acme",
         "provider": "danaconnect",
         "channel": "sms",
-        "destination": { "mobile": "+573001234567" },
+        // One destination per request, so that the fraud guard's per-destination limit stays out of
+        // tests about something else.
+        "destination": { "mobile": mobile_for(request_id) },
         "code": { "type": "numeric", "length": 6, "expires_in_s": 300, "max_tries": 5 },
         "danaconnect": {
             "id_conversation": 824541,
             "values": [ { "key": "COD1_MOBILE", "value": format!("+5730{}", &request_id.simple().to_string()[..8]) } ]
         }
     })
+}
+
+/// A mobile number derived from a request id: distinct per request, stable for the same one.
+pub fn mobile_for(request_id: Uuid) -> String {
+    format!("+5730{:08}", request_id.as_u128() % 100_000_000)
+}
+
+/// A database of its own for a test that needs PostgreSQL alone: no broker, simulator or worker.
+pub struct TestDatabase {
+    /// The database name.
+    pub name: String,
+    /// Its URL, as the `pasarela` command gets it.
+    pub url: String,
+    /// A client on it.
+    pub db: tokio_postgres::Client,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database and migrates it the way an operator does, with `pasarela migrate`.
+    pub async fn create() -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        let name = format!("pasarela_d{}", &id[..12]);
+        let url = format!("{}/{name}", services().await.pg_base);
+        let migrated = pasarela_on(&url)
+            .arg("migrate")
+            .output()
+            .await
+            .expect("running pasarela migrate");
+        assert!(
+            migrated.status.success(),
+            "pasarela migrate failed: {}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        let db = pg_connect(&url).await;
+        Self { name, url, db }
+    }
+
+    /// Runs the `pasarela` command against this database; stdout and stderr stay apart.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        pasarela_on(&self.url)
+            .args(args)
+            .output()
+            .await
+            .expect("running pasarela")
+    }
+
+    /// Drops the database.
+    pub async fn drop_database(self) {
+        drop(self.db);
+        drop_database(&self.name).await;
+    }
+}
+
+/// The `pasarela` command with only `DATABASE_URL` set, so nothing else of the test's environment
+/// reaches it.
+fn pasarela_on(database_url: &str) -> Command {
+    let mut command = Command::new(binary("pasarela"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url);
+    command
+}
+
+/// Drops a test's database, closing whatever connections are left on it.
+pub async fn drop_database(name: &str) {
+    let admin = pg_connect(&format!("{}/postgres", services().await.pg_base)).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await;
 }

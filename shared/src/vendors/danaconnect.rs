@@ -1,12 +1,10 @@
 //! DANAConnect's OTP API (vendors.md §2): `POST /send` and `POST /verify`, HTTP Basic auth with the
 //! login `user@IDCompany`, and every documented response code mapped to what pasarela does with it.
 
-use std::time::{Duration, Instant};
-
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::http::{self, VendorError};
+use super::http::{BasicJsonApi, VendorError};
 use crate::config::DanaConnectSettings;
 
 const VENDOR: &str = "danaconnect";
@@ -228,15 +226,12 @@ impl VerifyCode {
     }
 }
 
-/// The DANAConnect OTP client: one HTTP client, built once.
+/// The DANAConnect OTP client.
 #[derive(Debug, Clone)]
 pub struct DanaConnectClient {
-    http: reqwest::Client,
+    api: BasicJsonApi,
     send_url: reqwest::Url,
     verify_url: reqwest::Url,
-    login: String,
-    password: SecretString,
-    timeout: Duration,
 }
 
 impl DanaConnectClient {
@@ -244,12 +239,14 @@ impl DanaConnectClient {
     pub fn new(settings: &DanaConnectSettings) -> Result<Self, url::ParseError> {
         let base = settings.base_url.trim_end_matches('/');
         Ok(Self {
-            http: http::client(settings.timeout),
+            api: BasicJsonApi::new(
+                VENDOR,
+                format!("{}@{}", settings.user, settings.company),
+                settings.password.clone(),
+                settings.timeout,
+            ),
             send_url: reqwest::Url::parse(&format!("{base}/send"))?,
             verify_url: reqwest::Url::parse(&format!("{base}/verify"))?,
-            login: format!("{}@{}", settings.user, settings.company),
-            password: settings.password.clone(),
-            timeout: settings.timeout,
         })
     }
 
@@ -257,7 +254,7 @@ impl DanaConnectClient {
     /// undocumented HTTP failures are errors.
     #[tracing::instrument(name = "danaconnect.send", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn send(&self, request: &SendOtpRequest) -> Result<SendOtpResponse, VendorError> {
-        self.post("send", &self.send_url, request).await
+        self.api.post("send", &self.send_url, request).await
     }
 
     /// `POST /verify`: check a code the user typed.
@@ -266,54 +263,7 @@ impl DanaConnectClient {
         &self,
         request: &VerifyOtpRequest,
     ) -> Result<VerifyOtpResponse, VendorError> {
-        self.post("verify", &self.verify_url, request).await
-    }
-
-    async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        url: &reqwest::Url,
-        body: &B,
-    ) -> Result<R, VendorError> {
-        let started = Instant::now();
-        let response = self
-            .http
-            .post(url.clone())
-            .basic_auth(&self.login, Some(self.password.expose_secret()))
-            .headers(crate::telemetry::http_trace_headers())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| {
-                http::observe(VENDOR, operation, started, "transport");
-                http::transport_error(VENDOR, self.timeout, &e)
-            })?;
-        let status = response.status();
-        tracing::Span::current().record("http.status_code", status.as_u16());
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| http::transport_error(VENDOR, self.timeout, &e))?;
-        // A documented answer carries a responseCode, whatever the HTTP status; anything else is
-        // judged by its status.
-        match serde_json::from_str::<R>(&text) {
-            Ok(parsed) => {
-                http::observe(VENDOR, operation, started, "answered");
-                Ok(parsed)
-            }
-            Err(e) if status.is_success() => {
-                http::observe(VENDOR, operation, started, "unreadable");
-                Err(VendorError::Decode {
-                    vendor: VENDOR,
-                    detail: e.to_string(),
-                })
-            }
-            Err(_) => {
-                http::observe(VENDOR, operation, started, "http_error");
-                Err(http::status_error(VENDOR, status, &headers, &text))
-            }
-        }
+        self.api.post("verify", &self.verify_url, request).await
     }
 }
 

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::handler::{ErrorKind, Failure};
 
@@ -149,6 +150,83 @@ pub fn status_error(
         status: status.as_u16(),
         retry_after: retry_after(headers),
         body: snippet(body),
+    }
+}
+
+/// A vendor reached with JSON bodies and HTTP Basic credentials (DANAConnect, Aldeamo): one client,
+/// built once, and one way of telling a documented answer from a failure.
+#[derive(Debug, Clone)]
+pub struct BasicJsonApi {
+    http: reqwest::Client,
+    vendor: &'static str,
+    login: String,
+    password: SecretString,
+    timeout: Duration,
+}
+
+impl BasicJsonApi {
+    /// An API of `vendor` that logs in as `login`, each call bounded by `timeout`.
+    pub fn new(
+        vendor: &'static str,
+        login: String,
+        password: SecretString,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            http: client(timeout),
+            vendor,
+            login,
+            password,
+            timeout,
+        }
+    }
+
+    /// POSTs `body` to `url`. A body of the documented shape is an answer whatever the HTTP status
+    /// (vendors put their codes in the body); anything else is judged by its status.
+    pub async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        url: &reqwest::Url,
+        body: &B,
+    ) -> Result<R, VendorError> {
+        let vendor = self.vendor;
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(url.clone())
+            .basic_auth(&self.login, Some(self.password.expose_secret()))
+            .headers(crate::telemetry::http_trace_headers())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                observe(vendor, operation, started, "transport");
+                transport_error(vendor, self.timeout, &e)
+            })?;
+        let status = response.status();
+        tracing::Span::current().record("http.status_code", status.as_u16());
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| transport_error(vendor, self.timeout, &e))?;
+        match serde_json::from_str::<R>(&text) {
+            Ok(parsed) => {
+                observe(vendor, operation, started, "answered");
+                Ok(parsed)
+            }
+            Err(e) if status.is_success() => {
+                observe(vendor, operation, started, "unreadable");
+                Err(VendorError::Decode {
+                    vendor,
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                observe(vendor, operation, started, "http_error");
+                Err(status_error(vendor, status, &headers, &text))
+            }
+        }
     }
 }
 

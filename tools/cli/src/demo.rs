@@ -1,6 +1,8 @@
-//! `pasarela demo`: the sample workload of `make demo`. Publishes OTP sends (about one in ten broken on
-//! purpose), waits for each one's `otp.send.completed` event and prints a summary. The vendor simulator
-//! and the otp-send worker are started separately.
+//! `pasarela demo`: the sample workload of `make demo`. Publishes OTP sends through DANAConnect, Aldeamo
+//! and `auto` (about one in ten broken on purpose), waits for each one's `otp.send.completed` event,
+//! then, given the simulator's address, reads the delivered codes and verifies them over RPC (one in
+//! five first with a wrong code), and prints a summary. The vendor simulator and the workers are
+//! started separately.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -12,7 +14,9 @@ use clap::Args;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pasarela_shared::broker::{OutboundMessage, Publisher};
-use pasarela_shared::messages::{CodeSpec, DanaConnectBlock, Destination, KeyValue, OtpSend};
+use pasarela_shared::messages::{
+    AldeamoBlock, CodeSpec, DanaConnectBlock, Destination, KeyValue, OtpSend,
+};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -37,6 +41,10 @@ pub struct DemoArgs {
     /// How long to wait for the completed events, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub timeout: u64,
+    /// The vendor simulator's base URL (e.g. http://127.0.0.1:7070): the demo reads the delivered
+    /// codes from its inbox and verifies them. Without it, nothing is verified.
+    #[arg(long, env = "VENDOR_SIM_URL")]
+    pub sim_url: Option<String>,
 }
 
 /// The fields of an `otp.send.completed` event the demo reads.
@@ -47,12 +55,15 @@ struct Event {
 }
 
 /// The `i`th demo send and whether it breaks a DANAConnect limit on purpose (every tenth does, by a
-/// code length of 20 or a lifetime of 5000 s, so that it comes back `rejected`).
+/// code length of 20 or a lifetime of 5000 s, so that it comes back `rejected`). Of the rest, about a
+/// quarter go through Aldeamo and a quarter through `auto`. Destinations come from the request id, so
+/// that repeated demos stay inside the fraud guard's per-destination limit.
 pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
     const CHANNELS: [&str; 4] = ["sms", "email", "whatsapp", "voice"];
     let channel = CHANNELS[i % CHANNELS.len()];
+    let unique = request_id.as_u128() % 100_000_000;
     let (destination, contact) = if channel == "email" {
-        let email = format!("demo{i}@example.com");
+        let email = format!("demo{i}-{unique:08}@example.com");
         let value = KeyValue {
             key: "COD1_EMAIL".into(),
             value: email.clone(),
@@ -63,7 +74,7 @@ pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
         };
         (destination, value)
     } else {
-        let mobile = format!("+57300{:07}", i % 10_000_000);
+        let mobile = format!("+5730{unique:08}");
         let value = KeyValue {
             key: "COD1_MOBILE".into(),
             value: mobile.clone(),
@@ -75,7 +86,18 @@ pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
         (destination, value)
     };
     let invalid = i % 10 == 9;
-    let mut length = 4 + (i % 7) as u32;
+    let provider = match i % 4 {
+        _ if invalid => "danaconnect",
+        1 => "aldeamo",
+        3 => "auto",
+        _ => "danaconnect",
+    };
+    // Aldeamo configurations hold 4 to 8 characters; DANAConnect takes 3 to 12.
+    let mut length = if provider == "danaconnect" {
+        4 + (i % 7) as u32
+    } else {
+        4 + (i % 5) as u32
+    };
     let mut expires_in_s = 60 * (1 + (i % 10) as u32);
     if invalid {
         if (i / 10) % 2 == 1 {
@@ -87,7 +109,7 @@ pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
     let message = OtpSend {
         request_id,
         tenant: "demo".into(),
-        provider: "danaconnect".into(),
+        provider: provider.into(),
         channel: channel.into(),
         destination,
         code: CodeSpec {
@@ -111,7 +133,10 @@ pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
                 },
             ],
         }),
-        aldeamo: None,
+        aldeamo: Some(AldeamoBlock {
+            config_id: format!("cfg-{channel}"),
+            otp_id: None,
+        }),
     };
     (message, invalid)
 }
@@ -164,6 +189,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     publisher.attach(&connection).await?;
     let exchange = ctx.names.work_exchange();
     let mut pending: HashMap<Uuid, (Instant, bool)> = HashMap::with_capacity(args.count);
+    let mut destinations: HashMap<Uuid, String> = HashMap::with_capacity(args.count);
     let mut meant_invalid = 0;
     let bar = progress(args.count, "published", interactive);
     for start in (0..args.count).step_by(BATCH) {
@@ -181,6 +207,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .context("publishing the demo's otp.send messages")?;
         for (m, invalid) in batch {
             meant_invalid += usize::from(invalid);
+            let to = m.destination.email.clone().or(m.destination.mobile.clone());
+            destinations.insert(m.request_id, to.unwrap_or_default());
             pending.insert(m.request_id, (sent_at, invalid));
         }
         bar.inc(messages.len() as u64);
@@ -196,11 +224,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let bar = progress(args.count, "completed", interactive);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let mut completed = Vec::with_capacity(args.count);
+    let mut sent = Vec::with_capacity(args.count);
     while !pending.is_empty() {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some((event, received))) => {
                 // Events of other producers in the namespace, and repeated events, are not ours to count.
                 if let Some((sent_at, meant_invalid)) = pending.remove(&event.request_id) {
+                    if event.status == "sent" {
+                        sent.push(event.request_id);
+                    }
                     completed.push(Completed {
                         status: event.status,
                         latency: received.saturating_duration_since(sent_at),
@@ -217,6 +249,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     bar.finish();
+    let verified = match &args.sim_url {
+        Some(sim) => {
+            let codes = crate::demo_verify::delivered_codes(sim).await?;
+            Some(
+                crate::demo_verify::verify_all(&ctx, &connection, &sent, &destinations, &codes)
+                    .await?,
+            )
+        }
+        None => None,
+    };
     context::close(&connection).await;
 
     let mut missing: Vec<Uuid> = pending.into_keys().collect();
@@ -224,7 +266,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let summary = Summary::new(args.count, meant_invalid, &completed, missing);
     println!();
     print!("{}", summary.render());
-    Ok(if summary.all_terminal() {
+    let verify_ok = match &verified {
+        Some(v) => {
+            print!("{}", v.render());
+            v.as_expected()
+        }
+        None => true,
+    };
+    Ok(if summary.all_terminal() && verify_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

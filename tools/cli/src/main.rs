@@ -1,14 +1,16 @@
 //! `pasarela`: the operator's command for migrations, OTP sends, request status, dead-letter replay,
-//! local checks and the demo workload. Each subcommand lives in its own module; this file only parses
-//! the command line and turns the outcome into an exit code.
+//! OTP reports, local checks and the demo workload. Each subcommand lives in its own module; this
+//! file only parses the command line and turns the outcome into an exit code.
 
 mod amqp;
 mod check;
 mod context;
 mod demo;
+mod demo_verify;
 mod dlq;
 mod migrate;
 mod otp;
+mod report;
 mod status;
 mod summary;
 
@@ -41,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Reports from pasarela's own tables.
+    Report {
+        #[command(subcommand)]
+        command: report::ReportCommand,
+    },
     /// Check that RabbitMQ and PostgreSQL can be reached.
     Check,
     /// Run the sample workload of `make demo` and print a summary.
@@ -55,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Otp { command } => otp::run(command).await,
         Command::Status(args) => status::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Report { command } => report::run(command).await,
         Command::Check => check::run().await,
         Command::Demo(args) => demo::run(args).await,
     };

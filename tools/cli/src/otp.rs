@@ -1,4 +1,5 @@
-//! `pasarela otp send`: publishes one `otp.send` work message, and with `--wait` prints the worker's reply.
+//! `pasarela otp send`: publishes one `otp.send` work message, and with `--wait` prints the worker's
+//! reply. `pasarela otp verify`: checks a code over RPC and prints the outcome.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,11 +19,31 @@ use crate::context::{self, Context};
 /// The work queue (and routing key) of OTP sends.
 pub const QUEUE: &str = "otp.send";
 
+/// The work queue (and routing key) of OTP verifications.
+pub const VERIFY_QUEUE: &str = "otp.verify";
+
 /// `pasarela otp ...`.
 #[derive(Debug, Subcommand)]
 pub enum OtpCommand {
     /// Publish an otp.send message to the work exchange and print its request_id.
     Send(SendArgs),
+    /// Check a code for a send over RPC and print the outcome; exits 0 only when it is verified.
+    Verify(VerifyArgs),
+}
+
+/// Flags of `pasarela otp verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The request_id of the otp.send.
+    pub request_id: Uuid,
+    /// The code the user typed; `-` reads it from standard input (keeps it out of shell history).
+    pub code: String,
+    /// The verification_id (and message_id); a fresh UUID v4 when absent.
+    #[arg(long)]
+    pub verification_id: Option<Uuid>,
+    /// How long to wait for the reply, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
 }
 
 /// The OTP vendors.
@@ -32,6 +53,8 @@ pub enum Provider {
     Danaconnect,
     /// Aldeamo.
     Aldeamo,
+    /// The configured order, failing over when a provider is failing.
+    Auto,
 }
 
 /// The channels a code can go through.
@@ -125,12 +148,14 @@ impl Provider {
         match self {
             Provider::Danaconnect => "danaconnect",
             Provider::Aldeamo => "aldeamo",
+            Provider::Auto => "auto",
         }
     }
 }
 
 impl Channel {
-    fn as_str(self) -> &'static str {
+    /// The contract's name, as `otp_requests.channel` stores it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
@@ -150,35 +175,37 @@ impl CodeType {
     }
 }
 
-/// Builds the `otp.send` body the flags describe, with only the chosen provider's block.
+/// Builds the `otp.send` body the flags describe, with the chosen provider's block (both, for `auto`,
+/// when `--config-id` names the Aldeamo configuration to fail over to).
 pub fn build_message(args: &SendArgs, request_id: Uuid) -> anyhow::Result<OtpSend> {
+    let danaconnect_block = || DanaConnectBlock {
+        id_conversation: args.conversation,
+        values: args
+            .values
+            .iter()
+            .map(|(key, value)| KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    };
+    let aldeamo_block = |config_id: String| AldeamoBlock {
+        config_id,
+        otp_id: args.otp_id.clone(),
+    };
     let (danaconnect, aldeamo) = match args.provider {
-        Provider::Danaconnect => {
-            let values = args
-                .values
-                .iter()
-                .map(|(key, value)| KeyValue {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect();
-            let block = DanaConnectBlock {
-                id_conversation: args.conversation,
-                values,
-            };
-            (Some(block), None)
-        }
+        Provider::Danaconnect => (Some(danaconnect_block()), None),
         Provider::Aldeamo => {
             let config_id = args
                 .config_id
                 .clone()
                 .context("--provider aldeamo needs --config-id")?;
-            let block = AldeamoBlock {
-                config_id,
-                otp_id: args.otp_id.clone(),
-            };
-            (None, Some(block))
+            (None, Some(aldeamo_block(config_id)))
         }
+        Provider::Auto => (
+            Some(danaconnect_block()),
+            args.config_id.clone().map(aldeamo_block),
+        ),
     };
     Ok(OtpSend {
         request_id,
@@ -212,40 +239,72 @@ pub fn outbound(exchange: String, message: &OtpSend) -> OutboundMessage {
 pub async fn run(command: OtpCommand) -> anyhow::Result<ExitCode> {
     match command {
         OtpCommand::Send(args) => send(args).await,
+        OtpCommand::Verify(args) => verify(args).await,
     }
 }
 
-async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let request_id = args.request_id.unwrap_or_else(Uuid::new_v4);
-    let message = build_message(&args, request_id)?;
+async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let code = if args.code == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the code from standard input")?;
+        line.trim().to_string()
+    } else {
+        args.code.clone()
+    };
+    let verification_id = args.verification_id.unwrap_or_else(Uuid::new_v4);
+    let body = serde_json::json!({
+        "verification_id": verification_id.to_string(),
+        "request_id": args.request_id.to_string(),
+        "code": code,
+    });
     let ctx = Context::from_env()?;
     let connection = ctx.broker().await?;
-    amqp::ensure_work_topology(&connection, &ctx.settings, QUEUE).await?;
-    let mut out = outbound(ctx.names.work_exchange(), &message);
-
-    if !args.wait {
-        let publisher = Publisher::new();
-        publisher.attach(&connection).await?;
-        publisher
-            .publish(&out)
-            .await
-            .context("publishing otp.send")?;
-        println!("{request_id}");
-        context::close(&connection).await;
-        return Ok(ExitCode::SUCCESS);
+    amqp::ensure_work_topology(&connection, &ctx.settings, VERIFY_QUEUE).await?;
+    let mut out = OutboundMessage::json(ctx.names.work_exchange(), VERIFY_QUEUE, &body);
+    out.message_id = Some(verification_id.to_string());
+    let timeout = Duration::from_secs(args.timeout);
+    let reply = call(&connection, out, timeout).await;
+    context::close(&connection).await;
+    match reply? {
+        Some(body) => {
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).context("the reply is not JSON")?;
+            let outcome = json["outcome"].as_str().unwrap_or("unknown");
+            println!("{outcome}");
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(if outcome == "verified" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        None => {
+            eprintln!(
+                "no reply within {}s; is otp-verify running? see `pasarela status {verification_id}`",
+                timeout.as_secs()
+            );
+            Ok(ExitCode::from(2))
+        }
     }
+}
 
+/// Publishes `out` with a private `reply_to` and a fresh `correlation_id`, and waits up to `timeout`
+/// for the reply that carries it. `None` when none came in time.
+async fn call(
+    connection: &lapin::Connection,
+    mut out: OutboundMessage,
+    timeout: Duration,
+) -> anyhow::Result<Option<Vec<u8>>> {
     // The reply queue exists before the message does, so the reply cannot arrive before it.
-    let mut replies = amqp::private_queue(&connection, None).await?;
+    let mut replies = amqp::private_queue(connection, None).await?;
     let correlation_id = Uuid::new_v4().to_string();
     out.correlation_id = Some(correlation_id.clone());
-    let channel = amqp::confirm_channel(&connection).await?;
+    let channel = amqp::confirm_channel(connection).await?;
     amqp::publish_with_reply_to(&channel, &out, &replies.name)
         .await
-        .context("publishing otp.send")?;
-    println!("{request_id}");
-
-    let timeout = Duration::from_secs(args.wait_timeout);
+        .with_context(|| format!("publishing {}", out.routing_key))?;
     let reply = tokio::time::timeout(timeout, async {
         while let Some(delivery) = replies.consumer.next().await {
             let delivery = delivery?;
@@ -261,18 +320,47 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, lapin::Error>(None)
     })
     .await;
-    context::close(&connection).await;
     match reply {
-        Ok(Ok(Some(body))) => {
+        Ok(Ok(Some(body))) => Ok(Some(body)),
+        Ok(Ok(None)) => anyhow::bail!("the reply queue was closed before a reply came"),
+        Ok(Err(e)) => Err(e).context("waiting for the reply"),
+        Err(_) => Ok(None),
+    }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let request_id = args.request_id.unwrap_or_else(Uuid::new_v4);
+    let message = build_message(&args, request_id)?;
+    let ctx = Context::from_env()?;
+    let connection = ctx.broker().await?;
+    amqp::ensure_work_topology(&connection, &ctx.settings, QUEUE).await?;
+    let out = outbound(ctx.names.work_exchange(), &message);
+
+    if !args.wait {
+        let publisher = Publisher::new();
+        publisher.attach(&connection).await?;
+        publisher
+            .publish(&out)
+            .await
+            .context("publishing otp.send")?;
+        println!("{request_id}");
+        context::close(&connection).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let timeout = Duration::from_secs(args.wait_timeout);
+    println!("{request_id}");
+    let reply = call(&connection, out, timeout).await;
+    context::close(&connection).await;
+    match reply? {
+        Some(body) => {
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
                 Err(_) => println!("{}", String::from_utf8_lossy(&body)),
             }
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Ok(None)) => anyhow::bail!("the reply queue was closed before a reply came"),
-        Ok(Err(e)) => Err(e).context("waiting for the reply"),
-        Err(_) => {
+        None => {
             eprintln!(
                 "no reply within {}s; the message was published, see `pasarela status {request_id}`",
                 timeout.as_secs()

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::{FaultVerdict, InboxEntry, Sim};
+use crate::{InboxEntry, Sim};
 
 const VENDOR: &str = "danaconnect";
 
@@ -113,15 +113,10 @@ fn destination(body: &Value, id_conversation: i64) -> String {
 async fn send(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Response {
     let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
     let login = authenticate(&sim, &headers);
-    sim.record(
-        VENDOR,
-        "send",
-        Some(login.clone().unwrap_or_else(|l| l)),
-        body.clone(),
-    );
-    let forced = match sim.faults(VENDOR).await {
-        FaultVerdict::Respond(r) => return r,
-        FaultVerdict::Serve(forced) => forced,
+    let login_seen = Some(login.clone().unwrap_or_else(|l| l));
+    let forced = match sim.intake(VENDOR, "send", login_seen, body.clone()).await {
+        Ok(forced) => forced,
+        Err(response) => return response,
     };
     if login.is_err() {
         return answer("06", None);
@@ -200,15 +195,10 @@ async fn verify(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Resp
     let login = authenticate(&sim, &headers);
     // The code the user typed is not recorded: only that a verify came for this request.
     let recorded = json!({ "idRequest": body.get("idRequest").cloned().unwrap_or(Value::Null) });
-    sim.record(
-        VENDOR,
-        "verify",
-        Some(login.clone().unwrap_or_else(|l| l)),
-        recorded,
-    );
-    let forced = match sim.faults(VENDOR).await {
-        FaultVerdict::Respond(r) => return r,
-        FaultVerdict::Serve(forced) => forced,
+    let login_seen = Some(login.clone().unwrap_or_else(|l| l));
+    let forced = match sim.intake(VENDOR, "verify", login_seen, recorded).await {
+        Ok(forced) => forced,
+        Err(response) => return response,
     };
     if login.is_err() {
         return answer("06", None);

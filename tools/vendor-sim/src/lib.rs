@@ -5,7 +5,13 @@
 //! - `GET /sim/requests?vendor=...&op=...`: the requests received (login and body, never a password);
 //! - `POST /sim/faults` / `DELETE /sim/faults`: latency, error rate, 429 with Retry-After, outage, and a
 //!   script of forced response codes, per vendor;
-//! - `POST /sim/reset`: forget inbox, stats and requests.
+//! - `GET /sim/aldeamo/configs` / `POST /sim/aldeamo/configs`: Aldeamo's per-`configId` code
+//!   properties, which the real vendor keeps in its web app (see [`aldeamo`]);
+//! - `POST /sim/reset`: forget inbox, stats, requests and faults; every vendor's issued codes and
+//!   Aldeamo's configurations are kept.
+//!
+//! The vendors: DANAConnect under `/danaconnect/otp/1.0` ([`danaconnect`]), Aldeamo under `/aldeamo`
+//! ([`aldeamo`]).
 //!
 //! Adding a vendor is a new module with a `routes()` function, mounted in [`app`].
 
@@ -22,6 +28,7 @@ use axum::{Json, Router};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub mod aldeamo;
 pub mod danaconnect;
 
 /// Credentials and rules the simulator enforces, from the same variables the workers read.
@@ -35,6 +42,10 @@ pub struct SimConfig {
     pub danaconnect_password: String,
     /// Active conversation ids (`VENDOR_SIM_DANACONNECT_CONVERSATIONS`); empty means every positive id.
     pub danaconnect_conversations: Vec<i64>,
+    /// Aldeamo user (`ALDEAMO_USER`).
+    pub aldeamo_user: String,
+    /// Aldeamo password (`ALDEAMO_PASSWORD`).
+    pub aldeamo_password: String,
 }
 
 impl SimConfig {
@@ -54,6 +65,8 @@ impl SimConfig {
                 .split(',')
                 .filter_map(|s| s.trim().parse().ok())
                 .collect(),
+            aldeamo_user: get("ALDEAMO_USER", "demo"),
+            aldeamo_password: get("ALDEAMO_PASSWORD", "demo-password"),
         }
     }
 }
@@ -107,7 +120,9 @@ pub struct Faults {
     /// Answer every call with 503 and no body.
     #[serde(default)]
     pub outage: bool,
-    /// Response codes forced on the next calls, in order (e.g. `["05", "05"]`); `01` lets a call through.
+    /// Responses forced on the next calls, in order: DANAConnect response codes (e.g. `["05", "05"]`,
+    /// `01` lets a call through); Aldeamo sending or validation statuses (e.g. `["failed"]`,
+    /// `["EXPIRED"]`, `ok` lets a call through).
     #[serde(default)]
     pub script: VecDeque<String>,
 }
@@ -130,6 +145,8 @@ pub struct SimState {
     inner: Mutex<Shared>,
     /// DANAConnect's issued codes.
     pub danaconnect: danaconnect::DanaState,
+    /// Aldeamo's configurations and issued codes.
+    pub aldeamo: aldeamo::AldeamoState,
 }
 
 #[derive(Default)]
@@ -173,6 +190,22 @@ impl SimState {
     /// Delivers a code to the inbox.
     pub fn deliver(&self, entry: InboxEntry) {
         self.inner.lock().expect("sim state").inbox.push(entry);
+    }
+
+    /// What every simulated endpoint does first: count and record the call, then apply the vendor's
+    /// faults. `Err` is the response a fault decided; `Ok` carries a forced answer from the script.
+    pub async fn intake(
+        &self,
+        vendor: &str,
+        op: &str,
+        login: Option<String>,
+        body: serde_json::Value,
+    ) -> Result<Option<String>, Response> {
+        self.record(vendor, op, login, body);
+        match self.faults(vendor).await {
+            FaultVerdict::Respond(r) => Err(r),
+            FaultVerdict::Serve(forced) => Ok(forced),
+        }
     }
 
     /// Applies the vendor's faults to one call: waits out latency, then maybe answers for it.
@@ -302,7 +335,9 @@ pub fn app(config: SimConfig) -> Router {
         .route("/sim/requests", get(requests))
         .route("/sim/faults", post(set_faults).delete(clear_faults))
         .route("/sim/reset", post(reset))
+        .nest("/sim/aldeamo", aldeamo::control_routes())
         .nest("/danaconnect/otp/1.0", danaconnect::routes())
+        .nest("/aldeamo", aldeamo::routes())
         .with_state(state)
 }
 

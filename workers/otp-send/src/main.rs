@@ -2,10 +2,10 @@
 
 use anyhow::Context;
 use otp_send::OtpSendHandler;
-use pasarela_shared::config::{DanaConnectSettings, Env, RuntimeSettings, WorkerDefaults};
+use pasarela_shared::config::{Env, OtpSettings, RuntimeSettings, WorkerDefaults};
 use pasarela_shared::runtime;
 use pasarela_shared::telemetry::{self, TelemetrySettings};
-use pasarela_shared::vendors::danaconnect::DanaConnectClient;
+use pasarela_shared::vendors::OtpClients;
 
 const DEFAULTS: WorkerDefaults = WorkerDefaults {
     service: "otp-send",
@@ -20,9 +20,9 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&TelemetrySettings::from_env(&env, DEFAULTS.service))
         .context("starting telemetry")?;
     let settings = RuntimeSettings::from_env(&env, DEFAULTS).context("reading settings")?;
-    let danaconnect = DanaConnectSettings::from_env(&env).context("reading DANACONNECT_*")?;
-    let client = DanaConnectClient::new(&danaconnect).context("DANACONNECT_BASE_URL")?;
-    let handler = OtpSendHandler::new(client);
+    let clients = OtpClients::from_env(&env).context("reading DANACONNECT_* and ALDEAMO_*")?;
+    let otp = OtpSettings::from_env(&env).context("reading PASARELA_OTP_*")?;
+    let handler = OtpSendHandler::new(clients, otp);
     runtime::run(
         handler,
         settings,

@@ -1,0 +1,164 @@
+-- OTP as a finished product: the five states Aldeamo's reports use, verifications, and the fraud guard
+-- (per-destination and per-tenant send limits, max tries across vendors), enforced here so that every
+-- replica agrees.
+
+-- state: generated (sent), validated_ok, validated_failed (a verification that did not pass), expired
+-- (never validated in time: a sweep marks them; or the vendor said so), errored (never generated or sent).
+ALTER TABLE otp_requests
+    ADD COLUMN state              text,
+    ADD COLUMN requested_provider text,
+    ADD COLUMN providers_tried    text[],
+    ADD COLUMN vendor_otp_id      text,
+    ADD COLUMN generated_at       timestamptz,
+    ADD COLUMN expires_at         timestamptz,
+    ADD COLUMN validated_at       timestamptz,
+    ADD COLUMN verify_attempts    integer NOT NULL DEFAULT 0;
+
+UPDATE otp_requests SET
+    state = CASE WHEN status = 'sent' THEN 'generated' ELSE 'errored' END,
+    requested_provider = provider,
+    generated_at = CASE WHEN status = 'sent' THEN completed_at END,
+    expires_at = CASE WHEN status = 'sent' THEN completed_at + make_interval(secs => expires_in_s) END;
+
+ALTER TABLE otp_requests
+    ALTER COLUMN state SET NOT NULL,
+    ADD CONSTRAINT otp_requests_state CHECK
+        (state IN ('generated', 'validated_ok', 'validated_failed', 'expired', 'errored'));
+
+-- The expiry sweep reads only codes still waiting; the index holds only them.
+CREATE INDEX otp_requests_expiring ON otp_requests (expires_at) WHERE state = 'generated';
+-- Reports filter by time across tenants; BRIN costs next to nothing on an append-mostly table.
+CREATE INDEX otp_requests_created_brin ON otp_requests USING brin (created_at);
+
+-- One row per otp.verify. The code is checked by the vendor and never stored. A row appears when the
+-- verification is counted against the request's max_tries (status pending) and holds the outcome after.
+CREATE TABLE otp_verifications (
+    verification_id uuid        PRIMARY KEY,
+    message_id      uuid        NOT NULL,
+    request_id      uuid        NOT NULL,
+    tenant          text,
+    provider        text,
+    status          text        NOT NULL,
+    outcome         text,
+    attempts        integer     NOT NULL DEFAULT 0,
+    error_kind      text,
+    error_message   text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    completed_at    timestamptz
+);
+CREATE INDEX otp_verifications_request ON otp_verifications (request_id);
+CREATE INDEX otp_verifications_created_brin ON otp_verifications USING brin (created_at);
+
+-- Sends admitted by the fraud guard, kept for the longest window; the per-destination sliding window
+-- counts them exactly.
+CREATE TABLE otp_send_admissions (
+    request_id  uuid        PRIMARY KEY,
+    tenant      text        NOT NULL,
+    destination text        NOT NULL,
+    admitted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX otp_send_admissions_destination ON otp_send_admissions (destination, admitted_at);
+
+-- Per-tenant sends in one-minute buckets: a tenant may send thousands an hour, so its window sums
+-- buckets instead of counting rows (the window is exact to the minute).
+CREATE TABLE otp_tenant_sends (
+    tenant text        NOT NULL,
+    minute timestamptz NOT NULL,
+    sends  integer     NOT NULL,
+    PRIMARY KEY (tenant, minute)
+);
+
+-- Admits one send, or says which limit it would break: 'admitted', 'destination' or 'tenant'.
+-- One round trip and one transaction. The advisory locks serialise admissions per destination and per
+-- tenant (always in that order, so two never wait on each other); each statement after a lock takes a
+-- fresh snapshot, so it sees every admission committed before the lock was granted. A request already
+-- admitted (a retry of the same send) is admitted again without counting twice. Losing the last
+-- admissions in a database crash only loosens a limit for a moment, so the commit is asynchronous.
+CREATE FUNCTION pasarela_admit_otp_send(
+    p_request uuid, p_tenant text, p_destination text,
+    p_destination_limit integer, p_destination_window_s integer,
+    p_tenant_limit integer, p_tenant_window_s integer)
+RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    IF EXISTS (SELECT 1 FROM otp_send_admissions WHERE request_id = p_request) THEN
+        RETURN 'admitted';
+    END IF;
+    IF p_destination_limit > 0 THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('pasarela.otp.destination:' || p_destination, 0));
+        SELECT count(*) INTO n FROM otp_send_admissions
+            WHERE destination = p_destination
+              AND admitted_at > now() - make_interval(secs => p_destination_window_s);
+        IF n >= p_destination_limit THEN
+            RETURN 'destination';
+        END IF;
+    END IF;
+    IF p_tenant_limit > 0 THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('pasarela.otp.tenant:' || p_tenant, 0));
+        SELECT coalesce(sum(sends), 0) INTO n FROM otp_tenant_sends
+            WHERE tenant = p_tenant
+              AND minute > now() - make_interval(secs => p_tenant_window_s);
+        IF n >= p_tenant_limit THEN
+            RETURN 'tenant';
+        END IF;
+        INSERT INTO otp_tenant_sends (tenant, minute, sends)
+            VALUES (p_tenant, date_trunc('minute', now()), 1)
+            ON CONFLICT (tenant, minute) DO UPDATE SET sends = otp_tenant_sends.sends + 1;
+    END IF;
+    INSERT INTO otp_send_admissions (request_id, tenant, destination)
+        VALUES (p_request, p_tenant, p_destination)
+        ON CONFLICT (request_id) DO NOTHING;
+    RETURN 'admitted';
+END
+$$;
+
+-- Looks up the send a verification refers to and counts the verification against its max_tries, under
+-- the send's row lock so that replicas (and vendors) share one count. Returns no row for an unknown
+-- request. `counted` is false when the verification may not reach the vendor: the send was not sent, was
+-- already validated, or its tries are spent. A verification counted on an earlier attempt stays counted.
+CREATE FUNCTION pasarela_admit_otp_verify(p_verification uuid, p_message uuid, p_request uuid)
+RETURNS TABLE (counted boolean, status text, state text, provider text, vendor_request_id text,
+               vendor_otp_id text, tenant text, expires_at timestamptz, max_tries integer,
+               verify_attempts integer)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    r otp_requests%ROWTYPE;
+    ok boolean := false;
+BEGIN
+    SELECT * INTO r FROM otp_requests o WHERE o.request_id = p_request FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM otp_verifications v WHERE v.verification_id = p_verification) THEN
+        ok := true;
+    ELSIF r.status = 'sent' AND r.state <> 'validated_ok'
+          AND r.verify_attempts < coalesce(r.max_tries, 5) THEN
+        UPDATE otp_requests o SET verify_attempts = o.verify_attempts + 1
+            WHERE o.request_id = p_request;
+        r.verify_attempts := r.verify_attempts + 1;
+        INSERT INTO otp_verifications (verification_id, message_id, request_id, tenant, provider, status)
+            VALUES (p_verification, p_message, p_request, r.tenant, r.provider, 'pending');
+        ok := true;
+    END IF;
+    RETURN QUERY SELECT ok, r.status, r.state, r.provider, r.vendor_request_id, r.vendor_otp_id,
+        r.tenant, r.expires_at, r.max_tries, r.verify_attempts;
+END
+$$;
+
+-- A destination as reports show it: enough to recognise, not enough to reuse. A mobile keeps its first
+-- five and last three characters (+5730*****567); an e-mail keeps its first letter and its domain
+-- (a**@example.com). The CLI's report and the Grafana dashboard both use it.
+CREATE FUNCTION pasarela_mask_destination(p_mobile text, p_email text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_mobile IS NOT NULL AND length(p_mobile) > 8 THEN
+            left(p_mobile, 5) || repeat('*', length(p_mobile) - 8) || right(p_mobile, 3)
+        WHEN p_mobile IS NOT NULL THEN repeat('*', length(p_mobile))
+        WHEN p_email IS NOT NULL AND position('@' in p_email) > 1 THEN
+            left(p_email, 1) || repeat('*', greatest(position('@' in p_email) - 2, 2))
+                || substr(p_email, position('@' in p_email))
+        WHEN p_email IS NOT NULL THEN '***'
+    END
+$$;

@@ -1,0 +1,658 @@
+//! The `otp.verify` handler: finds the send a code belongs to, counts the verification against the
+//! send's `max_tries` (across vendors, atomically in PostgreSQL), asks the vendor that sent the code,
+//! and answers with one of the contract's outcomes.
+//!
+//! The code is compared only by the vendor. It lives in the message and in the one request to the
+//! vendor, wrapped as a secret; it never reaches a table, log line, span, event or error.
+//!
+//! A user is waiting on the answer, so a vendor failure is retried in process for well under a second
+//! and then answered as `failed`; a verification never waits in a retry tier, where it would come back
+//! long after the user gave up (and its code would pass through the outbox table).
+
+use std::time::Duration;
+
+use pasarela_shared::config::OtpSettings;
+use pasarela_shared::db::{Database, DbError};
+use pasarela_shared::handler::{
+    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
+};
+use pasarela_shared::messages::OtpVerify;
+use pasarela_shared::vendors::OtpClients;
+use pasarela_shared::vendors::aldeamo::{self, AldeamoClient, ValidateStatus};
+use pasarela_shared::vendors::danaconnect::{self, DanaConnectClient, VerifyCode};
+use pasarela_shared::vendors::http::VendorError;
+use secrecy::ExposeSecret;
+
+/// The routing key of the result event.
+pub const COMPLETED: &str = "otp.verify.completed";
+
+/// Longest code accepted; anything longer cannot be a code any vendor issued.
+const MAX_CODE_CHARS: usize = 64;
+
+/// Pauses between in-process tries of a failing vendor call.
+const VENDOR_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(300)];
+
+/// The outcomes of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// The code is right.
+    Verified,
+    /// The code is wrong.
+    Incorrect,
+    /// The code's time is up.
+    Expired,
+    /// The code was verified before.
+    AlreadyUsed,
+    /// Too many verifications.
+    MaxAttempts,
+    /// No send with this request id was sent.
+    UnknownRequest,
+    /// The vendor could not answer.
+    Failed,
+}
+
+impl VerifyOutcome {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Incorrect => "incorrect",
+            Self::Expired => "expired",
+            Self::AlreadyUsed => "already_used",
+            Self::MaxAttempts => "max_attempts",
+            Self::UnknownRequest => "unknown_request",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// DANAConnect's verify code as an outcome, with the failure where there is one.
+    pub fn from_danaconnect(code: &str) -> (Self, Option<Failure>) {
+        let parsed = VerifyCode::parse(code);
+        match parsed {
+            VerifyCode::Verified => (Self::Verified, None),
+            VerifyCode::Expired => (Self::Expired, None),
+            VerifyCode::Incorrect => (Self::Incorrect, None),
+            VerifyCode::AlreadyUsed => (Self::AlreadyUsed, None),
+            VerifyCode::MaxAttempts => (Self::MaxAttempts, None),
+            VerifyCode::InvalidCredentials => (
+                Self::Failed,
+                Some(Failure::new(
+                    ErrorKind::Auth,
+                    "danaconnect 06: invalid credentials",
+                )),
+            ),
+            VerifyCode::Undocumented => (
+                Self::Failed,
+                Some(Failure::new(
+                    ErrorKind::Vendor,
+                    format!("danaconnect {code}: a response code the contract does not list"),
+                )),
+            ),
+        }
+    }
+
+    /// Aldeamo's validation status as an outcome.
+    pub fn from_aldeamo(status: &str) -> (Self, Option<Failure>) {
+        match ValidateStatus::parse(status) {
+            ValidateStatus::Validated => (Self::Verified, None),
+            ValidateStatus::Invalid => (Self::Incorrect, None),
+            ValidateStatus::Expired => (Self::Expired, None),
+            ValidateStatus::AlreadyUsed => (Self::AlreadyUsed, None),
+            ValidateStatus::MaxAttempts => (Self::MaxAttempts, None),
+            ValidateStatus::NotFound => (Self::UnknownRequest, None),
+            ValidateStatus::Undocumented => {
+                let shown: String = status.chars().take(40).collect();
+                (
+                    Self::Failed,
+                    Some(Failure::new(
+                        ErrorKind::Vendor,
+                        format!("aldeamo: undocumented validation status {shown:?}"),
+                    )),
+                )
+            }
+        }
+    }
+}
+
+/// The send a verification refers to, as `pasarela_admit_otp_verify` returns it.
+#[derive(Debug, Clone)]
+pub struct SendRecord {
+    /// Whether this verification was counted and may go to the vendor.
+    pub counted: bool,
+    /// The send's status (`sent`, `rejected`, `failed`).
+    pub status: String,
+    /// The send's OTP state.
+    pub state: String,
+    /// The provider that sent it.
+    pub provider: String,
+    /// The vendor's request id (DANAConnect's `idRequest`).
+    pub vendor_request_id: Option<String>,
+    /// Aldeamo's `otpId`.
+    pub vendor_otp_id: Option<String>,
+    /// The tenant.
+    pub tenant: String,
+    /// Verifications allowed.
+    pub max_tries: Option<i32>,
+    /// Verifications counted so far.
+    pub verify_attempts: i32,
+}
+
+/// What happens to a verification before any vendor call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// Ask the vendor.
+    AskVendor,
+    /// Answer now with this outcome and message.
+    Answer(VerifyOutcome, Option<String>),
+}
+
+/// Decides from the stored send whether the vendor needs to be asked.
+pub fn precheck(record: Option<&SendRecord>) -> Precheck {
+    let Some(r) = record else {
+        return Precheck::Answer(
+            VerifyOutcome::UnknownRequest,
+            Some("no send with this request_id".into()),
+        );
+    };
+    if r.status != "sent" {
+        return Precheck::Answer(
+            VerifyOutcome::UnknownRequest,
+            Some(format!("the send was not sent (status {})", r.status)),
+        );
+    }
+    if r.counted {
+        return Precheck::AskVendor;
+    }
+    if r.state == "validated_ok" {
+        return Precheck::Answer(VerifyOutcome::AlreadyUsed, None);
+    }
+    Precheck::Answer(
+        VerifyOutcome::MaxAttempts,
+        Some(format!(
+            "{} of {} verifications used",
+            r.verify_attempts,
+            r.max_tries.unwrap_or(5)
+        )),
+    )
+}
+
+/// Verifies one-time passwords with the vendor that sent them.
+pub struct OtpVerifyHandler {
+    danaconnect: DanaConnectClient,
+    aldeamo: AldeamoClient,
+    settings: OtpSettings,
+}
+
+impl OtpVerifyHandler {
+    /// A handler verifying through `danaconnect` and `aldeamo`.
+    pub fn new(clients: OtpClients, settings: OtpSettings) -> Self {
+        let OtpClients {
+            danaconnect,
+            aldeamo,
+        } = clients;
+        Self {
+            danaconnect,
+            aldeamo,
+            settings,
+        }
+    }
+
+    async fn admit(
+        &self,
+        message: &OtpVerify,
+        ctx: &HandleContext,
+    ) -> Result<Option<SendRecord>, DbError> {
+        ctx.db
+            .retrying("look up the send", || async {
+                let client = ctx.db.pool().get().await?;
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT counted, status, state, provider, vendor_request_id, vendor_otp_id,
+                                tenant, max_tries, verify_attempts
+                         FROM pasarela_admit_otp_verify($1, $2, $3)",
+                    )
+                    .await?;
+                let row = client
+                    .query_opt(
+                        &stmt,
+                        &[
+                            &message.verification_id,
+                            &ctx.message_id,
+                            &message.request_id,
+                        ],
+                    )
+                    .await?;
+                Ok(row.map(|r| SendRecord {
+                    counted: r.get(0),
+                    status: r.get(1),
+                    state: r.get(2),
+                    provider: r.get(3),
+                    vendor_request_id: r.get(4),
+                    vendor_otp_id: r.get(5),
+                    tenant: r.get(6),
+                    max_tries: r.get(7),
+                    verify_attempts: r.get(8),
+                }))
+            })
+            .await
+    }
+
+    /// Asks the vendor, retrying a failing call briefly in process.
+    async fn ask_vendor(
+        &self,
+        message: &OtpVerify,
+        record: &SendRecord,
+    ) -> (VerifyOutcome, Option<Failure>) {
+        let mut pauses = VENDOR_RETRY_PAUSES.iter();
+        loop {
+            let answer = match record.provider.as_str() {
+                "danaconnect" => self.ask_danaconnect(message, record).await,
+                "aldeamo" => self.ask_aldeamo(message, record).await,
+                other => {
+                    return unverifiable(&format!("the send names an unknown provider {other:?}"));
+                }
+            };
+            match answer {
+                Ok(decided) => return decided,
+                Err(e) => {
+                    let (failure, retryable, _) = e.classify();
+                    match pauses.next() {
+                        Some(pause) if retryable => {
+                            tracing::info!(error = %failure, "vendor failed; trying again");
+                            tokio::time::sleep(*pause).await;
+                        }
+                        _ => {
+                            if failure.kind == ErrorKind::Auth {
+                                tracing::error!(alert = true, provider = %record.provider, "vendor refused pasarela's credentials");
+                            }
+                            return (VerifyOutcome::Failed, Some(failure));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ask_danaconnect(
+        &self,
+        message: &OtpVerify,
+        record: &SendRecord,
+    ) -> Result<(VerifyOutcome, Option<Failure>), VendorError> {
+        let Some(id_request) = record
+            .vendor_request_id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+        else {
+            return Ok(unverifiable("the send has no DANAConnect idRequest"));
+        };
+        let request = danaconnect::VerifyOtpRequest {
+            id_request,
+            otp: message.code.0.clone(),
+        };
+        let response = self.danaconnect.verify(&request).await?;
+        Ok(VerifyOutcome::from_danaconnect(&response.response_code))
+    }
+
+    async fn ask_aldeamo(
+        &self,
+        message: &OtpVerify,
+        record: &SendRecord,
+    ) -> Result<(VerifyOutcome, Option<Failure>), VendorError> {
+        let Some(otp_id) = record.vendor_otp_id.clone() else {
+            return Ok(unverifiable("the send has no Aldeamo otpId"));
+        };
+        let request = aldeamo::ValidateOtpRequest {
+            otp_id,
+            pin: message.code.0.clone(),
+        };
+        let response = self.aldeamo.validate(&request).await?;
+        Ok(VerifyOutcome::from_aldeamo(&response.status))
+    }
+
+    fn completion(
+        message: &OtpVerify,
+        ctx: &HandleContext,
+        record: Option<&SendRecord>,
+        outcome: VerifyOutcome,
+        status: &str,
+        error: Option<Failure>,
+    ) -> Completion {
+        let mut event = event_body(
+            "verification_id",
+            message.verification_id,
+            status,
+            ctx.attempt,
+            error.as_ref(),
+        );
+        event.insert("request_id".into(), message.request_id.to_string().into());
+        event.insert("outcome".into(), outcome.as_str().into());
+        event.insert("provider".into(), record.map(|r| r.provider.clone()).into());
+        event.insert("tenant".into(), record.map(|r| r.tenant.clone()).into());
+        let mut writes = vec![SqlWrite {
+            sql: "INSERT INTO otp_verifications (verification_id, message_id, request_id, tenant,
+                      provider, status, outcome, attempts, error_kind, error_message, completed_at)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+                  ON CONFLICT (verification_id) DO UPDATE SET status = EXCLUDED.status,
+                      outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts,
+                      error_kind = EXCLUDED.error_kind, error_message = EXCLUDED.error_message,
+                      completed_at = now()",
+            params: vec![
+                Box::new(message.verification_id),
+                Box::new(ctx.message_id),
+                Box::new(message.request_id),
+                Box::new(record.map(|r| r.tenant.clone())),
+                Box::new(record.map(|r| r.provider.clone())),
+                Box::new(status.to_string()),
+                Box::new(outcome.as_str().to_string()),
+                Box::new(ctx.attempt as i32),
+                Box::new(error.as_ref().map(|e| e.kind.as_str().to_string())),
+                Box::new(error.as_ref().map(|e| e.message.clone())),
+            ],
+        }];
+        if record.is_some() {
+            // The send's state follows its verifications; a validated code stays validated.
+            writes.push(SqlWrite {
+                sql: "UPDATE otp_requests SET
+                          state = CASE
+                              WHEN state = 'validated_ok' THEN state
+                              WHEN $2 = 'verified' THEN 'validated_ok'
+                              WHEN $2 = 'expired' THEN 'expired'
+                              WHEN $2 IN ('incorrect', 'max_attempts') THEN 'validated_failed'
+                              ELSE state END,
+                          validated_at = CASE WHEN $2 = 'verified' AND state <> 'validated_ok'
+                              THEN now() ELSE validated_at END
+                      WHERE request_id = $1",
+                params: vec![
+                    Box::new(message.request_id),
+                    Box::new(outcome.as_str().to_string()),
+                ],
+            });
+        }
+        Completion {
+            status: status.to_string(),
+            routing_key: COMPLETED,
+            event: event.into(),
+            error,
+            writes,
+        }
+    }
+}
+
+/// A send pasarela itself cannot verify (its stored record lacks what the vendor needs).
+fn unverifiable(why: &str) -> (VerifyOutcome, Option<Failure>) {
+    (
+        VerifyOutcome::Failed,
+        Some(Failure::new(ErrorKind::Internal, why)),
+    )
+}
+
+/// Checks the code's shape without looking at what it says.
+fn check_code(message: &OtpVerify) -> Result<(), Failure> {
+    let code = message.code.0.expose_secret();
+    let chars = code.chars().count();
+    if chars == 0 || chars > MAX_CODE_CHARS {
+        return Err(Failure::new(
+            ErrorKind::Rejected,
+            format!("code: 1 to {MAX_CODE_CHARS} characters, got {chars}"),
+        ));
+    }
+    if code.chars().any(char::is_control) {
+        return Err(Failure::new(
+            ErrorKind::Rejected,
+            "code: control characters are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Replaces the code in a raw `otp.verify` body, so that a stored copy keeps everything else.
+pub fn redact_code(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            if map.contains_key("code") {
+                map.insert("code".into(), "[REDACTED]".into());
+            }
+            serde_json::to_vec(&map).unwrap_or_default()
+        }
+        // Not a JSON object: nothing in it can be told apart from a code, so keep nothing.
+        _ => b"[REDACTED: unreadable otp.verify body]".to_vec(),
+    }
+}
+
+impl Handler for OtpVerifyHandler {
+    type Message = OtpVerify;
+
+    fn queue(&self) -> &'static str {
+        "otp.verify"
+    }
+
+    async fn handle(&self, message: &OtpVerify, ctx: &HandleContext) -> Outcome {
+        if let Err(failure) = check_code(message) {
+            return Outcome::Complete(Self::completion(
+                message,
+                ctx,
+                None,
+                VerifyOutcome::Failed,
+                "rejected",
+                Some(failure),
+            ));
+        }
+        let record = match self.admit(message, ctx).await {
+            Ok(r) => r,
+            Err(e) => {
+                let failure =
+                    Failure::new(ErrorKind::Internal, format!("looking up the send: {e}"));
+                return Outcome::Complete(Self::completion(
+                    message,
+                    ctx,
+                    None,
+                    VerifyOutcome::Failed,
+                    "failed",
+                    Some(failure),
+                ));
+            }
+        };
+        let (outcome, error) = match precheck(record.as_ref()) {
+            Precheck::Answer(outcome, note) => {
+                tracing::info!(
+                    outcome = outcome.as_str(),
+                    note = note.as_deref().unwrap_or(""),
+                    "answered without a vendor call"
+                );
+                (outcome, None)
+            }
+            Precheck::AskVendor => {
+                let record = record.as_ref().expect("asked only with a record");
+                self.ask_vendor(message, record).await
+            }
+        };
+        let status = if outcome == VerifyOutcome::Failed {
+            "failed"
+        } else {
+            "completed"
+        };
+        metrics::counter!("pasarela_otp_verifications_total", "outcome" => outcome.as_str())
+            .increment(1);
+        Outcome::Complete(Self::completion(
+            message,
+            ctx,
+            record.as_ref(),
+            outcome,
+            status,
+            error,
+        ))
+    }
+
+    fn exhausted(&self, message: &OtpVerify, ctx: &HandleContext, last: &Failure) -> Completion {
+        let failure = Failure::new(
+            ErrorKind::Exhausted,
+            format!("gave up after {} attempts; last: {last}", ctx.attempt),
+        );
+        Self::completion(
+            message,
+            ctx,
+            None,
+            VerifyOutcome::Failed,
+            "failed",
+            Some(failure),
+        )
+    }
+
+    fn stored_body(&self, body: &[u8]) -> Vec<u8> {
+        redact_code(body)
+    }
+
+    fn housekeeping_interval(&self) -> Option<Duration> {
+        Some(self.settings.sweep_interval)
+    }
+
+    async fn housekeep(&self, db: &Database) {
+        match sweep(db, self.settings.longest_window()).await {
+            Ok((0, 0)) => {}
+            Ok((expired, forgotten)) => {
+                metrics::counter!("pasarela_otp_expired_total").increment(expired);
+                tracing::info!(expired, forgotten, "otp sweep");
+            }
+            Err(e) => tracing::warn!(error = %e, "otp sweep failed; trying again next turn"),
+        }
+    }
+}
+
+/// Marks codes that were never validated in time as expired, and forgets fraud-guard admissions older
+/// than the longest window. One replica at a time does it (a transaction-scoped advisory lock); each
+/// pass takes a bounded batch so it never holds locks for long.
+pub async fn sweep(db: &Database, keep_admissions: Duration) -> Result<(u64, u64), DbError> {
+    let mut client = db.pool().get().await?;
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('pasarela.otp.sweep', 0))",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok((0, 0));
+    }
+    let expired = tx
+        .execute(
+            "UPDATE otp_requests SET state = 'expired'
+             WHERE request_id IN (
+                 SELECT request_id FROM otp_requests
+                 WHERE state = 'generated' AND expires_at < now()
+                 ORDER BY expires_at LIMIT 5000)
+               AND state = 'generated'",
+            &[],
+        )
+        .await?;
+    let forgotten = tx
+        .execute(
+            "DELETE FROM otp_send_admissions
+             WHERE request_id IN (
+                 SELECT request_id FROM otp_send_admissions
+                 WHERE admitted_at < now() - $1::bigint * interval '1 second' LIMIT 5000)",
+            &[&(keep_admissions.as_secs() as i64)],
+        )
+        .await?;
+    tx.execute(
+        "DELETE FROM otp_tenant_sends WHERE minute < now() - $1::bigint * interval '1 second'",
+        &[&(keep_admissions.as_secs() as i64 + 60)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((expired, forgotten))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, state: &str, counted: bool, used: i32) -> SendRecord {
+        SendRecord {
+            counted,
+            status: status.into(),
+            state: state.into(),
+            provider: "danaconnect".into(),
+            vendor_request_id: Some("1".into()),
+            vendor_otp_id: None,
+            tenant: "acme".into(),
+            max_tries: Some(3),
+            verify_attempts: used,
+        }
+    }
+
+    #[test]
+    fn only_counted_verifications_of_sent_codes_reach_the_vendor() {
+        assert!(matches!(
+            precheck(None),
+            Precheck::Answer(VerifyOutcome::UnknownRequest, _)
+        ));
+        assert!(matches!(
+            precheck(Some(&record("rejected", "errored", false, 0))),
+            Precheck::Answer(VerifyOutcome::UnknownRequest, _)
+        ));
+        assert_eq!(
+            precheck(Some(&record("sent", "generated", true, 1))),
+            Precheck::AskVendor
+        );
+        assert!(matches!(
+            precheck(Some(&record("sent", "validated_ok", false, 1))),
+            Precheck::Answer(VerifyOutcome::AlreadyUsed, _)
+        ));
+        assert!(matches!(
+            precheck(Some(&record("sent", "validated_failed", false, 3))),
+            Precheck::Answer(VerifyOutcome::MaxAttempts, _)
+        ));
+    }
+
+    #[test]
+    fn every_vendor_answer_has_an_outcome() {
+        for (code, outcome) in [
+            ("01", VerifyOutcome::Verified),
+            ("03", VerifyOutcome::Expired),
+            ("04", VerifyOutcome::Incorrect),
+            ("06", VerifyOutcome::Failed),
+            ("14", VerifyOutcome::AlreadyUsed),
+            ("16", VerifyOutcome::MaxAttempts),
+            ("99", VerifyOutcome::Failed),
+        ] {
+            assert_eq!(VerifyOutcome::from_danaconnect(code).0, outcome, "{code}");
+        }
+        assert_eq!(
+            VerifyOutcome::from_danaconnect("06").1.unwrap().kind,
+            ErrorKind::Auth
+        );
+        for (status, outcome) in [
+            ("VALIDATED", VerifyOutcome::Verified),
+            ("INVALID", VerifyOutcome::Incorrect),
+            ("EXPIRED", VerifyOutcome::Expired),
+            ("ALREADY_USED", VerifyOutcome::AlreadyUsed),
+            ("MAX_ATTEMPTS", VerifyOutcome::MaxAttempts),
+            ("NOT_FOUND", VerifyOutcome::UnknownRequest),
+            ("WHATEVER", VerifyOutcome::Failed),
+        ] {
+            assert_eq!(VerifyOutcome::from_aldeamo(status).0, outcome, "{status}");
+        }
+    }
+
+    #[test]
+    fn stored_bodies_lose_the_code_and_keep_the_rest() {
+        let body = br#"{"verification_id":"v","request_id":"r","code":"Rf24sG"}"#;
+        let stored = String::from_utf8(redact_code(body)).unwrap();
+        assert!(!stored.contains("Rf24sG"), "{stored}");
+        assert!(stored.contains(r#""request_id":"r""#), "{stored}");
+        let garbage = b"code=Rf24sG";
+        assert!(!String::from_utf8_lossy(&redact_code(garbage)).contains("Rf24sG"));
+    }
+
+    #[test]
+    fn code_shape_is_checked_without_echoing_it() {
+        let m: OtpVerify = serde_json::from_value(serde_json::json!({
+            "verification_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11",
+            "request_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c12", "code": "x".repeat(65)
+        }))
+        .unwrap();
+        let err = check_code(&m).unwrap_err();
+        assert!(!err.message.contains("xxxx"), "{}", err.message);
+    }
+}
