@@ -68,49 +68,72 @@ CREATE TABLE otp_tenant_sends (
     PRIMARY KEY (tenant, minute)
 );
 
--- Admits one send, or says which limit it would break: 'admitted', 'destination' or 'tenant'.
--- One round trip and one transaction. The advisory locks serialise admissions per destination and per
--- tenant (always in that order, so two never wait on each other); each statement after a lock takes a
--- fresh snapshot, so it sees every admission committed before the lock was granted. A request already
+-- Admits a batch of sends, saying for each 'admitted', or which limit it would break: 'destination' or
+-- 'tenant'. Concurrent sends are admitted together, in one round trip and one transaction. Every
+-- advisory lock is taken first, in one global order (destinations, then tenants, each by key), so two
+-- batches never wait on each other in a cycle; each statement after the locks takes a fresh snapshot, so
+-- it sees every admission committed before them, and those earlier in its own batch. A request already
 -- admitted (a retry of the same send) is admitted again without counting twice. Losing the last
 -- admissions in a database crash only loosens a limit for a moment, so the commit is asynchronous.
-CREATE FUNCTION pasarela_admit_otp_send(
-    p_request uuid, p_tenant text, p_destination text,
+CREATE FUNCTION pasarela_admit_otp_sends(
+    p_requests uuid[], p_tenants text[], p_destinations text[],
     p_destination_limit integer, p_destination_window_s integer,
     p_tenant_limit integer, p_tenant_window_s integer)
-RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+RETURNS TABLE (admitted_request uuid, verdict text) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
+    i integer;
+    k bigint;
     n bigint;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
-    IF EXISTS (SELECT 1 FROM otp_send_admissions WHERE request_id = p_request) THEN
-        RETURN 'admitted';
-    END IF;
     IF p_destination_limit > 0 THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended('pasarela.otp.destination:' || p_destination, 0));
-        SELECT count(*) INTO n FROM otp_send_admissions
-            WHERE destination = p_destination
-              AND admitted_at > now() - make_interval(secs => p_destination_window_s);
-        IF n >= p_destination_limit THEN
-            RETURN 'destination';
-        END IF;
+        FOR k IN SELECT DISTINCT hashtextextended('pasarela.otp.destination:' || d, 0)
+                 FROM unnest(p_destinations) AS d ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock(k);
+        END LOOP;
     END IF;
     IF p_tenant_limit > 0 THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended('pasarela.otp.tenant:' || p_tenant, 0));
-        SELECT coalesce(sum(sends), 0) INTO n FROM otp_tenant_sends
-            WHERE tenant = p_tenant
-              AND minute > now() - make_interval(secs => p_tenant_window_s);
-        IF n >= p_tenant_limit THEN
-            RETURN 'tenant';
-        END IF;
-        INSERT INTO otp_tenant_sends (tenant, minute, sends)
-            VALUES (p_tenant, date_trunc('minute', now()), 1)
-            ON CONFLICT (tenant, minute) DO UPDATE SET sends = otp_tenant_sends.sends + 1;
+        FOR k IN SELECT DISTINCT hashtextextended('pasarela.otp.tenant:' || t, 0)
+                 FROM unnest(p_tenants) AS t ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock(k);
+        END LOOP;
     END IF;
-    INSERT INTO otp_send_admissions (request_id, tenant, destination)
-        VALUES (p_request, p_tenant, p_destination)
-        ON CONFLICT (request_id) DO NOTHING;
-    RETURN 'admitted';
+    FOR i IN 1 .. coalesce(array_length(p_requests, 1), 0) LOOP
+        admitted_request := p_requests[i];
+        IF EXISTS (SELECT 1 FROM otp_send_admissions a WHERE a.request_id = p_requests[i]) THEN
+            verdict := 'admitted';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF p_destination_limit > 0 THEN
+            SELECT count(*) INTO n FROM otp_send_admissions a
+                WHERE a.destination = p_destinations[i]
+                  AND a.admitted_at > now() - make_interval(secs => p_destination_window_s);
+            IF n >= p_destination_limit THEN
+                verdict := 'destination';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+        IF p_tenant_limit > 0 THEN
+            SELECT coalesce(sum(s.sends), 0) INTO n FROM otp_tenant_sends s
+                WHERE s.tenant = p_tenants[i]
+                  AND s.minute > now() - make_interval(secs => p_tenant_window_s);
+            IF n >= p_tenant_limit THEN
+                verdict := 'tenant';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            INSERT INTO otp_tenant_sends AS s (tenant, minute, sends)
+                VALUES (p_tenants[i], date_trunc('minute', now()), 1)
+                ON CONFLICT (tenant, minute) DO UPDATE SET sends = s.sends + 1;
+        END IF;
+        INSERT INTO otp_send_admissions (request_id, tenant, destination)
+            VALUES (p_requests[i], p_tenants[i], p_destinations[i])
+            ON CONFLICT ON CONSTRAINT otp_send_admissions_pkey DO NOTHING;
+        verdict := 'admitted';
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 

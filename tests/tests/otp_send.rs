@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use lapin::BasicProperties;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::ShortString;
 use pasarela_e2e::{TestEnv, otp_send};
 use serde_json::json;
 use uuid::Uuid;
@@ -18,39 +16,15 @@ async fn happy_path_sends_the_documented_fields_and_reports_the_vendor_request_i
     let mut env = TestEnv::start().await;
     let request_id = Uuid::new_v4();
     // An RPC caller: reply_to + correlation_id.
-    let reply_queue = env
-        .channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
+    let (reply_body, got, sent) = env
+        .rpc(
+            "otp.send",
+            &otp_send(request_id),
+            &request_id.to_string(),
+            WAIT,
         )
         .await
-        .unwrap();
-    let mut replies = env
-        .channel
-        .basic_consume(
-            reply_queue.name().clone(),
-            "replies".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let props = BasicProperties::default()
-        .with_message_id(ShortString::from(request_id.to_string()))
-        .with_content_type("application/json".into())
-        .with_reply_to(reply_queue.name().clone())
-        .with_correlation_id("corr-1".into());
-    env.publish_raw(&serde_json::to_vec(&otp_send(request_id)).unwrap(), props)
-        .await;
+        .unwrap_or_else(|| panic!("no reply; worker log:\n{}", env.worker_log()));
 
     let events = env.events(1, WAIT).await;
     assert_eq!(
@@ -72,17 +46,8 @@ async fn happy_path_sends_the_documented_fields_and_reports_the_vendor_request_i
     assert!(!vendor_request_id.is_empty());
     assert!(event.body["completed_at"].as_str().is_some());
 
-    // The reply carries the same body and correlation id.
-    let reply = tokio::time::timeout(WAIT, replies.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        reply.properties.correlation_id().as_ref().unwrap().as_str(),
-        "corr-1"
-    );
-    let reply_body: serde_json::Value = serde_json::from_slice(&reply.data).unwrap();
+    // The reply carries the same body and the caller's correlation id.
+    assert_eq!(got, Some(sent));
     assert_eq!(reply_body["request_id"], request_id.to_string());
     assert_eq!(reply_body["status"], "sent");
 

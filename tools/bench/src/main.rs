@@ -5,10 +5,13 @@
 //! quorum queue → consume with ack) and two legs (the same, then a result published with confirms to a
 //! second quorum queue and consumed: what a worker does at the least). Then the real thing: the
 //! `otp-send` worker and a zero-latency vendor simulator as processes, N messages published with
-//! confirms, every result awaited.
+//! confirms, every result awaited. Last, the `otp.verify` RPC round trip: codes sent, read from the
+//! simulator's inbox and verified one at a time through the `otp-verify` worker.
 
 mod floor;
 mod run;
+mod stack;
+mod verify;
 
 use std::time::Duration;
 
@@ -18,7 +21,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "pasarela-bench",
-    about = "otp.send throughput against the broker floor"
+    about = "otp.send throughput against the broker floor, and the otp.verify RPC round trip"
 )]
 pub struct Options {
     /// Messages per measurement.
@@ -56,6 +59,12 @@ pub struct Options {
     /// Longest wait for all results.
     #[arg(long, default_value = "300")]
     pub timeout_s: u64,
+    /// otp.verify RPCs measured, one at a time; 0 skips the measurement.
+    #[arg(long, default_value_t = 2_000)]
+    pub verify_count: usize,
+    /// otp.verify RPCs made first and not measured.
+    #[arg(long, default_value_t = 100)]
+    pub verify_warmup: usize,
 }
 
 /// Throughput and latency of one measurement.
@@ -90,6 +99,46 @@ fn line(name: &str, m: &Measurement, floor: Option<f64>) {
     );
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Prints the `otp.verify` figures; an error when any RPC did not answer `verified`.
+fn verify_lines(report: &verify::VerifyReport) -> anyhow::Result<()> {
+    let s = &report.summary;
+    println!(
+        "{:<34} {:>10} rpcs   mean {:>6.2} ms   p50 {:>6.2} ms   p99 {:>6.2} ms   p99.9 {:>6.2} ms   max {:>6.2} ms",
+        "pasarela otp.verify RPC, one at a time",
+        s.count,
+        ms(s.mean),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.p999),
+        ms(s.max)
+    );
+    let failed: usize = report.errors.values().sum();
+    let answers = if failed == 0 {
+        "every reply verified".to_string()
+    } else {
+        let kinds: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        format!(
+            "{failed} of {} RPCs not verified ({})",
+            report.attempted,
+            kinds.join(", ")
+        )
+    };
+    println!(
+        "pasarela otp.verify: {answers}; otp-verify peak RSS {:.1} MiB",
+        report.rss_kib as f64 / 1024.0
+    );
+    anyhow::ensure!(failed == 0, "{failed} otp.verify RPCs were not verified");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let opts = Options::parse();
@@ -101,6 +150,11 @@ async fn main() -> anyhow::Result<()> {
     let one = floor::one_leg(&opts, body_size).await?;
     let two = floor::two_legs(&opts, body_size).await?;
     let (otp, rss) = run::otp_send(&opts).await?;
+    let verified = if opts.verify_count > 0 {
+        Some(verify::otp_verify(&opts).await)
+    } else {
+        None
+    };
     println!();
     line("broker floor, one leg", &one, None);
     line("broker floor, two legs", &two, None);
@@ -114,7 +168,10 @@ async fn main() -> anyhow::Result<()> {
         otp.per_second / one.per_second,
         rss as f64 / 1024.0
     );
-    Ok(())
+    match verified {
+        Some(report) => verify_lines(&report?),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

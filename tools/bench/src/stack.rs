@@ -1,0 +1,285 @@
+//! The stack a pasarela measurement runs against: the zero-latency vendor simulator and worker
+//! processes in a fresh broker namespace and database, and the teardown that removes all of it again.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+use crate::Options;
+use crate::floor::quorum_queue;
+
+/// The workers' retry tiers, given to them explicitly so that teardown knows every queue they declare.
+const TIERS: [&str; 6] = ["1s", "5s", "30s", "2m", "10m", "1h"];
+
+/// A worker process to start: its binary (beside this one) and the work queue it consumes.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSpec {
+    /// The binary's name.
+    pub binary: &'static str,
+    /// The work queue it consumes, without the namespace.
+    pub queue: &'static str,
+}
+
+/// The `otp-send` worker.
+pub const OTP_SEND: WorkerSpec = WorkerSpec {
+    binary: "otp-send",
+    queue: "otp.send",
+};
+
+/// The `otp-verify` worker.
+pub const OTP_VERIFY: WorkerSpec = WorkerSpec {
+    binary: "otp-verify",
+    queue: "otp.verify",
+};
+
+struct Worker {
+    spec: WorkerSpec,
+    child: Child,
+}
+
+/// A running simulator and workers in a namespace and database of their own.
+pub struct Stack {
+    /// The broker namespace (prefix of every exchange and queue).
+    pub ns: String,
+    /// The simulator's `host:port` on the loopback interface.
+    pub sim_addr: String,
+    /// A connection for the measurement's channels; closing it at teardown removes exclusive queues.
+    pub conn: Connection,
+    setup: Channel,
+    database: String,
+    pg_base: String,
+    sim: Child,
+    workers: Vec<Worker>,
+    /// Queues the bench declared itself.
+    queues: Vec<String>,
+}
+
+impl Stack {
+    /// Starts the simulator and `workers`, one after another, each consuming before the next starts
+    /// (the first creates and migrates the database, so they never race on it). Cleans up on failure.
+    pub async fn start(opts: &Options, workers: &[WorkerSpec]) -> anyhow::Result<Self> {
+        let binaries = workers
+            .iter()
+            .map(|w| binary(w.binary))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ns = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let database = format!("pasarela_{}", ns.replace('-', "_"));
+        let (sim, sim_addr) = start_sim().await?;
+        let conn = Connection::connect(&opts.amqp_url, ConnectionProperties::default()).await?;
+        let setup = conn.create_channel().await?;
+        let mut stack = Self {
+            ns,
+            sim_addr,
+            conn,
+            setup,
+            database,
+            pg_base: opts.pg_base.clone(),
+            sim,
+            workers: Vec::new(),
+            queues: Vec::new(),
+        };
+        for (spec, path) in workers.iter().zip(binaries) {
+            if let Err(e) = stack.start_worker(opts, *spec, path).await {
+                stack.teardown().await;
+                return Err(e);
+            }
+        }
+        Ok(stack)
+    }
+
+    async fn start_worker(
+        &mut self,
+        opts: &Options,
+        spec: WorkerSpec,
+        path: PathBuf,
+    ) -> anyhow::Result<()> {
+        let child = Command::new(path)
+            .env("AMQP_URL", &opts.amqp_url)
+            .env(
+                "DATABASE_URL",
+                format!("{}/{}", self.pg_base, self.database),
+            )
+            .env("PASARELA_NAMESPACE", &self.ns)
+            .env("PASARELA_CONCURRENCY", opts.concurrency.to_string())
+            .env("PASARELA_PREFETCH", opts.prefetch.to_string())
+            .env("PASARELA_RETRY_DELAYS", TIERS.join(","))
+            .env("PASARELA_METRICS_ADDR", "127.0.0.1:0")
+            .env(
+                "DANACONNECT_BASE_URL",
+                format!("http://{}/danaconnect/otp/1.0", self.sim_addr),
+            )
+            .env(
+                "ALDEAMO_BASE_URL",
+                format!("http://{}/aldeamo", self.sim_addr),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", spec.binary))?;
+        self.workers.push(Worker { spec, child });
+        wait_for_consumer(&self.conn, &self.qualify(spec.queue)).await
+    }
+
+    /// `name` in this stack's namespace.
+    pub fn qualify(&self, name: &str) -> String {
+        format!("{}.{name}", self.ns)
+    }
+
+    /// Declares a quorum queue of the bench's own, bound to the events exchange with `routing_key`;
+    /// teardown removes it.
+    pub async fn events_queue(&mut self, name: &str, routing_key: &str) -> anyhow::Result<String> {
+        let events = self.qualify("pasarela.events");
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        self.setup
+            .exchange_declare(
+                events.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = self.qualify(name);
+        quorum_queue(&self.setup, &queue).await?;
+        self.queues.push(queue.clone());
+        self.setup
+            .queue_bind(
+                queue.as_str().into(),
+                events.as_str().into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(queue)
+    }
+
+    /// Peak resident memory of the first worker running `binary`, in KiB (0 when unknown).
+    pub fn peak_rss_kib(&self, binary: &str) -> u64 {
+        self.workers
+            .iter()
+            .find(|w| w.spec.binary == binary)
+            .and_then(|w| w.child.id())
+            .map(peak_rss_kib)
+            .unwrap_or(0)
+    }
+
+    /// Stops the processes and removes the namespace's queues and exchanges and the database.
+    pub async fn teardown(mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.kill().await;
+        }
+        let _ = self.sim.kill().await;
+        let mut queues = std::mem::take(&mut self.queues);
+        for w in &self.workers {
+            let work = self.qualify(w.spec.queue);
+            queues.push(format!("{work}.dead"));
+            queues.extend(TIERS.iter().map(|t| format!("{work}.retry.{t}")));
+            queues.push(work);
+        }
+        for q in queues {
+            let _ = self
+                .setup
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for e in [self.qualify("pasarela.events"), self.qualify("pasarela")] {
+            let _ = self
+                .setup
+                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self.conn.close(200, "done".into()).await;
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&format!("{}/postgres", self.pg_base), tokio_postgres::NoTls)
+                .await
+        {
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.database
+                ))
+                .await;
+        }
+    }
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("binary dir")?.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build the workspace's binaries",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn start_sim() -> anyhow::Result<(Child, String)> {
+    let mut sim = Command::new(binary("vendor-sim")?)
+        .env("VENDOR_SIM_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(sim.stdout.take().context("sim stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await??
+        .context("vendor-sim exited")?;
+    let addr = first.rsplit(' ').next().context("sim address")?.to_string();
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((sim, addr))
+}
+
+async fn wait_for_consumer(conn: &Connection, queue: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        // A passive declare of a queue not there yet closes the channel: use a throwaway one.
+        let ch = conn.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if let Ok(q) = ch
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            && q.consumer_count() > 0
+        {
+            let _ = ch.close(200, "ok".into()).await;
+            return Ok(());
+        }
+        let _ = ch.close(200, "ok".into()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the worker did not start consuming {queue}")
+}
