@@ -416,3 +416,50 @@ async fn the_cli_sends_and_verifies() {
     assert!(out.starts_with("verified"), "{out}");
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn the_tenant_limit_and_the_country_allow_list_refuse_without_a_vendor_call() {
+    let mut env = start(&[
+        ("PASARELA_OTP_TENANT_LIMIT", "3"),
+        ("PASARELA_OTP_TENANT_WINDOW", "1h"),
+        ("PASARELA_OTP_ALLOWED_PREFIXES", "+57,+52"),
+    ])
+    .await;
+    // A mobile outside the allowed prefixes is refused before anything is counted.
+    let mut abroad = danaconnect_send(Uuid::new_v4(), "numeric", 6, 300);
+    abroad["destination"]["mobile"] = json!("+15550000001");
+    let e = send(&mut env, &abroad).await;
+    assert_eq!(e["status"], "rejected", "{e}");
+    assert_eq!(e["error"]["kind"], "rejected");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("limit.country")
+    );
+    // Three sends to three destinations fit the tenant's window; the fourth does not.
+    for i in 0..4 {
+        let e = send(
+            &mut env,
+            &danaconnect_send(Uuid::new_v4(), "numeric", 6, 300),
+        )
+        .await;
+        if i < 3 {
+            assert_eq!(e["status"], "sent", "send {i}: {e}");
+        } else {
+            assert_eq!(e["error"]["kind"], "rate_limited", "{e}");
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("limit.tenant")
+            );
+        }
+    }
+    assert_eq!(env.sim.calls("danaconnect", "send").await, 3);
+    let refused = env
+        .query("SELECT count(*) FROM otp_requests WHERE error_message LIKE 'limit.%'")
+        .await;
+    assert_eq!(refused[0].get::<_, i64>(0), 2);
+    env.teardown().await;
+}
