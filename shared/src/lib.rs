@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod broker;
+pub mod cipher;
 pub mod config;
 pub mod db;
 pub mod handler;
