@@ -15,5 +15,6 @@ pub mod retry;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
 pub mod topology;
 pub mod vendors;

@@ -1,0 +1,303 @@
+//! Vendor access tokens shared by every task of every replica (DESIGN.md §3 rule 5).
+//!
+//! A token lives in `vendor_tokens`, encrypted with `PASARELA_SECRET_KEY`, and in each process's
+//! memory. A caller that needs one gets the cached token while it has more than the refresh margin
+//! left; otherwise one task per process (a mutex per vendor) and one process across replicas (a
+//! transaction-scoped advisory lock) fetches a new one, and everyone else waits for it and reads it.
+//! A 401 expires only the generation that failed, so a burst of 401s on one token causes one fetch.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::db::DbError;
+
+/// The key tokens are encrypted with (`PASARELA_SECRET_KEY`: 32 random bytes, standard Base64).
+pub struct SecretKey(LessSafeKey);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([REDACTED])")
+    }
+}
+
+impl SecretKey {
+    /// Reads the Base64 form; the error never quotes the value.
+    pub fn from_base64(raw: &SecretString) -> Result<Self, String> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw.expose_secret().trim())
+            .map_err(|_| "PASARELA_SECRET_KEY is not standard Base64".to_string())?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| format!("PASARELA_SECRET_KEY must be 32 bytes, got {}", bytes.len()))?;
+        Ok(Self(LessSafeKey::new(unbound)))
+    }
+
+    fn seal(&self, vendor: &str, plaintext: &str) -> (Vec<u8>, [u8; NONCE_LEN]) {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let mut buf = plaintext.as_bytes().to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(vendor.as_bytes()),
+                &mut buf,
+            )
+            .expect("AES-GCM sealing of an in-memory buffer does not fail");
+        (buf, nonce)
+    }
+
+    fn open(&self, vendor: &str, ciphertext: &[u8], nonce: &[u8]) -> Option<SecretString> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(vendor.as_bytes()), &mut buf)
+            .ok()?;
+        Some(String::from_utf8(plain.to_vec()).ok()?.into())
+    }
+}
+
+/// A token as a vendor issued it.
+pub struct FetchedToken {
+    /// The token.
+    pub value: SecretString,
+    /// How long the vendor says it lasts.
+    pub lifetime: Duration,
+}
+
+/// A token ready to use.
+#[derive(Clone)]
+pub struct Token {
+    /// The token; it never prints.
+    pub value: SecretString,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Which refresh produced it; [`TokenStore::invalidate`] names it.
+    pub generation: i64,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("expires_at", &self.expires_at)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError<E> {
+    /// The vendor refused or failed to issue one.
+    #[error(transparent)]
+    Fetch(E),
+    /// The shared store could not be read or written.
+    #[error("token store: {0}")]
+    Store(#[from] DbError),
+}
+
+/// The shared store of vendor tokens.
+pub struct TokenStore {
+    pool: Pool,
+    key: SecretKey,
+    margin: Duration,
+    cached: Mutex<HashMap<String, Token>>,
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl TokenStore {
+    /// A store over `pool`, encrypting with `key`, refreshing tokens `margin` before they expire.
+    pub fn new(pool: Pool, key: SecretKey, margin: Duration) -> Self {
+        Self {
+            pool,
+            key,
+            margin,
+            cached: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fresh(&self, t: &Token) -> bool {
+        let margin = chrono::Duration::from_std(self.margin).unwrap_or_default();
+        t.expires_at - margin > Utc::now()
+    }
+
+    fn cached_fresh(&self, vendor: &str) -> Option<Token> {
+        let cached = self.cached.lock().expect("token cache");
+        cached.get(vendor).filter(|t| self.fresh(t)).cloned()
+    }
+
+    fn remember(&self, vendor: &str, token: &Token) {
+        self.cached
+            .lock()
+            .expect("token cache")
+            .insert(vendor.to_string(), token.clone());
+    }
+
+    /// The vendor's token: cached, or read from the store, or fetched with `fetch` by exactly one
+    /// caller across tasks and replicas while the others wait for it.
+    pub async fn token<E, F, Fut>(&self, vendor: &str, fetch: F) -> Result<Token, TokenError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<FetchedToken, E>>,
+    {
+        if let Some(t) = self.cached_fresh(vendor) {
+            return Ok(t);
+        }
+        let flight = self
+            .flights
+            .lock()
+            .expect("token flights")
+            .entry(vendor.to_string())
+            .or_default()
+            .clone();
+        let _in_flight = flight.lock().await;
+        if let Some(t) = self.cached_fresh(vendor) {
+            return Ok(t);
+        }
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        if let Some(t) = self.read(&**client, vendor).await? {
+            self.remember(vendor, &t);
+            return Ok(t);
+        }
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('pasarela.token:' || $1, 0))",
+            &[&vendor],
+        )
+        .await
+        .map_err(DbError::from)?;
+        // Another replica may have refreshed while this one waited for the lock.
+        if let Some(t) = self.read(&*tx, vendor).await? {
+            tx.commit().await.map_err(DbError::from)?;
+            self.remember(vendor, &t);
+            return Ok(t);
+        }
+        let fetched = fetch().await.map_err(TokenError::Fetch)?;
+        let (ciphertext, nonce) = self.key.seal(vendor, fetched.value.expose_secret());
+        let lifetime = chrono::Duration::from_std(fetched.lifetime).unwrap_or_default();
+        let expires_at = Utc::now() + lifetime;
+        let row = tx
+            .query_one(
+                "INSERT INTO vendor_tokens (vendor, ciphertext, nonce, expires_at, generation)
+                 VALUES ($1, $2, $3, $4, 1)
+                 ON CONFLICT (vendor) DO UPDATE SET ciphertext = EXCLUDED.ciphertext,
+                     nonce = EXCLUDED.nonce, expires_at = EXCLUDED.expires_at,
+                     generation = vendor_tokens.generation + 1, refreshed_at = now()
+                 RETURNING generation",
+                &[&vendor, &ciphertext, &nonce.as_slice(), &expires_at],
+            )
+            .await
+            .map_err(DbError::from)?;
+        tx.commit().await.map_err(DbError::from)?;
+        metrics::counter!("pasarela_token_refreshes_total", "vendor" => vendor.to_string())
+            .increment(1);
+        tracing::info!(vendor, expires_at = %expires_at, "fetched a new vendor token");
+        let token = Token {
+            value: fetched.value,
+            expires_at,
+            generation: row.get(0),
+        };
+        self.remember(vendor, &token);
+        Ok(token)
+    }
+
+    /// The stored token if it is fresh and decrypts with this key.
+    async fn read<C: tokio_postgres::GenericClient>(
+        &self,
+        client: &C,
+        vendor: &str,
+    ) -> Result<Option<Token>, DbError> {
+        let row = client
+            .query_opt(
+                "SELECT ciphertext, nonce, expires_at, generation FROM vendor_tokens WHERE vendor = $1",
+                &[&vendor],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let Some(value) = self.key.open(vendor, row.get(0), row.get(1)) else {
+            // Written under another key (a rotated PASARELA_SECRET_KEY): fetch a new one.
+            tracing::warn!(
+                vendor,
+                "stored token does not decrypt with PASARELA_SECRET_KEY; fetching a new one"
+            );
+            return Ok(None);
+        };
+        let token = Token {
+            value,
+            expires_at: row.get(2),
+            generation: row.get(3),
+        };
+        Ok(self.fresh(&token).then_some(token))
+    }
+
+    /// Marks `token` as refused (a 401): the next [`TokenStore::token`] fetches a new one, once, however
+    /// many callers report the same token.
+    pub async fn invalidate(&self, vendor: &str, token: &Token) -> Result<(), DbError> {
+        {
+            let mut cached = self.cached.lock().expect("token cache");
+            if cached
+                .get(vendor)
+                .is_some_and(|t| t.generation == token.generation)
+            {
+                cached.remove(vendor);
+            }
+        }
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE vendor_tokens SET expires_at = now()
+                 WHERE vendor = $1 AND generation = $2 AND expires_at > now()",
+                &[&vendor, &token.generation],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::from_base64(&SecretString::from(
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn sealed_tokens_open_only_for_their_vendor_and_key() {
+        let k = key();
+        let (ct, nonce) = k.seal("numrot", "eyJhbGciOi.token");
+        assert!(!String::from_utf8_lossy(&ct).contains("eyJhbGciOi"));
+        assert_eq!(
+            k.open("numrot", &ct, &nonce).unwrap().expose_secret(),
+            "eyJhbGciOi.token"
+        );
+        assert!(k.open("gestopago", &ct, &nonce).is_none());
+        let other = SecretKey::from_base64(&SecretString::from(
+            "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+        ))
+        .unwrap();
+        assert!(other.open("numrot", &ct, &nonce).is_none());
+        let (_, nonce2) = k.seal("numrot", "eyJhbGciOi.token");
+        assert_ne!(nonce, nonce2, "a fresh nonce per seal");
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_without_echo() {
+        let err = SecretKey::from_base64(&SecretString::from("c2hvcnQ=")).unwrap_err();
+        assert!(err.contains("32 bytes, got 5"), "{err}");
+        let err = SecretKey::from_base64(&SecretString::from("not base64!")).unwrap_err();
+        assert!(!err.contains("not base64!"));
+    }
+}
