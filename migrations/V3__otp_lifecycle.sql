@@ -140,22 +140,31 @@ $$;
 -- Looks up the send a verification refers to and counts the verification against its max_tries, under
 -- the send's row lock so that replicas (and vendors) share one count. Returns no row for an unknown
 -- request. `counted` is false when the verification may not reach the vendor: the send was not sent, was
--- already validated, or its tries are spent. A verification counted on an earlier attempt stays counted.
+-- already validated, or its tries are spent. A verification counted on an earlier attempt of the same
+-- message stays counted; a verification_id already used by another message is `reused` and counts for
+-- nothing (a producer retrying with new message ids would otherwise guess without limit).
 CREATE FUNCTION pasarela_admit_otp_verify(p_verification uuid, p_message uuid, p_request uuid)
-RETURNS TABLE (counted boolean, status text, state text, provider text, vendor_request_id text,
-               vendor_otp_id text, tenant text, expires_at timestamptz, max_tries integer,
-               verify_attempts integer)
+RETURNS TABLE (counted boolean, reused boolean, status text, state text, provider text,
+               vendor_request_id text, vendor_otp_id text, tenant text, expires_at timestamptz,
+               max_tries integer, verify_attempts integer)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     r otp_requests%ROWTYPE;
+    earlier otp_verifications%ROWTYPE;
     ok boolean := false;
+    taken boolean := false;
 BEGIN
     SELECT * INTO r FROM otp_requests o WHERE o.request_id = p_request FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF EXISTS (SELECT 1 FROM otp_verifications v WHERE v.verification_id = p_verification) THEN
-        ok := true;
+    SELECT * INTO earlier FROM otp_verifications v WHERE v.verification_id = p_verification;
+    IF FOUND THEN
+        IF earlier.message_id = p_message AND earlier.request_id = p_request THEN
+            ok := true;
+        ELSE
+            taken := true;
+        END IF;
     ELSIF r.status = 'sent' AND r.state <> 'validated_ok'
           AND r.verify_attempts < coalesce(r.max_tries, 5) THEN
         UPDATE otp_requests o SET verify_attempts = o.verify_attempts + 1
@@ -165,7 +174,7 @@ BEGIN
             VALUES (p_verification, p_message, p_request, r.tenant, r.provider, 'pending');
         ok := true;
     END IF;
-    RETURN QUERY SELECT ok, r.status, r.state, r.provider, r.vendor_request_id, r.vendor_otp_id,
+    RETURN QUERY SELECT ok, taken, r.status, r.state, r.provider, r.vendor_request_id, r.vendor_otp_id,
         r.tenant, r.expires_at, r.max_tries, r.verify_attempts;
 END
 $$;

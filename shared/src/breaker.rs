@@ -41,16 +41,23 @@ impl CircuitBreakers {
         }
     }
 
-    /// Whether `vendor` may be called now. Once the cool-down has passed, calls go through again;
-    /// the first failure re-opens the circuit (half-open).
+    /// Whether `vendor` may be called now. Once the cool-down has passed, one call goes through as a
+    /// probe while the others keep skipping for another cool-down; a success closes the circuit, a
+    /// failure keeps it open.
     pub fn admission(&self, vendor: &'static str) -> Admission {
-        let circuits = self.circuits.lock().expect("breakers");
-        match circuits.get(vendor).and_then(|c| c.open_until) {
+        let mut circuits = self.circuits.lock().expect("breakers");
+        let Some(c) = circuits.get_mut(vendor) else {
+            return Admission::Call;
+        };
+        match c.open_until {
+            None => Admission::Call,
             Some(until) => match until.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Admission::Skip(left),
-                _ => Admission::Call,
+                _ => {
+                    c.open_until = Some(Instant::now() + self.cooldown);
+                    Admission::Call
+                }
             },
-            None => Admission::Call,
         }
     }
 
@@ -114,7 +121,11 @@ mod tests {
         assert!(b.failure("v"));
         assert!(matches!(b.admission("v"), Admission::Skip(_)));
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(b.admission("v"), Admission::Call);
+        assert_eq!(b.admission("v"), Admission::Call, "the probe");
+        assert!(
+            matches!(b.admission("v"), Admission::Skip(_)),
+            "one probe at a time"
+        );
         assert!(b.failure("v"));
         assert!(matches!(b.admission("v"), Admission::Skip(_)));
     }

@@ -156,6 +156,13 @@ pub trait Handler: Send + Sync + 'static {
         body.to_vec()
     }
 
+    /// Whether a failed attempt may wait in a retry tier (the default). A handler whose messages must
+    /// not pass through the outbox table, or are worthless later, says no: its retryable failures end
+    /// at once as exhausted.
+    fn retries_in_tiers(&self) -> bool {
+        true
+    }
+
     /// How often [`Handler::housekeep`] runs; `None` (the default) means never.
     fn housekeeping_interval(&self) -> Option<Duration> {
         None

@@ -552,7 +552,7 @@ impl<H: Handler> Worker<H> {
             Outcome::Retry {
                 failure,
                 retry_after,
-            } if self.settings.retry.may_retry(ctx.attempt) => {
+            } if self.handler.retries_in_tiers() && self.settings.retry.may_retry(ctx.attempt) => {
                 let tier = self.settings.retry.tier_after(ctx.attempt, retry_after);
                 let mut copy = self.copy_of(delivery, headers);
                 copy.routing_key = self

@@ -463,3 +463,67 @@ async fn the_tenant_limit_and_the_country_allow_list_refuse_without_a_vendor_cal
     assert_eq!(refused[0].get::<_, i64>(0), 2);
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn a_reused_verification_id_is_refused_and_changes_nothing() {
+    let mut env = start(&[]).await;
+    let id = Uuid::new_v4();
+    send(&mut env, &danaconnect_send(id, "numeric", 6, 300)).await;
+    let code = env.sim.latest_code(&mobile_for(id)).await;
+    let verification_id = Uuid::new_v4().to_string();
+    let body = |code: &str| json!({ "verification_id": verification_id, "request_id": id.to_string(), "code": code });
+    let (first, _, _) = env
+        .rpc("otp.verify", &body(&wrong(&code)), &verification_id, WAIT)
+        .await
+        .expect("first reply");
+    assert_eq!(first["outcome"], "incorrect");
+    // The same verification_id under new message ids: refused, not counted, no vendor call.
+    for _ in 0..3 {
+        let (again, _, _) = env
+            .rpc(
+                "otp.verify",
+                &body(&code),
+                &Uuid::new_v4().to_string(),
+                WAIT,
+            )
+            .await
+            .expect("reply");
+        assert_eq!(again["status"], "rejected", "{again}");
+        assert_eq!(again["error"]["kind"], "rejected");
+    }
+    assert_eq!(env.sim.calls("danaconnect", "verify").await, 1);
+    let row = &env
+        .query(&format!(
+            "SELECT v.outcome, r.verify_attempts, r.state FROM otp_verifications v
+             JOIN otp_requests r USING (request_id) WHERE v.verification_id = '{verification_id}'"
+        ))
+        .await[0];
+    assert_eq!(row.get::<_, String>(0), "incorrect");
+    assert_eq!(row.get::<_, i32>(1), 1);
+    assert_eq!(row.get::<_, String>(2), "validated_failed");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_later_providers_refusal_does_not_end_a_send_the_first_may_still_serve() {
+    // Aldeamo refuses pasarela's credentials; DANAConnect is in maintenance once, then well.
+    let mut env = start(&[("ALDEAMO_PASSWORD", "not-the-password")]).await;
+    env.sim
+        .faults(json!({ "vendor": "danaconnect", "script": ["05"] }))
+        .await;
+    let id = Uuid::new_v4();
+    let mut body = danaconnect_send(id, "numeric", 6, 300);
+    body["provider"] = json!("auto");
+    body["aldeamo"] = json!({ "config_id": "cfg-sms" });
+    let e = send(&mut env, &body).await;
+    assert_eq!(e["status"], "sent", "{e}");
+    assert_eq!(e["provider"], "danaconnect");
+    assert_eq!(e["attempts"], 2, "retried, not failed on Aldeamo's 401");
+    assert_eq!(env.sim.calls("aldeamo", "otp").await, 1);
+    assert!(
+        env.worker_log()
+            .contains("vendor refused pasarela's credentials"),
+        "the credentials refusal is logged as an alert"
+    );
+    env.teardown().await;
+}

@@ -255,7 +255,10 @@ impl OtpSendHandler {
             };
         }
         let mut served = Served::default();
-        let mut last: Option<(Failure, Option<Duration>, bool)> = None;
+        // A provider that failed for now may do better later: while one has, the send is retried
+        // rather than ended by a later provider's permanent refusal.
+        let mut retryable: Option<(Failure, Option<Duration>)> = None;
+        let mut permanent: Option<(&'static str, Failure)> = None;
         for p in order {
             let provider = p.provider();
             served.tried.push(provider);
@@ -282,39 +285,42 @@ impl OtpSendHandler {
                 }) => {
                     self.breakers.failure(provider);
                     tracing::info!(provider, error = %failure, "provider failed; trying the next");
-                    last = Some((failure, retry_after, true));
+                    retryable = Some((failure, retry_after));
                 }
                 Err(providers::SendFailure::Credentials(failure)) => {
                     // Nobody can fix this but an operator: alert, and stop calling for a while.
                     tracing::error!(alert = true, provider, error = %failure, "vendor refused pasarela's credentials");
                     self.breakers.failure(provider);
-                    last = Some((failure, None, false));
+                    permanent = Some(("failed", failure));
                 }
                 Err(providers::SendFailure::Final { status, failure }) => {
                     self.breakers.success(provider);
-                    return Outcome::Complete(Self::completion(
-                        message,
-                        ctx,
-                        status,
-                        Some(failure),
-                        served,
-                    ));
+                    if retryable.is_none() && permanent.is_none() {
+                        return Outcome::Complete(Self::completion(
+                            message,
+                            ctx,
+                            status,
+                            Some(failure),
+                            served,
+                        ));
+                    }
+                    permanent = Some((status, failure));
                 }
             }
         }
-        match last {
-            Some((failure, retry_after, true)) => Outcome::Retry {
+        match (retryable, permanent) {
+            (Some((failure, retry_after)), _) => Outcome::Retry {
                 failure,
                 retry_after,
             },
-            Some((failure, _, false)) => Outcome::Complete(Self::completion(
+            (None, Some((status, failure))) => Outcome::Complete(Self::completion(
                 message,
                 ctx,
-                "failed",
+                status,
                 Some(failure),
                 served,
             )),
-            None => unreachable!("at least one provider was called"),
+            (None, None) => unreachable!("at least one provider was called"),
         }
     }
 }

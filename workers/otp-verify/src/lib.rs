@@ -7,7 +7,8 @@
 //!
 //! A user is waiting on the answer, so a vendor failure is retried in process for well under a second
 //! and then answered as `failed`; a verification never waits in a retry tier, where it would come back
-//! long after the user gave up (and its code would pass through the outbox table).
+//! long after the user gave up (and its code would pass through the outbox table). Failures reported
+//! from the vendor keep its status, never its body, which could echo the code.
 
 use std::time::Duration;
 
@@ -119,6 +120,8 @@ impl VerifyOutcome {
 pub struct SendRecord {
     /// Whether this verification was counted and may go to the vendor.
     pub counted: bool,
+    /// Its verification_id was already used by another message.
+    pub reused: bool,
     /// The send's status (`sent`, `rejected`, `failed`).
     pub status: String,
     /// The send's OTP state.
@@ -144,6 +147,8 @@ pub enum Precheck {
     AskVendor,
     /// Answer now with this outcome and message.
     Answer(VerifyOutcome, Option<String>),
+    /// Refuse: the verification_id belongs to another message.
+    Reused,
 }
 
 /// Decides from the stored send whether the vendor needs to be asked.
@@ -159,6 +164,9 @@ pub fn precheck(record: Option<&SendRecord>) -> Precheck {
             VerifyOutcome::UnknownRequest,
             Some(format!("the send was not sent (status {})", r.status)),
         );
+    }
+    if r.reused {
+        return Precheck::Reused;
     }
     if r.counted {
         return Precheck::AskVendor;
@@ -207,8 +215,8 @@ impl OtpVerifyHandler {
                 let client = ctx.db.pool().get().await?;
                 let stmt = client
                     .prepare_cached(
-                        "SELECT counted, status, state, provider, vendor_request_id, vendor_otp_id,
-                                tenant, max_tries, verify_attempts
+                        "SELECT counted, reused, status, state, provider, vendor_request_id,
+                                vendor_otp_id, tenant, max_tries, verify_attempts
                          FROM pasarela_admit_otp_verify($1, $2, $3)",
                     )
                     .await?;
@@ -224,14 +232,15 @@ impl OtpVerifyHandler {
                     .await?;
                 Ok(row.map(|r| SendRecord {
                     counted: r.get(0),
-                    status: r.get(1),
-                    state: r.get(2),
-                    provider: r.get(3),
-                    vendor_request_id: r.get(4),
-                    vendor_otp_id: r.get(5),
-                    tenant: r.get(6),
-                    max_tries: r.get(7),
-                    verify_attempts: r.get(8),
+                    reused: r.get(1),
+                    status: r.get(2),
+                    state: r.get(3),
+                    provider: r.get(4),
+                    vendor_request_id: r.get(5),
+                    vendor_otp_id: r.get(6),
+                    tenant: r.get(7),
+                    max_tries: r.get(8),
+                    verify_attempts: r.get(9),
                 }))
             })
             .await
@@ -256,6 +265,7 @@ impl OtpVerifyHandler {
                 Ok(decided) => return decided,
                 Err(e) => {
                     let (failure, retryable, _) = e.classify();
+                    let failure = scrubbed(failure, &e, message);
                     match pauses.next() {
                         Some(pause) if retryable => {
                             tracing::info!(error = %failure, "vendor failed; trying again");
@@ -335,7 +345,8 @@ impl OtpVerifyHandler {
                   ON CONFLICT (verification_id) DO UPDATE SET status = EXCLUDED.status,
                       outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts,
                       error_kind = EXCLUDED.error_kind, error_message = EXCLUDED.error_message,
-                      completed_at = now()",
+                      completed_at = now()
+                  WHERE otp_verifications.message_id = EXCLUDED.message_id",
             params: vec![
                 Box::new(message.verification_id),
                 Box::new(ctx.message_id),
@@ -376,6 +387,23 @@ impl OtpVerifyHandler {
             writes,
         }
     }
+}
+
+/// A vendor failure as a verification may report it: the status or transport failure, never the
+/// vendor's body or a parser's quote of it (either could echo the code), and never the code itself.
+fn scrubbed(failure: Failure, e: &VendorError, message: &OtpVerify) -> Failure {
+    let text = match e {
+        VendorError::Status { vendor, status, .. } => format!("{vendor}: HTTP {status}"),
+        VendorError::Decode { vendor, .. } => format!("{vendor}: unreadable answer"),
+        other => other.to_string(),
+    };
+    let code = message.code.0.expose_secret();
+    let text = if code.is_empty() {
+        text
+    } else {
+        text.replace(code, "[REDACTED]")
+    };
+    Failure::new(failure.kind, text)
 }
 
 /// A send pasarela itself cannot verify (its stored record lacks what the vendor needs).
@@ -453,6 +481,21 @@ impl Handler for OtpVerifyHandler {
             }
         };
         let (outcome, error) = match precheck(record.as_ref()) {
+            Precheck::Reused => {
+                let failure = Failure::new(
+                    ErrorKind::Rejected,
+                    "verification_id: already used by another message; each verification needs its own",
+                );
+                // Nothing of the other message's verification or the send is touched.
+                return Outcome::Complete(Self::completion(
+                    message,
+                    ctx,
+                    None,
+                    VerifyOutcome::Failed,
+                    "rejected",
+                    Some(failure),
+                ));
+            }
             Precheck::Answer(outcome, note) => {
                 tracing::info!(
                     outcome = outcome.as_str(),
@@ -502,21 +545,46 @@ impl Handler for OtpVerifyHandler {
         redact_code(body)
     }
 
+    fn retries_in_tiers(&self) -> bool {
+        // A retry copy would carry the code through the outbox table, and come back after the user
+        // left: anything still failing after the in-process tries (even a panic) ends here.
+        false
+    }
+
     fn housekeeping_interval(&self) -> Option<Duration> {
         Some(self.settings.sweep_interval)
     }
 
     async fn housekeep(&self, db: &Database) {
-        match sweep(db, self.settings.longest_window()).await {
-            Ok((0, 0)) => {}
-            Ok((expired, forgotten)) => {
-                metrics::counter!("pasarela_otp_expired_total").increment(expired);
-                tracing::info!(expired, forgotten, "otp sweep");
+        // Bounded batches, repeated while they come back full, so a backlog is worked off in one turn
+        // without any one transaction holding many row locks.
+        let (mut expired, mut forgotten) = (0, 0);
+        for _ in 0..SWEEP_MAX_BATCHES {
+            match sweep(db, self.settings.longest_window()).await {
+                Ok((e, f)) => {
+                    expired += e;
+                    forgotten += f;
+                    if e < SWEEP_BATCH && f < SWEEP_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "otp sweep failed; trying again next turn");
+                    break;
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "otp sweep failed; trying again next turn"),
+        }
+        if expired + forgotten > 0 {
+            metrics::counter!("pasarela_otp_expired_total").increment(expired);
+            tracing::info!(expired, forgotten, "otp sweep");
         }
     }
 }
+
+/// Rows one sweep transaction touches at most, per table.
+const SWEEP_BATCH: u64 = 5000;
+/// Sweep transactions per turn at most.
+const SWEEP_MAX_BATCHES: usize = 50;
 
 /// Marks codes that were never validated in time as expired, and forgets fraud-guard admissions older
 /// than the longest window. One replica at a time does it (a transaction-scoped advisory lock); each
@@ -540,9 +608,9 @@ pub async fn sweep(db: &Database, keep_admissions: Duration) -> Result<(u64, u64
              WHERE request_id IN (
                  SELECT request_id FROM otp_requests
                  WHERE state = 'generated' AND expires_at < now()
-                 ORDER BY expires_at LIMIT 5000)
+                 ORDER BY expires_at LIMIT $1)
                AND state = 'generated'",
-            &[],
+            &[&(SWEEP_BATCH as i64)],
         )
         .await?;
     let forgotten = tx
@@ -550,8 +618,8 @@ pub async fn sweep(db: &Database, keep_admissions: Duration) -> Result<(u64, u64
             "DELETE FROM otp_send_admissions
              WHERE request_id IN (
                  SELECT request_id FROM otp_send_admissions
-                 WHERE admitted_at < now() - $1::bigint * interval '1 second' LIMIT 5000)",
-            &[&(keep_admissions.as_secs() as i64)],
+                 WHERE admitted_at < now() - $2::bigint * interval '1 second' LIMIT $1)",
+            &[&(SWEEP_BATCH as i64), &(keep_admissions.as_secs() as i64)],
         )
         .await?;
     tx.execute(
@@ -570,6 +638,7 @@ mod tests {
     fn record(status: &str, state: &str, counted: bool, used: i32) -> SendRecord {
         SendRecord {
             counted,
+            reused: false,
             status: status.into(),
             state: state.into(),
             provider: "danaconnect".into(),
@@ -595,6 +664,9 @@ mod tests {
             precheck(Some(&record("sent", "generated", true, 1))),
             Precheck::AskVendor
         );
+        let mut reused = record("sent", "generated", false, 1);
+        reused.reused = true;
+        assert_eq!(precheck(Some(&reused)), Precheck::Reused);
         assert!(matches!(
             precheck(Some(&record("sent", "validated_ok", false, 1))),
             Precheck::Answer(VerifyOutcome::AlreadyUsed, _)
@@ -643,6 +715,31 @@ mod tests {
         assert!(stored.contains(r#""request_id":"r""#), "{stored}");
         let garbage = b"code=Rf24sG";
         assert!(!String::from_utf8_lossy(&redact_code(garbage)).contains("Rf24sG"));
+    }
+
+    #[test]
+    fn vendor_failures_never_carry_the_body_or_the_code() {
+        let m: OtpVerify = serde_json::from_value(serde_json::json!({
+            "verification_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11",
+            "request_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c12", "code": "4821x"
+        }))
+        .unwrap();
+        let e = VendorError::Status {
+            vendor: "aldeamo",
+            status: 400,
+            retry_after: None,
+            body: r#"{"error":"pin 4821x invalid"}"#.into(),
+        };
+        let (f, _, _) = e.classify();
+        assert!(f.message.contains("4821x"), "the raw failure would leak it");
+        let clean = scrubbed(f, &e, &m);
+        assert_eq!(clean.message, "aldeamo: HTTP 400");
+        let e = VendorError::Connect {
+            vendor: "aldeamo",
+            detail: "reset while sending 4821x".into(),
+        };
+        let clean = scrubbed(e.classify().0, &e, &m);
+        assert!(!clean.message.contains("4821x"), "{}", clean.message);
     }
 
     #[test]
