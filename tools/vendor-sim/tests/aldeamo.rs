@@ -5,38 +5,15 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vendor_sim::SimConfig;
 
-struct Sim {
-    base: String,
-    http: reqwest::Client,
-}
+mod common;
 
-async fn start() -> Sim {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(vendor_sim::serve(
-        listener,
-        SimConfig::default(),
-        std::future::pending(),
-    ));
-    Sim {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-    }
-}
+use common::{Sim, start};
 
 impl Sim {
     async fn post(&self, op: &str, body: Value, password: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/aldeamo/{op}", self.base))
-            .basic_auth("demo", Some(password))
-            .json(&body)
-            .send()
+        self.post_as(&format!("/aldeamo/{op}"), "demo", password, body)
             .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     async fn send(&self, body: Value) -> (u16, Value) {
@@ -54,18 +31,6 @@ impl Sim {
             .await;
         assert_eq!(body["otpId"], otp_id, "{body}");
         (code, body["status"].as_str().unwrap().to_string())
-    }
-
-    /// `GET /sim/<path>` as JSON.
-    async fn control(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}/sim/{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 
     async fn configure(&self, body: Value) -> (u16, Value) {
