@@ -232,16 +232,32 @@ pub mod demo {
     pub const ALDEAMO_USER: &str = "demo";
     /// Default `ALDEAMO_PASSWORD`.
     pub const ALDEAMO_PASSWORD: &str = "demo-password";
+    /// Default `NUMROT_BASE_URL`: the simulator on its default port.
+    pub const NUMROT_BASE_URL: &str = "http://127.0.0.1:7070/numrot";
+    /// Default `NUMROT_USERNAME`.
+    pub const NUMROT_USERNAME: &str = "demo";
+    /// Default `NUMROT_PASSWORD`.
+    pub const NUMROT_PASSWORD: &str = "demo-password";
+    /// Default `GESTOPAGO_BASE_URL`: the simulator on its default port.
+    pub const GESTOPAGO_BASE_URL: &str = "http://127.0.0.1:7070/gestopago";
+    /// Default `GESTOPAGO_TOKEN_PATH`.
+    pub const GESTOPAGO_TOKEN_PATH: &str = "/api/token";
+    /// Default `GESTOPAGO_ID_DISTRIBUIDOR`.
+    pub const GESTOPAGO_ID_DISTRIBUIDOR: &str = "demo-distribuidor";
+    /// Default `GESTOPAGO_CODIGO_DISPOSITIVO`.
+    pub const GESTOPAGO_CODIGO_DISPOSITIVO: &str = "demo-dispositivo";
+    /// Default `GESTOPAGO_PASSWORD`.
+    pub const GESTOPAGO_PASSWORD: &str = "demo-password";
+    /// Default `GESTOPAGO_AES_KEY` (32 bytes as text).
+    pub const GESTOPAGO_AES_KEY: &str = "pasarela-gestopago-demo-key-32by";
+    /// Default `GESTOPAGO_AES_IV` (16 bytes as text).
+    pub const GESTOPAGO_AES_IV: &str = "pasarela-demo-iv";
 }
 
 impl DanaConnectSettings {
     /// Reads `DANACONNECT_*`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let base_url = env.string("DANACONNECT_BASE_URL", demo::DANACONNECT_BASE_URL);
-        url::Url::parse(&base_url).map_err(|e| ConfigError {
-            variable: "DANACONNECT_BASE_URL".into(),
-            problem: format!("not a URL: {e}"),
-        })?;
+        let base_url = base_url(env, "DANACONNECT_BASE_URL", demo::DANACONNECT_BASE_URL)?;
         Ok(Self {
             base_url,
             user: env.string("DANACONNECT_USER", demo::DANACONNECT_USER),
@@ -268,16 +284,87 @@ pub struct AldeamoSettings {
 impl AldeamoSettings {
     /// Reads `ALDEAMO_*`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let base_url = env.string("ALDEAMO_BASE_URL", demo::ALDEAMO_BASE_URL);
-        url::Url::parse(&base_url).map_err(|e| ConfigError {
-            variable: "ALDEAMO_BASE_URL".into(),
-            problem: format!("not a URL: {e}"),
-        })?;
+        let base_url = base_url(env, "ALDEAMO_BASE_URL", demo::ALDEAMO_BASE_URL)?;
         Ok(Self {
             base_url,
             user: env.string("ALDEAMO_USER", demo::ALDEAMO_USER),
             password: env.secret("ALDEAMO_PASSWORD", demo::ALDEAMO_PASSWORD),
             timeout: env.duration("ALDEAMO_TIMEOUT", Duration::from_secs(10))?,
+        })
+    }
+}
+
+fn base_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {
+    let raw = env.string(variable, default);
+    url::Url::parse(&raw).map_err(|e| ConfigError {
+        variable: variable.into(),
+        problem: format!("not a URL: {e}"),
+    })?;
+    Ok(raw)
+}
+
+/// NumRot's token service and API (`NUMROT_*`).
+#[derive(Debug, Clone)]
+pub struct NumRotSettings {
+    /// `NUMROT_BASE_URL`: test or production, the part before `/v2/api/Token`.
+    pub base_url: String,
+    /// `NUMROT_USERNAME`.
+    pub username: String,
+    /// `NUMROT_PASSWORD`.
+    pub password: SecretString,
+    /// `NUMROT_TIMEOUT`: one call's deadline.
+    pub timeout: Duration,
+}
+
+impl NumRotSettings {
+    /// Reads `NUMROT_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: base_url(env, "NUMROT_BASE_URL", demo::NUMROT_BASE_URL)?,
+            username: env.string("NUMROT_USERNAME", demo::NUMROT_USERNAME),
+            password: env.secret("NUMROT_PASSWORD", demo::NUMROT_PASSWORD),
+            timeout: env.duration("NUMROT_TIMEOUT", Duration::from_secs(15))?,
+        })
+    }
+}
+
+/// GestoPago's token service, API and payload key (`GESTOPAGO_*`).
+#[derive(Debug, Clone)]
+pub struct GestoPagoSettings {
+    /// `GESTOPAGO_BASE_URL`.
+    pub base_url: String,
+    /// `GESTOPAGO_TOKEN_PATH`: the authentication endpoint, after the base URL.
+    pub token_path: String,
+    /// `GESTOPAGO_ID_DISTRIBUIDOR`.
+    pub id_distribuidor: String,
+    /// `GESTOPAGO_CODIGO_DISPOSITIVO`.
+    pub codigo_dispositivo: String,
+    /// `GESTOPAGO_PASSWORD`.
+    pub password: SecretString,
+    /// `GESTOPAGO_AES_KEY`: text, `base64:` or `hex:`, 32 bytes.
+    pub aes_key: SecretString,
+    /// `GESTOPAGO_AES_IV`: text, `base64:` or `hex:`, 16 bytes.
+    pub aes_iv: SecretString,
+    /// `GESTOPAGO_TIMEOUT`: one call's deadline.
+    pub timeout: Duration,
+}
+
+impl GestoPagoSettings {
+    /// Reads `GESTOPAGO_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: base_url(env, "GESTOPAGO_BASE_URL", demo::GESTOPAGO_BASE_URL)?,
+            token_path: env.string("GESTOPAGO_TOKEN_PATH", demo::GESTOPAGO_TOKEN_PATH),
+            id_distribuidor: env
+                .string("GESTOPAGO_ID_DISTRIBUIDOR", demo::GESTOPAGO_ID_DISTRIBUIDOR),
+            codigo_dispositivo: env.string(
+                "GESTOPAGO_CODIGO_DISPOSITIVO",
+                demo::GESTOPAGO_CODIGO_DISPOSITIVO,
+            ),
+            password: env.secret("GESTOPAGO_PASSWORD", demo::GESTOPAGO_PASSWORD),
+            aes_key: env.secret("GESTOPAGO_AES_KEY", demo::GESTOPAGO_AES_KEY),
+            aes_iv: env.secret("GESTOPAGO_AES_IV", demo::GESTOPAGO_AES_IV),
+            timeout: env.duration("GESTOPAGO_TIMEOUT", Duration::from_secs(15))?,
         })
     }
 }

@@ -6,59 +6,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pasarela_shared::db;
 use pasarela_shared::tokens::{FetchedToken, SecretKey, TokenStore};
 use secrecy::{ExposeSecret, SecretString};
 
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+mod common;
+
+use common::{SECRET_KEY, TestDb};
 
 struct Fixture {
-    name: String,
-    base: String,
+    db: TestDb,
     stores: Vec<Arc<TokenStore>>,
-    pool: deadpool_postgres::Pool,
 }
 
 async fn fixture(replicas: usize, margin: Duration) -> Fixture {
-    let base = std::env::var("PASARELA_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!(
-        "pasarela_tok{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let url = SecretString::from(format!("{base}/{name}"));
-    let pool = db::connect(&url, 4).await.expect("test database");
-    let mut stores = Vec::new();
-    for _ in 0..replicas {
-        let config = db::parse_url(&url).unwrap();
-        let own_pool = db::pool(&config, 4).unwrap();
-        let key = SecretKey::from_base64(&SecretString::from(KEY)).unwrap();
-        stores.push(Arc::new(TokenStore::new(own_pool, key, margin)));
-    }
-    Fixture {
-        name,
-        base,
-        stores,
-        pool,
-    }
+    let db = TestDb::create("pasarela_tok").await;
+    let stores = (0..replicas)
+        .map(|_| {
+            let key = SecretKey::from_base64(&SecretString::from(SECRET_KEY)).unwrap();
+            Arc::new(TokenStore::new(db.pool(4), key, margin))
+        })
+        .collect();
+    Fixture { db, stores }
 }
 
 impl Fixture {
     async fn drop_database(self) {
         drop(self.stores);
-        drop(self.pool);
-        let (admin, conn) =
-            tokio_postgres::connect(&format!("{}/postgres", self.base), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .unwrap();
+        self.db.drop().await;
     }
 }
 
@@ -112,7 +86,8 @@ async fn one_fetch_serves_every_task_of_two_replicas_and_a_401_causes_one_more()
     );
 
     // The row is encrypted: the token's text is nowhere in it.
-    let client = f.pool.get().await.unwrap();
+    let pool = f.db.pool(1);
+    let client = pool.get().await.unwrap();
     let row = client
         .query_one(
             "SELECT ciphertext, generation FROM vendor_tokens WHERE vendor = 'numrot'",

@@ -38,6 +38,14 @@ pub enum VendorError {
         /// The start of the body, for the operator.
         body: String,
     },
+    /// The vendor refused pasarela's credentials in a way no retry will change.
+    #[error("{vendor}: {detail}")]
+    Credentials {
+        /// The vendor.
+        vendor: &'static str,
+        /// What the vendor's answer means, for the operator.
+        detail: String,
+    },
     /// A body that is not the documented shape.
     #[error("{vendor}: unreadable answer: {detail}")]
     Decode {
@@ -64,6 +72,7 @@ impl VendorError {
             VendorError::Connect { .. } => (Failure::new(ErrorKind::Vendor, msg), true, None),
             VendorError::Timeout { .. } => (Failure::new(ErrorKind::Timeout, msg), true, None),
             VendorError::Decode { .. } => (Failure::new(ErrorKind::Vendor, msg), true, None),
+            VendorError::Credentials { .. } => (Failure::new(ErrorKind::Auth, msg), false, None),
             VendorError::Status {
                 status,
                 retry_after,
@@ -153,6 +162,48 @@ pub fn status_error(
     }
 }
 
+/// An answer read whole: its status, headers and text.
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The headers (for `Retry-After`).
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as text.
+    pub text: String,
+}
+
+/// Sends `request` (with the trace headers) and reads the whole answer, recording its status on the
+/// current span; a transport failure is observed under `operation`.
+pub async fn exchange(
+    vendor: &'static str,
+    operation: &'static str,
+    timeout: Duration,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, VendorError> {
+    let started = Instant::now();
+    let response = request
+        .headers(crate::telemetry::http_trace_headers())
+        .send()
+        .await
+        .map_err(|e| {
+            observe(vendor, operation, started, "transport");
+            transport_error(vendor, timeout, &e)
+        })?;
+    let status = response.status();
+    tracing::Span::current().record("http.status_code", status.as_u16());
+    let headers = response.headers().clone();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| transport_error(vendor, timeout, &e))?;
+    observe(vendor, operation, started, status.as_str());
+    Ok(Answer {
+        status,
+        headers,
+        text,
+    })
+}
+
 /// A vendor reached with JSON bodies and HTTP Basic credentials (DANAConnect, Aldeamo): one client,
 /// built once, and one way of telling a documented answer from a failure.
 #[derive(Debug, Clone)]
@@ -190,42 +241,23 @@ impl BasicJsonApi {
         body: &B,
     ) -> Result<R, VendorError> {
         let vendor = self.vendor;
-        let started = Instant::now();
-        let response = self
+        let request = self
             .http
             .post(url.clone())
             .basic_auth(&self.login, Some(self.password.expose_secret()))
-            .headers(crate::telemetry::http_trace_headers())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| {
-                observe(vendor, operation, started, "transport");
-                transport_error(vendor, self.timeout, &e)
-            })?;
-        let status = response.status();
-        tracing::Span::current().record("http.status_code", status.as_u16());
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(vendor, self.timeout, &e))?;
+            .json(body);
+        let Answer {
+            status,
+            headers,
+            text,
+        } = exchange(vendor, operation, self.timeout, request).await?;
         match serde_json::from_str::<R>(&text) {
-            Ok(parsed) => {
-                observe(vendor, operation, started, "answered");
-                Ok(parsed)
-            }
-            Err(e) if status.is_success() => {
-                observe(vendor, operation, started, "unreadable");
-                Err(VendorError::Decode {
-                    vendor,
-                    detail: e.to_string(),
-                })
-            }
-            Err(_) => {
-                observe(vendor, operation, started, "http_error");
-                Err(status_error(vendor, status, &headers, &text))
-            }
+            Ok(parsed) => Ok(parsed),
+            Err(e) if status.is_success() => Err(VendorError::Decode {
+                vendor,
+                detail: e.to_string(),
+            }),
+            Err(_) => Err(status_error(vendor, status, &headers, &text)),
         }
     }
 }

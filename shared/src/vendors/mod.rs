@@ -2,8 +2,11 @@
 //! every documented response code mapped to what pasarela does with it.
 
 pub mod aldeamo;
+pub mod bearer;
 pub mod danaconnect;
+pub mod gestopago;
 pub mod http;
+pub mod numrot;
 
 use crate::config::{AldeamoSettings, ConfigError, DanaConnectSettings, Env};
 

@@ -22,7 +22,7 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::{InboxEntry, Sim};
+use crate::{InboxEntry, Sim, error};
 
 const VENDOR: &str = "aldeamo";
 
@@ -326,10 +326,6 @@ impl SendRequest {
             destination: destination.into(),
         })
     }
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// Checks Basic auth; returns the login when it is the configured one, else what was offered.

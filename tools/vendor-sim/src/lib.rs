@@ -10,8 +10,13 @@
 //! - `POST /sim/reset`: forget inbox, stats, requests and faults; every vendor's issued codes and
 //!   Aldeamo's configurations are kept.
 //!
+//! - `POST /sim/numrot/settings` / `POST /sim/numrot/invalidate`: NumRot's token lifetime and body
+//!   shape, and revoking every issued token (see [`numrot`]);
+//! - `POST /sim/gestopago/settings` / `POST /sim/gestopago/invalidate`: GestoPago's token lifetime,
+//!   and expiring every issued token (see [`gestopago`]).
+//!
 //! The vendors: DANAConnect under `/danaconnect/otp/1.0` ([`danaconnect`]), Aldeamo under `/aldeamo`
-//! ([`aldeamo`]).
+//! ([`aldeamo`]), NumRot under `/numrot` ([`numrot`]), GestoPago under `/gestopago` ([`gestopago`]).
 //!
 //! Adding a vendor is a new module with a `routes()` function, mounted in [`app`].
 
@@ -30,6 +35,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod aldeamo;
 pub mod danaconnect;
+pub mod gestopago;
+pub mod numrot;
+pub mod tokens;
 
 /// Credentials and rules the simulator enforces, from the same variables the workers read.
 #[derive(Debug, Clone)]
@@ -46,6 +54,62 @@ pub struct SimConfig {
     pub aldeamo_user: String,
     /// Aldeamo password (`ALDEAMO_PASSWORD`).
     pub aldeamo_password: String,
+    /// NumRot user (`NUMROT_USERNAME`).
+    pub numrot_username: String,
+    /// NumRot password (`NUMROT_PASSWORD`).
+    pub numrot_password: String,
+    /// GestoPago's authentication path under `/gestopago` (`GESTOPAGO_TOKEN_PATH`), with a leading `/`.
+    pub gestopago_token_path: String,
+    /// GestoPago distributor id (`GESTOPAGO_ID_DISTRIBUIDOR`).
+    pub gestopago_id_distribuidor: String,
+    /// GestoPago device code (`GESTOPAGO_CODIGO_DISPOSITIVO`).
+    pub gestopago_codigo_dispositivo: String,
+    /// GestoPago password (`GESTOPAGO_PASSWORD`).
+    pub gestopago_password: String,
+    /// GestoPago's AES-256 key (`GESTOPAGO_AES_KEY`), decoded; `Err` says why it could not be.
+    pub gestopago_aes_key: Result<Vec<u8>, String>,
+    /// GestoPago's AES IV (`GESTOPAGO_AES_IV`), decoded; `Err` says why it could not be.
+    pub gestopago_aes_iv: Result<Vec<u8>, String>,
+}
+
+/// Decodes a key or IV setting: `base64:` (standard alphabet) and `hex:` prefixes are decoded, anything
+/// else is taken as text (its UTF-8 bytes).
+pub fn decode_secret_bytes(value: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    if let Some(encoded) = value.strip_prefix("base64:") {
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| format!("not standard Base64: {e}"))
+    } else if let Some(encoded) = value.strip_prefix("hex:") {
+        let encoded = encoded.trim();
+        if encoded.len() % 2 != 0 {
+            return Err("hex with an odd number of digits".into());
+        }
+        (0..encoded.len())
+            .step_by(2)
+            .map(|i| {
+                encoded
+                    .get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| format!("not hex at position {i}"))
+            })
+            .collect()
+    } else {
+        Ok(value.as_bytes().to_vec())
+    }
+}
+
+/// Decodes a key or IV setting and checks its length.
+fn secret_bytes(name: &str, value: &str, len: usize) -> Result<Vec<u8>, String> {
+    let bytes = decode_secret_bytes(value).map_err(|e| format!("{name}: {e}"))?;
+    if bytes.len() == len {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "{name} must be {len} bytes, got {} (text is taken as UTF-8; prefix base64: or hex: to decode)",
+            bytes.len()
+        ))
+    }
 }
 
 impl SimConfig {
@@ -67,7 +131,40 @@ impl SimConfig {
                 .collect(),
             aldeamo_user: get("ALDEAMO_USER", "demo"),
             aldeamo_password: get("ALDEAMO_PASSWORD", "demo-password"),
+            numrot_username: get("NUMROT_USERNAME", "demo"),
+            numrot_password: get("NUMROT_PASSWORD", "demo-password"),
+            gestopago_token_path: {
+                let path = get("GESTOPAGO_TOKEN_PATH", "/api/token");
+                let path = path.trim().trim_end_matches('/');
+                if path.starts_with('/') {
+                    path.to_string()
+                } else {
+                    format!("/{path}")
+                }
+            },
+            gestopago_id_distribuidor: get("GESTOPAGO_ID_DISTRIBUIDOR", "demo-distribuidor"),
+            gestopago_codigo_dispositivo: get("GESTOPAGO_CODIGO_DISPOSITIVO", "demo-dispositivo"),
+            gestopago_password: get("GESTOPAGO_PASSWORD", "demo-password"),
+            gestopago_aes_key: secret_bytes(
+                "GESTOPAGO_AES_KEY",
+                &get("GESTOPAGO_AES_KEY", "pasarela-gestopago-demo-key-32by"),
+                32,
+            ),
+            gestopago_aes_iv: secret_bytes(
+                "GESTOPAGO_AES_IV",
+                &get("GESTOPAGO_AES_IV", "pasarela-demo-iv"),
+                16,
+            ),
         }
+    }
+
+    /// What in the configuration cannot work (a key or IV of the wrong length, say); empty when all is
+    /// well. The simulator still serves with problems, answering 400 where they matter.
+    pub fn problems(&self) -> Vec<String> {
+        [&self.gestopago_aes_key, &self.gestopago_aes_iv]
+            .into_iter()
+            .filter_map(|r| r.as_ref().err().cloned())
+            .collect()
     }
 }
 
@@ -122,7 +219,8 @@ pub struct Faults {
     pub outage: bool,
     /// Responses forced on the next calls, in order: DANAConnect response codes (e.g. `["05", "05"]`,
     /// `01` lets a call through); Aldeamo sending or validation statuses (e.g. `["failed"]`,
-    /// `["EXPIRED"]`, `ok` lets a call through).
+    /// `["EXPIRED"]`, `ok` lets a call through); NumRot and GestoPago HTTP statuses (e.g. `["401"]`,
+    /// `["403"]`; `ok` or `200` lets a call through).
     #[serde(default)]
     pub script: VecDeque<String>,
 }
@@ -147,6 +245,10 @@ pub struct SimState {
     pub danaconnect: danaconnect::DanaState,
     /// Aldeamo's configurations and issued codes.
     pub aldeamo: aldeamo::AldeamoState,
+    /// NumRot's settings and issued tokens.
+    pub numrot: numrot::NumRotState,
+    /// GestoPago's settings and issued tokens.
+    pub gestopago: gestopago::GestoPagoState,
 }
 
 #[derive(Default)]
@@ -310,6 +412,11 @@ async fn reset(State(sim): State<Sim>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// An error answer as every simulated vendor gives it: `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
 /// Decodes HTTP Basic credentials into (login, password).
 pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
@@ -336,8 +443,12 @@ pub fn app(config: SimConfig) -> Router {
         .route("/sim/faults", post(set_faults).delete(clear_faults))
         .route("/sim/reset", post(reset))
         .nest("/sim/aldeamo", aldeamo::control_routes())
+        .nest("/sim/numrot", numrot::control_routes())
+        .nest("/sim/gestopago", gestopago::control_routes())
         .nest("/danaconnect/otp/1.0", danaconnect::routes())
         .nest("/aldeamo", aldeamo::routes())
+        .nest("/numrot", numrot::routes())
+        .nest("/gestopago", gestopago::routes())
         .with_state(state)
 }
 
@@ -350,4 +461,72 @@ pub async fn serve(
     axum::serve(listener, app(config))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
+
+/// A script entry for the vendors whose answers are HTTP statuses (NumRot, GestoPago): `None` lets the
+/// call through (no entry, `ok` or `200`), `Some` is the status to answer instead. An entry that is no
+/// HTTP status is answered 500, so a mistyped script shows.
+pub fn scripted_status(forced: Option<String>) -> Option<StatusCode> {
+    let entry = forced?;
+    if entry.eq_ignore_ascii_case("ok") {
+        return None;
+    }
+    let status = entry
+        .trim()
+        .parse::<u16>()
+        .ok()
+        .and_then(|n| StatusCode::from_u16(n).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status != StatusCode::OK).then_some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_iv_are_text_or_prefixed_base64_or_hex() {
+        assert_eq!(decode_secret_bytes("ab").unwrap(), b"ab");
+        assert_eq!(decode_secret_bytes("base64:YWI=").unwrap(), b"ab");
+        assert_eq!(decode_secret_bytes("hex:6162").unwrap(), b"ab");
+        assert!(decode_secret_bytes("hex:616").is_err());
+        assert!(decode_secret_bytes("hex:zz").is_err());
+        assert!(decode_secret_bytes("base64:@@").is_err());
+        let config = SimConfig::default();
+        assert_eq!(
+            config.gestopago_aes_key.as_deref().unwrap(),
+            b"pasarela-gestopago-demo-key-32by"
+        );
+        assert_eq!(
+            config.gestopago_aes_iv.as_deref().unwrap(),
+            b"pasarela-demo-iv"
+        );
+        assert!(config.problems().is_empty());
+        assert_eq!(config.gestopago_token_path, "/api/token");
+        let vars = HashMap::from([
+            (
+                "GESTOPAGO_AES_KEY".to_string(),
+                format!("hex:{}", "00".repeat(32)),
+            ),
+            ("GESTOPAGO_AES_IV".to_string(), "short".to_string()),
+            (
+                "GESTOPAGO_TOKEN_PATH".to_string(),
+                "auth/token/".to_string(),
+            ),
+        ]);
+        let config = SimConfig::from_vars(&vars);
+        assert_eq!(config.gestopago_aes_key.as_deref().unwrap(), [0u8; 32]);
+        let problems = config.problems();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("GESTOPAGO_AES_IV"), "{problems:?}");
+        assert_eq!(config.gestopago_token_path, "/auth/token");
+    }
 }

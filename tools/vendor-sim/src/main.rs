@@ -12,6 +12,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     let config = SimConfig::from_vars(&vars);
+    let problems = config.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("invalid configuration: {}", problems.join("; "));
+    }
     let addr = vars
         .get("VENDOR_SIM_ADDR")
         .map(String::as_str)

@@ -1,0 +1,166 @@
+//! What the token-protected vendors (NumRot, GestoPago) share: a path a producer gives that must stay
+//! on the vendor's host, a call with `Authorization: Bearer <token>` from the shared token store, and
+//! one fresh token and one retry when the vendor says the token is no good.
+
+use std::future::Future;
+
+use reqwest::{Method, StatusCode, Url};
+use secrecy::ExposeSecret;
+
+use super::http::{self, VendorError};
+use crate::db::DbError;
+use crate::tokens::{FetchedToken, Token, TokenError, TokenStore};
+
+/// Why a call to a token-protected vendor did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The vendor (or the way to it) failed.
+    #[error(transparent)]
+    Vendor(#[from] VendorError),
+    /// The shared token store could not be used.
+    #[error("token store: {0}")]
+    Store(#[from] DbError),
+    /// The request cannot be made as given (a path off the vendor's host, a payload that is no object).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<TokenError<VendorError>> for CallError {
+    fn from(e: TokenError<VendorError>) -> Self {
+        match e {
+            TokenError::Fetch(v) => CallError::Vendor(v),
+            TokenError::Store(d) => CallError::Store(d),
+        }
+    }
+}
+
+/// A vendor's answer to a call, whatever its status.
+#[derive(Debug, Clone)]
+pub struct VendorResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    pub body: serde_json::Value,
+}
+
+/// Joins a producer's `path` to the vendor's base URL, refusing anything that could leave the vendor:
+/// the path must start with a single `/`, carry no scheme or backslash, and the result must keep the
+/// base's scheme, host and port.
+pub fn vendor_url(base: &Url, path: &str) -> Result<Url, String> {
+    if !path.starts_with('/') || path.starts_with("//") {
+        return Err(format!(
+            "path: must start with a single /, got {:?}",
+            truncate(path)
+        ));
+    }
+    if path.contains("://") || path.contains('\\') || path.chars().any(char::is_control) {
+        return Err(format!(
+            "path: must stay on the vendor's host, got {:?}",
+            truncate(path)
+        ));
+    }
+    let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path);
+    let url = Url::parse(&joined).map_err(|e| format!("path: not a valid URL path: {e}"))?;
+    if url.scheme() != base.scheme()
+        || url.host_str() != base.host_str()
+        || url.port_or_known_default() != base.port_or_known_default()
+    {
+        return Err("path: must stay on the vendor's host".into());
+    }
+    Ok(url)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// One call with a token from `tokens`: when the vendor answers one of `refused` (401, and 403 for
+/// GestoPago), the token is expired for everyone, a new one is fetched once, and the call is made once
+/// more. `send` makes the request with the token it is given.
+pub async fn with_token<Fetch, FetchFut, Send, SendFut>(
+    tokens: &TokenStore,
+    vendor: &'static str,
+    refused: &[StatusCode],
+    fetch: Fetch,
+    send: Send,
+) -> Result<VendorResponse, CallError>
+where
+    Fetch: Fn() -> FetchFut,
+    FetchFut: Future<Output = Result<FetchedToken, VendorError>>,
+    Send: Fn(Token) -> SendFut,
+    SendFut: Future<Output = Result<VendorResponse, VendorError>>,
+{
+    let token = tokens.token(vendor, &fetch).await?;
+    let first = send(token.clone()).await?;
+    if !refused.iter().any(|s| s.as_u16() == first.status) {
+        return Ok(first);
+    }
+    tracing::info!(
+        vendor,
+        status = first.status,
+        "token refused; fetching a new one and trying once more"
+    );
+    tokens.invalidate(vendor, &token).await?;
+    let token = tokens.token(vendor, &fetch).await?;
+    Ok(send(token).await?)
+}
+
+/// Sends `request` with the token as a Bearer credential and reads the answer: JSON when it parses,
+/// else the text as a JSON string.
+pub async fn send_with(
+    vendor: &'static str,
+    timeout: std::time::Duration,
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+    token: &Token,
+) -> Result<VendorResponse, VendorError> {
+    let request = request.bearer_auth(token.value.expose_secret());
+    let answer = http::exchange(vendor, operation, timeout, request).await?;
+    let body = serde_json::from_str(&answer.text).unwrap_or(serde_json::Value::String(answer.text));
+    Ok(VendorResponse {
+        status: answer.status.as_u16(),
+        body,
+    })
+}
+
+/// The HTTP method of a `vendor.call`.
+pub fn method(name: &str) -> Result<Method, String> {
+    match name {
+        "GET" => Ok(Method::GET),
+        "POST" => Ok(Method::POST),
+        other => Err(format!("method: GET or POST, got {:?}", truncate(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_on_the_vendors_host() {
+        let base = Url::parse("https://numrotapiprueba.net/base").unwrap();
+        assert_eq!(
+            vendor_url(&base, "/api/x?y=1").unwrap().as_str(),
+            "https://numrotapiprueba.net/base/api/x?y=1"
+        );
+        for bad in [
+            "//evil.example/x",
+            "http://evil.example/x",
+            "api/x",
+            "/x\\@evil.example",
+            "/a/http://evil.example",
+            "",
+        ] {
+            assert!(vendor_url(&base, bad).is_err(), "{bad}");
+        }
+        // An @ in the path is a path character, not a userinfo switch: the host stays.
+        let u = vendor_url(&base, "/@evil.example/x").unwrap();
+        assert_eq!(u.host_str(), Some("numrotapiprueba.net"));
+    }
+
+    #[test]
+    fn only_get_and_post() {
+        assert_eq!(method("GET").unwrap(), Method::GET);
+        assert!(method("DELETE").is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! GestoPago (vendors.md §5): a 24-hour `accessToken` from a form-url-encoded POST of `idDistribuidor`,
+//! `codigoDispositivo` and `password` to `GESTOPAGO_TOKEN_PATH`, shared by every replica (a token per
+//! request is forbidden), sent as a Bearer credential; the payload JSON is encrypted (AES-256-CBC,
+//! PKCS#7, Base64) and sent as `signed`: a form field on POST, a query parameter on GET. 401 (missing or
+//! wrong token) and 403 (expired token) both fetch a new token once and retry once.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::bearer::{self, CallError, VendorResponse};
+use super::http::{self, VendorError};
+use crate::cipher::PayloadCipher;
+use crate::config::GestoPagoSettings;
+use crate::tokens::{FetchedToken, TokenStore};
+
+const VENDOR: &str = "gestopago";
+
+/// A GestoPago token's lifetime, by the document.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GestoPagoConfigError {
+    /// A URL setting does not parse.
+    #[error("GESTOPAGO_BASE_URL/GESTOPAGO_TOKEN_PATH: {0}")]
+    Url(#[from] url::ParseError),
+    /// The key or IV is unusable.
+    #[error(transparent)]
+    Cipher(#[from] crate::cipher::CipherError),
+}
+
+/// The GestoPago client.
+#[derive(Debug, Clone)]
+pub struct GestoPagoClient {
+    http: reqwest::Client,
+    base: Url,
+    token_url: Url,
+    id_distribuidor: String,
+    codigo_dispositivo: String,
+    password: SecretString,
+    cipher: PayloadCipher,
+    timeout: Duration,
+}
+
+impl GestoPagoClient {
+    /// A client for the configured account, key and IV.
+    pub fn new(settings: &GestoPagoSettings) -> Result<Self, GestoPagoConfigError> {
+        let base_text = settings.base_url.trim_end_matches('/');
+        Ok(Self {
+            http: http::client(settings.timeout),
+            base: Url::parse(base_text)?,
+            token_url: Url::parse(&format!("{base_text}{}", settings.token_path))?,
+            id_distribuidor: settings.id_distribuidor.clone(),
+            codigo_dispositivo: settings.codigo_dispositivo.clone(),
+            password: settings.password.clone(),
+            cipher: PayloadCipher::from_settings(
+                settings.aes_key.expose_secret(),
+                settings.aes_iv.expose_secret(),
+            )?,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// The authentication endpoint: a new `accessToken`.
+    #[tracing::instrument(name = "gestopago.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    pub async fn fetch_token(&self) -> Result<FetchedToken, VendorError> {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("idDistribuidor", &self.id_distribuidor)
+            .append_pair("codigoDispositivo", &self.codigo_dispositivo)
+            .append_pair("password", self.password.expose_secret())
+            .finish();
+        let request = self
+            .http
+            .post(self.token_url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        let http::Answer {
+            status,
+            headers,
+            text,
+        } = http::exchange(VENDOR, "token", self.timeout, request).await?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(VendorError::Credentials {
+                vendor: VENDOR,
+                detail: format!(
+                    "the authentication endpoint refused GESTOPAGO_ID_DISTRIBUIDOR/CODIGO_DISPOSITIVO/PASSWORD (HTTP {})",
+                    status.as_u16()
+                ),
+            });
+        }
+        if !status.is_success() {
+            return Err(http::status_error(VENDOR, status, &headers, &text));
+        }
+        let parsed: Value = serde_json::from_str(&text).map_err(|_| VendorError::Decode {
+            vendor: VENDOR,
+            detail: "the token answer is not JSON".into(),
+        })?;
+        let token =
+            parsed
+                .get("accessToken")
+                .and_then(Value::as_str)
+                .ok_or(VendorError::Decode {
+                    vendor: VENDOR,
+                    detail: "the token answer has no accessToken".into(),
+                })?;
+        let lifetime = parsed
+            .get("expiresIn")
+            .and_then(Value::as_u64)
+            .map(Duration::from_secs)
+            .unwrap_or(TOKEN_LIFETIME)
+            .min(TOKEN_LIFETIME);
+        Ok(FetchedToken {
+            value: token.to_string().into(),
+            lifetime,
+        })
+    }
+
+    /// Calls `method path` with `payload` encrypted as `signed`, with the shared token; a 401 or 403
+    /// fetches a new token once and retries once.
+    #[tracing::instrument(name = "gestopago.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    pub async fn call(
+        &self,
+        tokens: &TokenStore,
+        method: &str,
+        path: &str,
+        payload: &Value,
+    ) -> Result<VendorResponse, CallError> {
+        let method = bearer::method(method).map_err(CallError::Invalid)?;
+        let mut url = bearer::vendor_url(&self.base, path).map_err(CallError::Invalid)?;
+        let plain = serde_json::to_vec(payload).expect("a JSON value serialises");
+        let signed = self.cipher.encrypt(&plain);
+        let form = if method == Method::GET {
+            url.query_pairs_mut().append_pair("signed", &signed);
+            None
+        } else {
+            Some(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("signed", &signed)
+                    .finish(),
+            )
+        };
+        bearer::with_token(
+            tokens,
+            VENDOR,
+            &[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN],
+            || self.fetch_token(),
+            |token| {
+                let mut request = self.http.request(method.clone(), url.clone());
+                if let Some(f) = &form {
+                    request = request
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .body(f.clone());
+                }
+                async move { bearer::send_with(VENDOR, self.timeout, "call", request, &token).await }
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,155 @@
+//! NumRot (vendors.md §1): a token from `POST /v2/api/Token` with `Username`/`Password` as JSON, valid
+//! at most 60 minutes, sent as a Bearer credential on every call. A 500 from the token service means
+//! the user is not registered (permanent); a 401 on a call means the token's session ended.
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::bearer::{self, CallError, VendorResponse};
+use super::http::{self, VendorError};
+use crate::config::NumRotSettings;
+use crate::tokens::{FetchedToken, TokenStore};
+
+const VENDOR: &str = "numrot";
+
+/// The longest a NumRot token lives, by the document.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// The NumRot client.
+#[derive(Debug, Clone)]
+pub struct NumRotClient {
+    http: reqwest::Client,
+    base: Url,
+    token_url: Url,
+    username: String,
+    password: SecretString,
+    timeout: Duration,
+}
+
+/// Reads the token from the token service's answer, whose shape the document leaves open: a bare JWT
+/// (as a JSON string or plain text) or an object with a token field.
+pub fn token_from_body(text: &str) -> Option<(SecretString, Option<Duration>)> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::String(t)) if !t.is_empty() => Some((t.into(), None)),
+        Ok(Value::Object(map)) => {
+            let token = ["token", "Token", "accessToken", "access_token"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_str))?;
+            let lifetime = ["expiresIn", "expires_in"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_u64))
+                .map(Duration::from_secs);
+            Some((token.to_string().into(), lifetime))
+        }
+        Ok(_) => None,
+        Err(_) => {
+            let t = text.trim();
+            (!t.is_empty() && !t.contains(char::is_whitespace))
+                .then(|| (t.to_string().into(), None))
+        }
+    }
+}
+
+impl NumRotClient {
+    /// A client for the configured account and environment.
+    pub fn new(settings: &NumRotSettings) -> Result<Self, url::ParseError> {
+        let base = Url::parse(settings.base_url.trim_end_matches('/'))?;
+        let token_url = Url::parse(&format!(
+            "{}/v2/api/Token",
+            settings.base_url.trim_end_matches('/')
+        ))?;
+        Ok(Self {
+            http: http::client(settings.timeout),
+            base,
+            token_url,
+            username: settings.username.clone(),
+            password: settings.password.clone(),
+            timeout: settings.timeout,
+        })
+    }
+
+    /// `POST /v2/api/Token`: a new token.
+    #[tracing::instrument(name = "numrot.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    pub async fn fetch_token(&self) -> Result<FetchedToken, VendorError> {
+        let body = serde_json::json!({
+            "Username": self.username,
+            "Password": self.password.expose_secret(),
+        });
+        let request = self.http.post(self.token_url.clone()).json(&body);
+        let http::Answer {
+            status,
+            headers,
+            text,
+        } = http::exchange(VENDOR, "token", self.timeout, request).await?;
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The document's meaning of 500 on this endpoint: no such user. No retry will fix it.
+            return Err(VendorError::Credentials {
+                vendor: VENDOR,
+                detail: "the token service answered 500: NUMROT_USERNAME/NUMROT_PASSWORD are not registered credentials".into(),
+            });
+        }
+        if !status.is_success() {
+            return Err(http::status_error(VENDOR, status, &headers, &text));
+        }
+        let (value, lifetime) = token_from_body(&text).ok_or(VendorError::Decode {
+            vendor: VENDOR,
+            detail: "the token answer holds no token".into(),
+        })?;
+        Ok(FetchedToken {
+            value,
+            lifetime: lifetime
+                .unwrap_or(MAX_TOKEN_LIFETIME)
+                .min(MAX_TOKEN_LIFETIME),
+        })
+    }
+
+    /// Calls `method path` with the shared token; a 401 fetches a new token once and retries once.
+    #[tracing::instrument(name = "numrot.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    pub async fn call(
+        &self,
+        tokens: &TokenStore,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<VendorResponse, CallError> {
+        let method = bearer::method(method).map_err(CallError::Invalid)?;
+        let url = bearer::vendor_url(&self.base, path).map_err(CallError::Invalid)?;
+        bearer::with_token(
+            tokens,
+            VENDOR,
+            &[StatusCode::UNAUTHORIZED],
+            || self.fetch_token(),
+            |token| {
+                let mut request = self.http.request(method.clone(), url.clone());
+                if let Some(b) = body {
+                    request = request.json(b);
+                }
+                async move { bearer::send_with(VENDOR, self.timeout, "call", request, &token).await }
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_shape_the_document_allows_is_read() {
+        let (t, l) = token_from_body(r#""eyJ.a.b""#).unwrap();
+        assert_eq!((t.expose_secret(), l), ("eyJ.a.b", None));
+        let (t, l) = token_from_body(r#"{"token":"eyJ.c.d","expiresIn":600}"#).unwrap();
+        assert_eq!(
+            (t.expose_secret(), l),
+            ("eyJ.c.d", Some(Duration::from_secs(600)))
+        );
+        let (t, _) = token_from_body("eyJ.e.f\n").unwrap();
+        assert_eq!(t.expose_secret(), "eyJ.e.f");
+        assert!(token_from_body(r#"{"error":"x"}"#).is_none());
+        assert!(token_from_body("an html error page").is_none());
+    }
+}
