@@ -44,9 +44,13 @@ done
 [ -n "${addr:-}" ] || { echo "vendor-sim did not start; see $logs/vendor-sim.log"; exit 1; }
 export DANACONNECT_BASE_URL="http://$addr/danaconnect/otp/1.0"
 export ALDEAMO_BASE_URL="http://$addr/aldeamo"
+export NUMROT_BASE_URL="http://$addr/numrot"
+export GESTOPAGO_BASE_URL="http://$addr/gestopago"
+# A demo key for the stored vendor tokens; a real deployment sets its own (openssl rand -base64 32).
+export PASARELA_SECRET_KEY="${PASARELA_SECRET_KEY:-MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}"
 echo "vendor simulator on http://$addr (inbox: http://$addr/sim/inbox, calls: http://$addr/sim/stats)"
 
-for worker in otp-send otp-verify; do
+for worker in otp-send otp-verify vendor-call; do
   PASARELA_METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn,pasarela_shared=info \
     "$bin/$worker" > "$logs/$worker.log" 2>&1 &
   pids+=($!)

@@ -63,6 +63,14 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// Every attempt was spent; `last` is the final attempt's failure.
+    pub fn exhausted(attempts: u32, last: &Failure) -> Self {
+        Self::new(
+            ErrorKind::Exhausted,
+            format!("gave up after {attempts} attempts; last: {last}"),
+        )
+    }
 }
 
 impl std::fmt::Display for Failure {

@@ -113,6 +113,22 @@ impl From<&str> for ProviderChoice {
     }
 }
 
+/// `vendor.call`: one call to a token-protected vendor (NumRot, GestoPago) on a producer's behalf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VendorCall {
+    /// The producer's id for this call.
+    pub call_id: Uuid,
+    /// `numrot` or `gestopago`.
+    pub vendor: String,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The vendor's path, starting with `/`; it must stay on the vendor's host.
+    pub path: String,
+    /// The JSON payload (for GestoPago, encrypted into `signed`).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
 /// `otp.verify`: check a code a user typed against the send it belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OtpVerify {

@@ -26,6 +26,9 @@ use uuid::Uuid;
 /// Retry tiers the tests run with: short, so retries take milliseconds.
 pub const TEST_TIERS: [&str; 3] = ["100ms", "200ms", "400ms"];
 
+/// The `PASARELA_SECRET_KEY` every test worker gets (32 bytes, Base64).
+pub const TEST_SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
 /// Where RabbitMQ and PostgreSQL are.
 pub struct Services {
     /// AMQP URL.
@@ -527,6 +530,12 @@ impl TestEnv {
                 format!("{}/danaconnect/otp/1.0", self.sim.base_url),
             )
             .env("ALDEAMO_BASE_URL", format!("{}/aldeamo", self.sim.base_url))
+            .env("NUMROT_BASE_URL", format!("{}/numrot", self.sim.base_url))
+            .env(
+                "GESTOPAGO_BASE_URL",
+                format!("{}/gestopago", self.sim.base_url),
+            )
+            .env("PASARELA_SECRET_KEY", TEST_SECRET_KEY)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -872,7 +881,7 @@ impl TestEnv {
         let _ = self.sim.child.kill().await;
         let ns = &self.namespace;
         let mut queues = vec![qualify(ns, "test.events")];
-        for work in ["otp.send", "otp.verify"] {
+        for work in ["otp.send", "otp.verify", "vendor.call"] {
             queues.push(qualify(ns, work));
             queues.push(qualify(ns, &format!("{work}.dead")));
             queues.extend(

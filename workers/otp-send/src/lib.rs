@@ -367,10 +367,7 @@ impl Handler for OtpSendHandler {
     }
 
     fn exhausted(&self, message: &OtpSend, ctx: &HandleContext, last: &Failure) -> Completion {
-        let failure = Failure::new(
-            ErrorKind::Exhausted,
-            format!("gave up after {} attempts; last: {last}", ctx.attempt),
-        );
+        let failure = Failure::exhausted(ctx.attempt, last);
         Self::completion(message, ctx, "failed", Some(failure), Served::default())
     }
 }

@@ -527,10 +527,7 @@ impl Handler for OtpVerifyHandler {
     }
 
     fn exhausted(&self, message: &OtpVerify, ctx: &HandleContext, last: &Failure) -> Completion {
-        let failure = Failure::new(
-            ErrorKind::Exhausted,
-            format!("gave up after {} attempts; last: {last}", ctx.attempt),
-        );
+        let failure = Failure::exhausted(ctx.attempt, last);
         Self::completion(
             message,
             ctx,

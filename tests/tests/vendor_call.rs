@@ -1,0 +1,197 @@
+//! `vendor.call` end to end: producer message → vendor-call worker processes → NumRot / GestoPago
+//! simulators → PostgreSQL → result event, against real RabbitMQ and PostgreSQL.
+
+use std::time::Duration;
+
+use pasarela_e2e::{EnvOptions, TestEnv};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start(workers: u32, extra_env: &[(&str, &str)]) -> TestEnv {
+    let mut options = EnvOptions::default();
+    for (k, v) in extra_env {
+        options.worker_env.push((k.to_string(), v.to_string()));
+    }
+    let mut env = TestEnv::start_with(options).await;
+    for n in 1..=workers {
+        env.start_extra("vendor-call", "vendor.call", n).await;
+    }
+    env
+}
+
+fn call(vendor: &str, method: &str, path: &str, body: Value) -> (String, Value) {
+    let id = Uuid::new_v4().to_string();
+    let message =
+        json!({ "call_id": id, "vendor": vendor, "method": method, "path": path, "body": body });
+    (id, message)
+}
+
+/// Publishes the calls and returns their events, keyed by call id.
+async fn run(
+    env: &mut TestEnv,
+    calls: &[(String, Value)],
+) -> std::collections::HashMap<String, Value> {
+    for (id, body) in calls {
+        env.publish_to("vendor.call", body, id).await;
+    }
+    let events = env.events(calls.len(), WAIT).await;
+    assert_eq!(
+        events.len(),
+        calls.len(),
+        "missing events; logs:\n{}",
+        env.worker_log()
+    );
+    events
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.routing_key, "vendor.call.completed");
+            (e.body["call_id"].as_str().unwrap().to_string(), e.body)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn gestopago_from_two_workers_fetches_one_token_and_one_more_after_invalidation() {
+    let mut env = start(2, &[]).await;
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let method = if i % 2 == 0 { "GET" } else { "POST" };
+            call(
+                "gestopago",
+                method,
+                "/api/ventas",
+                json!({ "n": i, "ref": "ñ+/=" }),
+            )
+        })
+        .collect();
+    let events = run(&mut env, &calls).await;
+    for (id, message) in &calls {
+        let e = &events[id];
+        assert_eq!(e["status"], "ok", "{e}");
+        assert_eq!(e["http_status"], 200);
+        assert_eq!(
+            e["response"]["payload"], message["body"],
+            "signed carried the payload"
+        );
+        assert_eq!(e["response"]["method"], message["method"]);
+    }
+    assert_eq!(
+        env.sim.calls("gestopago", "token").await,
+        1,
+        "one token for 100 calls"
+    );
+
+    env.sim.post("gestopago/invalidate", &json!({})).await;
+    let more: Vec<_> = (0..20)
+        .map(|_| call("gestopago", "POST", "/api/ventas", json!({})))
+        .collect();
+    let events = run(&mut env, &more).await;
+    assert!(
+        events.values().all(|e| e["status"] == "ok"),
+        "no failed call"
+    );
+    assert_eq!(env.sim.calls("gestopago", "token").await, 2, "one refetch");
+    let rows = env
+        .query("SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM vendor_calls")
+        .await;
+    assert_eq!(
+        (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)),
+        (120, 120)
+    );
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn numrot_past_its_lifetime_refetches_once_and_bad_paths_never_leave() {
+    let mut env = start(1, &[]).await;
+    // A bare token (no lifetime given) that the vendor ends after one second.
+    env.sim
+        .post(
+            "numrot/settings",
+            &json!({ "token_lifetime_s": 1, "bare_token": true }),
+        )
+        .await;
+    let first = run(
+        &mut env,
+        &[call("numrot", "POST", "/api/facturas", json!({ "a": 1 }))],
+    )
+    .await;
+    assert!(first.values().all(|e| e["status"] == "ok"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = run(
+        &mut env,
+        &[call("numrot", "GET", "/api/estado", Value::Null)],
+    )
+    .await;
+    let e = second.values().next().unwrap();
+    assert_eq!(e["status"], "ok", "{e}");
+    assert_eq!(e["attempts"], 1, "401 → refetch → ok within the attempt");
+    assert_eq!(env.sim.calls("numrot", "token").await, 2);
+
+    let before = env.sim.calls("numrot", "call").await;
+    let bad = [
+        call("numrot", "GET", "//evil.example/x", Value::Null),
+        call("gestopago", "GET", "http://evil.example/x", json!({})),
+        call("numrot", "DELETE", "/api/x", Value::Null),
+        call("twilio", "GET", "/x", Value::Null),
+    ];
+    let events = run(&mut env, &bad).await;
+    for e in events.values() {
+        assert_eq!(e["status"], "rejected", "{e}");
+        assert_eq!(e["error"]["kind"], "rejected");
+    }
+    assert_eq!(env.sim.calls("numrot", "call").await, before);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn wrong_numrot_credentials_fail_as_auth_without_a_retry_storm_and_no_secret_is_logged() {
+    let mut env = start(1, &[("NUMROT_PASSWORD", "wr0ng-numrot-pass")]).await;
+    let calls: Vec<_> = (0..3)
+        .map(|_| call("numrot", "GET", "/api/estado", Value::Null))
+        .collect();
+    let events = run(&mut env, &calls).await;
+    for e in events.values() {
+        assert_eq!(e["status"], "failed", "{e}");
+        assert_eq!(e["error"]["kind"], "auth");
+        assert_eq!(e["attempts"], 1, "not retried");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not registered")
+        );
+    }
+    assert!(
+        env.sim.calls("numrot", "token").await <= 3,
+        "at most one token call per message"
+    );
+    // A GestoPago call too, so its key, IV, password and token were all in use.
+    let ok = run(
+        &mut env,
+        &[call("gestopago", "POST", "/api/x", json!({ "k": "v" }))],
+    )
+    .await;
+    assert!(ok.values().all(|e| e["status"] == "ok"));
+    let logs = env.worker_log();
+    for secret in [
+        "wr0ng-numrot-pass",
+        "demo-password",
+        "pasarela-gestopago-demo-key-32by",
+        "pasarela-demo-iv",
+        "eyJ",
+    ] {
+        assert!(!logs.contains(secret), "{secret} is in the worker logs");
+    }
+    let dump = tokio::process::Command::new("pg_dump")
+        .args(["--data-only", &env.database_url])
+        .output()
+        .await
+        .expect("pg_dump");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("vendor_tokens"));
+    assert!(!dump.contains("eyJ"), "tokens are stored encrypted");
+    env.teardown().await;
+}

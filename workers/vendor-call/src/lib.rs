@@ -1,0 +1,286 @@
+//! The `vendor.call` handler: one call to NumRot or GestoPago on a producer's behalf. Credentials,
+//! tokens, the AES key and IV never leave the worker; the producer gives the vendor, the method, a path
+//! that must stay on the vendor's host, and a JSON body, and gets the vendor's status and answer.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pasarela_shared::handler::{
+    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
+};
+use pasarela_shared::messages::VendorCall;
+use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::vendors::bearer::{CallError, VendorResponse};
+use pasarela_shared::vendors::gestopago::GestoPagoClient;
+use pasarela_shared::vendors::numrot::NumRotClient;
+
+/// The routing key of the result event.
+pub const COMPLETED: &str = "vendor.call.completed";
+
+/// How long before a token's end the shared store replaces it.
+const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// Calls token-protected vendors with tokens shared by every replica.
+pub struct VendorCallHandler {
+    numrot: NumRotClient,
+    gestopago: GestoPagoClient,
+    key: Mutex<Option<SecretKey>>,
+    tokens: OnceLock<TokenStore>,
+    log_payloads: bool,
+}
+
+/// What a call came to, before it is recorded.
+struct CallResult {
+    status: &'static str,
+    response: Option<VendorResponse>,
+    error: Option<Failure>,
+    latency: Option<Duration>,
+}
+
+impl VendorCallHandler {
+    /// A handler over both clients, encrypting stored tokens with `key`; with `log_payloads`
+    /// (`PASARELA_LOG_PAYLOADS`, for debugging against a test vendor) each call's plain payload and
+    /// answer are logged.
+    pub fn new(
+        numrot: NumRotClient,
+        gestopago: GestoPagoClient,
+        key: SecretKey,
+        log_payloads: bool,
+    ) -> Self {
+        Self {
+            numrot,
+            gestopago,
+            key: Mutex::new(Some(key)),
+            tokens: OnceLock::new(),
+            log_payloads,
+        }
+    }
+
+    /// The token store, made at the first call, when the database is known.
+    fn tokens(&self, ctx: &HandleContext) -> &TokenStore {
+        self.tokens.get_or_init(|| {
+            let key = self
+                .key
+                .lock()
+                .expect("key")
+                .take()
+                .expect("the store is made once");
+            TokenStore::new(ctx.db.pool().clone(), key, TOKEN_MARGIN)
+        })
+    }
+
+    fn completion(message: &VendorCall, ctx: &HandleContext, done: CallResult) -> Completion {
+        let mut event = event_body(
+            "call_id",
+            message.call_id,
+            done.status,
+            ctx.attempt,
+            done.error.as_ref(),
+        );
+        event.insert("vendor".into(), message.vendor.clone().into());
+        event.insert(
+            "http_status".into(),
+            done.response.as_ref().map(|r| r.status).into(),
+        );
+        event.insert(
+            "response".into(),
+            done.response.map(|r| r.body).unwrap_or_default(),
+        );
+        // The query string may carry a producer's parameters: only the path is kept.
+        let path: String = message
+            .path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
+        let http_status = event["http_status"].as_u64().map(|s| s as i32);
+        let write = SqlWrite {
+            sql: "INSERT INTO vendor_calls (call_id, message_id, vendor, method, path, status,
+                      http_status, latency_ms, attempts, error_kind, error_message, completed_at)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+                  ON CONFLICT (call_id) DO UPDATE SET status = EXCLUDED.status,
+                      http_status = EXCLUDED.http_status, latency_ms = EXCLUDED.latency_ms,
+                      attempts = EXCLUDED.attempts, error_kind = EXCLUDED.error_kind,
+                      error_message = EXCLUDED.error_message, completed_at = now()
+                  WHERE vendor_calls.message_id = EXCLUDED.message_id",
+            params: vec![
+                Box::new(message.call_id),
+                Box::new(ctx.message_id),
+                Box::new(message.vendor.chars().take(40).collect::<String>()),
+                Box::new(message.method.chars().take(10).collect::<String>()),
+                Box::new(path),
+                Box::new(done.status.to_string()),
+                Box::new(http_status),
+                Box::new(done.latency.map(|l| l.as_millis() as i32)),
+                Box::new(ctx.attempt as i32),
+                Box::new(done.error.as_ref().map(|e| e.kind.as_str().to_string())),
+                Box::new(done.error.as_ref().map(|e| e.message.clone())),
+            ],
+        };
+        Completion {
+            status: done.status.to_string(),
+            routing_key: COMPLETED,
+            event: event.into(),
+            error: done.error,
+            writes: vec![write],
+        }
+    }
+
+    fn finish(message: &VendorCall, ctx: &HandleContext, done: CallResult) -> Outcome {
+        Outcome::Complete(Self::completion(message, ctx, done))
+    }
+}
+
+fn rejected(message: impl Into<String>) -> CallResult {
+    CallResult {
+        status: "rejected",
+        response: None,
+        error: Some(Failure::new(ErrorKind::Rejected, message)),
+        latency: None,
+    }
+}
+
+impl Handler for VendorCallHandler {
+    type Message = VendorCall;
+
+    fn queue(&self) -> &'static str {
+        "vendor.call"
+    }
+
+    async fn handle(&self, message: &VendorCall, ctx: &HandleContext) -> Outcome {
+        let tokens = self.tokens(ctx);
+        let started = Instant::now();
+        let result = match message.vendor.as_str() {
+            "numrot" => {
+                self.numrot
+                    .call(
+                        tokens,
+                        &message.method,
+                        &message.path,
+                        message.body.as_ref(),
+                    )
+                    .await
+            }
+            "gestopago" => {
+                let payload = message
+                    .body
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({}));
+                if !payload.is_object() {
+                    return Self::finish(
+                        message,
+                        ctx,
+                        rejected(
+                            "body: gestopago takes a JSON object, which it encrypts as signed",
+                        ),
+                    );
+                }
+                self.gestopago
+                    .call(tokens, &message.method, &message.path, &payload)
+                    .await
+            }
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Self::finish(
+                    message,
+                    ctx,
+                    rejected(format!("vendor: numrot or gestopago, got {shown:?}")),
+                );
+            }
+        };
+        let latency = Some(started.elapsed());
+        if self.log_payloads {
+            let answer = result.as_ref().ok().map(|r| r.body.to_string());
+            tracing::info!(
+                payload = %message.body.clone().unwrap_or_default(),
+                answer = answer.as_deref().unwrap_or(""),
+                "vendor.call payload (PASARELA_LOG_PAYLOADS is set)"
+            );
+        }
+        metrics::histogram!("pasarela_vendor_call_seconds", "vendor" => message.vendor.clone())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(response) if (200..300).contains(&response.status) => Self::finish(
+                message,
+                ctx,
+                CallResult {
+                    status: "ok",
+                    response: Some(response),
+                    error: None,
+                    latency,
+                },
+            ),
+            Ok(response) if response.status == 429 || response.status >= 500 => Outcome::Retry {
+                failure: Failure::new(
+                    ErrorKind::Vendor,
+                    format!("{}: HTTP {}", message.vendor, response.status),
+                ),
+                retry_after: None,
+            },
+            Ok(response) => {
+                let kind = if matches!(response.status, 401 | 403) {
+                    ErrorKind::Auth
+                } else {
+                    ErrorKind::Vendor
+                };
+                let failure = Failure::new(
+                    kind,
+                    format!("{}: HTTP {}", message.vendor, response.status),
+                );
+                Self::finish(
+                    message,
+                    ctx,
+                    CallResult {
+                        status: "failed",
+                        response: Some(response),
+                        error: Some(failure),
+                        latency,
+                    },
+                )
+            }
+            Err(CallError::Invalid(why)) => Self::finish(message, ctx, rejected(why)),
+            Err(CallError::Store(e)) => Outcome::Retry {
+                failure: Failure::new(ErrorKind::Internal, format!("token store: {e}")),
+                retry_after: None,
+            },
+            Err(CallError::Vendor(e)) => {
+                let (failure, retryable, retry_after) = e.classify();
+                if retryable {
+                    return Outcome::Retry {
+                        failure,
+                        retry_after,
+                    };
+                }
+                if failure.kind == ErrorKind::Auth {
+                    tracing::error!(alert = true, vendor = %message.vendor, error = %failure, "vendor refused pasarela's credentials");
+                }
+                Self::finish(
+                    message,
+                    ctx,
+                    CallResult {
+                        status: "failed",
+                        response: None,
+                        error: Some(failure),
+                        latency,
+                    },
+                )
+            }
+        }
+    }
+
+    fn exhausted(&self, message: &VendorCall, ctx: &HandleContext, last: &Failure) -> Completion {
+        let failure = Failure::exhausted(ctx.attempt, last);
+        Self::completion(
+            message,
+            ctx,
+            CallResult {
+                status: "failed",
+                response: None,
+                error: Some(failure),
+                latency: None,
+            },
+        )
+    }
+}

@@ -1,0 +1,46 @@
+//! `vendor-call`: consumes `vendor.call` and calls NumRot or GestoPago with the shared tokens.
+
+use anyhow::Context;
+use pasarela_shared::config::{
+    Env, GestoPagoSettings, NumRotSettings, RuntimeSettings, WorkerDefaults,
+};
+use pasarela_shared::runtime;
+use pasarela_shared::telemetry::{self, TelemetrySettings};
+use pasarela_shared::tokens::SecretKey;
+use pasarela_shared::vendors::gestopago::GestoPagoClient;
+use pasarela_shared::vendors::numrot::NumRotClient;
+use vendor_call::VendorCallHandler;
+
+const DEFAULTS: WorkerDefaults = WorkerDefaults {
+    service: "vendor-call",
+    prefetch: 100,
+    concurrency: 50,
+    metrics_addr: "0.0.0.0:9103",
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::from_process();
+    let _telemetry = telemetry::init(&TelemetrySettings::from_env(&env, DEFAULTS.service))
+        .context("starting telemetry")?;
+    let settings = RuntimeSettings::from_env(&env, DEFAULTS).context("reading settings")?;
+    let numrot = NumRotClient::new(&NumRotSettings::from_env(&env).context("reading NUMROT_*")?)
+        .context("NUMROT_BASE_URL")?;
+    let gestopago =
+        GestoPagoClient::new(&GestoPagoSettings::from_env(&env).context("reading GESTOPAGO_*")?)
+            .context("GESTOPAGO_*")?;
+    let key = env
+        .get("PASARELA_SECRET_KEY")
+        .context("PASARELA_SECRET_KEY is required: 32 random bytes in standard Base64 (openssl rand -base64 32)")?;
+    let key = SecretKey::from_base64(&key.to_string().into()).map_err(anyhow::Error::msg)?;
+    let log_payloads = env.parse("PASARELA_LOG_PAYLOADS", false)?;
+    let handler = VendorCallHandler::new(numrot, gestopago, key, log_payloads);
+    runtime::run(
+        handler,
+        settings,
+        DEFAULTS.service,
+        runtime::shutdown_signal(),
+    )
+    .await
+    .context("vendor-call stopped")
+}
