@@ -113,12 +113,16 @@ async fn numrot_past_its_lifetime_refetches_once_and_bad_paths_never_leave() {
             &json!({ "token_lifetime_s": 1, "bare_token": true }),
         )
         .await;
-    let first = run(
-        &mut env,
-        &[call("numrot", "POST", "/api/facturas", json!({ "a": 1 }))],
-    )
-    .await;
-    assert!(first.values().all(|e| e["status"] == "ok"));
+    // The first as an RPC: the reply carries the caller's correlation id and the vendor's answer.
+    let (id, message) = call("numrot", "POST", "/api/facturas", json!({ "a": 1 }));
+    let (reply, got, sent) = env
+        .rpc("vendor.call", &message, &id, WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no reply; logs:\n{}", env.worker_log()));
+    assert_eq!(got, Some(sent));
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["response"]["body"], json!({ "a": 1 }));
+    assert_eq!(env.events(1, WAIT).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = run(
         &mut env,
