@@ -58,7 +58,7 @@ for worker in otp-send otp-verify vendor-call; do
 done
 
 status=0
-"$bin/pasarela" demo --count "$count" --timeout 120 --sim-url "http://$addr" || status=$?
+"$bin/pasarela" demo --count "$count" --timeout 120 --sim-url "http://$addr" --vendor-calls 20 || status=$?
 echo
 echo "OTP report of this run's tenant (pasarela report otp --tenant demo --since 15m --limit 5):"
 "$bin/pasarela" report otp --tenant demo --since 15m --limit 5 || status=$?

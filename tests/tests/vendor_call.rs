@@ -100,6 +100,22 @@ async fn gestopago_from_two_workers_fetches_one_token_and_one_more_after_invalid
         (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)),
         (120, 120)
     );
+
+    // The operator's way in: `pasarela vendor call ... --wait` prints the answer and exits 0 on ok.
+    let (ok, out) = env
+        .cli(&[
+            "vendor",
+            "call",
+            "gestopago",
+            "POST",
+            "/api/ventas",
+            "--body",
+            r#"{"cli":true}"#,
+            "--wait",
+        ])
+        .await;
+    assert!(ok, "{out}");
+    assert!(out.contains(r#""cli": true"#), "{out}");
     env.teardown().await;
 }
 

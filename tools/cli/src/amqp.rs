@@ -1,7 +1,10 @@
 //! Broker helpers the CLI needs beyond `pasarela_shared::broker`: passive queue look-ups, a private
 //! reply queue, and a confirmed publish that can set `reply_to`.
 
+use std::time::Duration;
+
 use anyhow::Context;
+use futures::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
@@ -12,6 +15,7 @@ use lapin::{BasicProperties, Channel, Connection, Consumer, ExchangeKind};
 use pasarela_shared::broker::{OutboundMessage, headers_to_table};
 use pasarela_shared::config::RuntimeSettings;
 use pasarela_shared::topology::{Names, QueueTopology};
+use uuid::Uuid;
 
 /// Whether the broker said that a queue or exchange does not exist.
 pub fn is_not_found(e: &lapin::Error) -> bool {
@@ -193,4 +197,42 @@ pub async fn publish_with_reply_to(
         "the broker refused the message (nack)"
     );
     Ok(())
+}
+
+/// Publishes `out` with a private `reply_to` and a fresh `correlation_id`, and waits up to `timeout`
+/// for the reply that carries it. `None` when none came in time.
+pub async fn rpc(
+    connection: &lapin::Connection,
+    mut out: OutboundMessage,
+    timeout: Duration,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    // The reply queue exists before the message does, so the reply cannot arrive before it.
+    let mut replies = private_queue(connection, None).await?;
+    let correlation_id = Uuid::new_v4().to_string();
+    out.correlation_id = Some(correlation_id.clone());
+    let channel = confirm_channel(connection).await?;
+    publish_with_reply_to(&channel, &out, &replies.name)
+        .await
+        .with_context(|| format!("publishing {}", out.routing_key))?;
+    let reply = tokio::time::timeout(timeout, async {
+        while let Some(delivery) = replies.consumer.next().await {
+            let delivery = delivery?;
+            let matches = delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .is_some_and(|c| c.as_str() == correlation_id);
+            if matches {
+                return Ok(Some(delivery.data));
+            }
+        }
+        Ok::<_, lapin::Error>(None)
+    })
+    .await;
+    match reply {
+        Ok(Ok(Some(body))) => Ok(Some(body)),
+        Ok(Ok(None)) => anyhow::bail!("the reply queue was closed before a reply came"),
+        Ok(Err(e)) => Err(e).context("waiting for the reply"),
+        Err(_) => Ok(None),
+    }
 }

@@ -41,6 +41,9 @@ pub struct DemoArgs {
     /// How long to wait for the completed events, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub timeout: u64,
+    /// vendor.call messages to send after the OTPs (half NumRot, half GestoPago); 0 skips them.
+    #[arg(long, default_value_t = 0)]
+    pub vendor_calls: usize,
     /// The vendor simulator's base URL (e.g. http://127.0.0.1:7070): the demo reads the delivered
     /// codes from its inbox and verifies them. Without it, nothing is verified.
     #[arg(long, env = "VENDOR_SIM_URL")]
@@ -259,6 +262,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let vendor = if args.vendor_calls > 0 {
+        Some(crate::vendor::demo_calls(&ctx, &connection, args.vendor_calls).await?)
+    } else {
+        None
+    };
     context::close(&connection).await;
 
     let mut missing: Vec<Uuid> = pending.into_keys().collect();
@@ -273,7 +281,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         None => true,
     };
-    Ok(if summary.all_terminal() && verify_ok {
+    let vendor_ok = match &vendor {
+        Some((text, ok)) => {
+            print!("{text}");
+            *ok
+        }
+        None => true,
+    };
+    Ok(if summary.all_terminal() && verify_ok && vendor_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

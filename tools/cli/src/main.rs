@@ -13,6 +13,7 @@ mod otp;
 mod report;
 mod status;
 mod summary;
+mod vendor;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: report::ReportCommand,
     },
+    /// Call NumRot or GestoPago through the vendor-call worker.
+    Vendor {
+        #[command(subcommand)]
+        command: vendor::VendorCommand,
+    },
     /// Check that RabbitMQ and PostgreSQL can be reached.
     Check,
     /// Run the sample workload of `make demo` and print a summary.
@@ -63,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Status(args) => status::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Report { command } => report::run(command).await,
+        Command::Vendor { command } => vendor::run(command).await,
         Command::Check => check::run().await,
         Command::Demo(args) => demo::run(args).await,
     };

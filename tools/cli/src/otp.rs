@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use futures::StreamExt;
 use pasarela_shared::broker::{OutboundMessage, Publisher};
 use pasarela_shared::messages::{
     AldeamoBlock, CodeSpec, DanaConnectBlock, Destination, KeyValue, OtpSend,
@@ -265,7 +264,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut out = OutboundMessage::json(ctx.names.work_exchange(), VERIFY_QUEUE, &body);
     out.message_id = Some(verification_id.to_string());
     let timeout = Duration::from_secs(args.timeout);
-    let reply = call(&connection, out, timeout).await;
+    let reply = amqp::rpc(&connection, out, timeout).await;
     context::close(&connection).await;
     match reply? {
         Some(body) => {
@@ -287,44 +286,6 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(2))
         }
-    }
-}
-
-/// Publishes `out` with a private `reply_to` and a fresh `correlation_id`, and waits up to `timeout`
-/// for the reply that carries it. `None` when none came in time.
-async fn call(
-    connection: &lapin::Connection,
-    mut out: OutboundMessage,
-    timeout: Duration,
-) -> anyhow::Result<Option<Vec<u8>>> {
-    // The reply queue exists before the message does, so the reply cannot arrive before it.
-    let mut replies = amqp::private_queue(connection, None).await?;
-    let correlation_id = Uuid::new_v4().to_string();
-    out.correlation_id = Some(correlation_id.clone());
-    let channel = amqp::confirm_channel(connection).await?;
-    amqp::publish_with_reply_to(&channel, &out, &replies.name)
-        .await
-        .with_context(|| format!("publishing {}", out.routing_key))?;
-    let reply = tokio::time::timeout(timeout, async {
-        while let Some(delivery) = replies.consumer.next().await {
-            let delivery = delivery?;
-            let matches = delivery
-                .properties
-                .correlation_id()
-                .as_ref()
-                .is_some_and(|c| c.as_str() == correlation_id);
-            if matches {
-                return Ok(Some(delivery.data));
-            }
-        }
-        Ok::<_, lapin::Error>(None)
-    })
-    .await;
-    match reply {
-        Ok(Ok(Some(body))) => Ok(Some(body)),
-        Ok(Ok(None)) => anyhow::bail!("the reply queue was closed before a reply came"),
-        Ok(Err(e)) => Err(e).context("waiting for the reply"),
-        Err(_) => Ok(None),
     }
 }
 
@@ -350,7 +311,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
 
     let timeout = Duration::from_secs(args.wait_timeout);
     println!("{request_id}");
-    let reply = call(&connection, out, timeout).await;
+    let reply = amqp::rpc(&connection, out, timeout).await;
     context::close(&connection).await;
     match reply? {
         Some(body) => {
