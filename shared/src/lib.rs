@@ -18,3 +18,4 @@ pub mod telemetry;
 pub mod tokens;
 pub mod topology;
 pub mod vendors;
+pub mod webhooks;
