@@ -135,8 +135,6 @@ pub struct HandleContext {
     pub attempt: u32,
     /// The message was taken over from a holder that vanished mid-call: the vendor may have seen it.
     pub possible_duplicate: bool,
-    /// The database, for handlers whose rules live there (limits, lookups).
-    pub db: crate::db::Database,
 }
 
 /// A worker's logic: decode type, queue, and what to do with one message.
@@ -178,8 +176,7 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Work done beside the queue on a timer, such as a sweep; failures are logged and tried again at
     /// the next turn.
-    fn housekeep(&self, db: &crate::db::Database) -> impl Future<Output = ()> + Send {
-        let _ = db;
+    fn housekeep(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
 }

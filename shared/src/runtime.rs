@@ -72,9 +72,11 @@ impl Stop {
     }
 }
 
-/// Runs `handler` on its queue until `shutdown` resolves, then drains in-flight work and returns.
+/// Runs the handler `build` makes once the database is reachable (so a handler can hold the database
+/// and start what it needs at start-up), on its queue until `shutdown` resolves, then drains in-flight
+/// work and returns.
 pub async fn run<H: Handler>(
-    handler: H,
+    build: impl FnOnce(&Database) -> H,
     settings: RuntimeSettings,
     service: &'static str,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -96,6 +98,8 @@ pub async fn run<H: Handler>(
     let Some(pool) = connect_database(&settings, &health, &mut stop).await? else {
         return Ok(());
     };
+    let db = Database::new(pool.clone(), health.clone());
+    let handler = build(&db);
     let queue = handler.queue();
     let store = Store::start(
         pool.clone(),
@@ -128,7 +132,7 @@ pub async fn run<H: Handler>(
         publisher: publisher.clone(),
         topology,
         health: health.clone(),
-        db: Database::new(pool.clone(), health.clone()),
+        db,
         service,
     });
     let housekeeping = tokio::spawn(housekeeping_loop(worker.clone(), stop.clone()));
@@ -220,7 +224,7 @@ async fn housekeeping_loop<H: Handler>(worker: Arc<Worker<H>>, mut stop: Stop) {
         return;
     };
     while stop.sleep(every).await {
-        worker.handler.housekeep(&worker.db).await;
+        worker.handler.housekeep().await;
     }
 }
 
@@ -442,7 +446,6 @@ impl<H: Handler> Worker<H> {
                     message_id,
                     attempt,
                     possible_duplicate,
-                    db: self.db.clone(),
                 };
                 self.attempt(delivery, &headers, &message, ctx).await
             }

@@ -4,7 +4,6 @@
 //! worker's throughput.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use pasarela_shared::config::OtpSettings;
 use pasarela_shared::db::{Database, DbError};
@@ -38,36 +37,29 @@ pub struct Admission {
 
 type Waiter = (Admission, oneshot::Sender<Result<Verdict, String>>);
 
-/// The limits, and the task that admits sends in batches (started at the first send, when the
-/// database is known).
+/// The sender side of the task that admits sends in batches.
 pub struct AdmissionBatcher {
-    limits: [i32; 4],
-    queue: OnceLock<mpsc::Sender<Waiter>>,
+    queue: mpsc::Sender<Waiter>,
 }
 
 impl AdmissionBatcher {
-    /// A batcher enforcing `settings`' limits.
-    pub fn new(settings: &OtpSettings) -> Self {
-        Self {
-            limits: [
-                settings.destination_limit as i32,
-                settings.destination_window.as_secs() as i32,
-                settings.tenant_limit as i32,
-                settings.tenant_window.as_secs() as i32,
-            ],
-            queue: OnceLock::new(),
-        }
+    /// Starts the task admitting sends against `settings`' limits in `db`.
+    pub fn start(db: Database, settings: &OtpSettings) -> Self {
+        let limits = [
+            settings.destination_limit as i32,
+            settings.destination_window.as_secs() as i32,
+            settings.tenant_limit as i32,
+            settings.tenant_window.as_secs() as i32,
+        ];
+        let (queue, rx) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(run(db, limits, rx));
+        Self { queue }
     }
 
     /// Admits one send, waiting out a database outage; `Err` says why it could not be decided.
-    pub async fn admit(&self, db: &Database, admission: Admission) -> Result<Verdict, String> {
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-            tokio::spawn(run(db.clone(), self.limits, rx));
-            tx
-        });
+    pub async fn admit(&self, admission: Admission) -> Result<Verdict, String> {
         let (tx, rx) = oneshot::channel();
-        queue
+        self.queue
             .send((admission, tx))
             .await
             .map_err(|_| "the admission task stopped".to_string())?;

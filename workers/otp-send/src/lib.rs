@@ -55,8 +55,9 @@ fn rejected(message: impl Into<String>) -> Failure {
 }
 
 impl OtpSendHandler {
-    /// A handler sending through `danaconnect` and `aldeamo` under `settings`.
-    pub fn new(clients: OtpClients, settings: OtpSettings) -> Self {
+    /// A handler sending through `danaconnect` and `aldeamo` under `settings`, counting sends for the
+    /// fraud guard in `db`.
+    pub fn new(clients: OtpClients, settings: OtpSettings, db: &Database) -> Self {
         let OtpClients {
             danaconnect,
             aldeamo,
@@ -65,7 +66,7 @@ impl OtpSendHandler {
         Self {
             danaconnect,
             aldeamo,
-            admissions: AdmissionBatcher::new(&settings),
+            admissions: AdmissionBatcher::start(db.clone(), &settings),
             settings,
             breakers,
         }
@@ -171,7 +172,7 @@ impl OtpSendHandler {
 
     /// The fraud guard: the destination's country, then the per-destination and per-tenant windows,
     /// counted atomically in PostgreSQL so that every replica enforces one limit.
-    async fn guard(&self, message: &OtpSend, db: &Database) -> Result<(), Failure> {
+    async fn guard(&self, message: &OtpSend) -> Result<(), Failure> {
         let s = &self.settings;
         if !s.allowed_prefixes.is_empty()
             && message.channel != "email"
@@ -194,7 +195,7 @@ impl OtpSendHandler {
         };
         let verdict = self
             .admissions
-            .admit(db, admission)
+            .admit(admission)
             .await
             .map_err(|why| Failure::new(ErrorKind::Internal, why))?;
         match verdict {
@@ -354,7 +355,7 @@ impl Handler for OtpSendHandler {
             Ok(p) => p,
             Err(failure) => return Self::refuse(message, ctx, failure),
         };
-        if let Err(failure) = self.guard(message, &ctx.db).await {
+        if let Err(failure) = self.guard(message).await {
             if failure.kind == ErrorKind::Internal {
                 return Outcome::Retry {
                     failure,

@@ -22,9 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = RuntimeSettings::from_env(&env, DEFAULTS).context("reading settings")?;
     let clients = OtpClients::from_env(&env).context("reading DANACONNECT_* and ALDEAMO_*")?;
     let otp = OtpSettings::from_env(&env).context("reading PASARELA_OTP_*")?;
-    let handler = OtpSendHandler::new(clients, otp);
     runtime::run(
-        handler,
+        move |db| OtpSendHandler::new(clients, otp, db),
         settings,
         DEFAULTS.service,
         runtime::shutdown_signal(),

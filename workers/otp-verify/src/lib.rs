@@ -189,11 +189,13 @@ pub struct OtpVerifyHandler {
     danaconnect: DanaConnectClient,
     aldeamo: AldeamoClient,
     settings: OtpSettings,
+    db: Database,
 }
 
 impl OtpVerifyHandler {
-    /// A handler verifying through `danaconnect` and `aldeamo`.
-    pub fn new(clients: OtpClients, settings: OtpSettings) -> Self {
+    /// A handler verifying through `danaconnect` and `aldeamo`, with the sends and the count of
+    /// verifications in `db`.
+    pub fn new(clients: OtpClients, settings: OtpSettings, db: &Database) -> Self {
         let OtpClients {
             danaconnect,
             aldeamo,
@@ -202,6 +204,7 @@ impl OtpVerifyHandler {
             danaconnect,
             aldeamo,
             settings,
+            db: db.clone(),
         }
     }
 
@@ -210,9 +213,9 @@ impl OtpVerifyHandler {
         message: &OtpVerify,
         ctx: &HandleContext,
     ) -> Result<Option<SendRecord>, DbError> {
-        ctx.db
+        self.db
             .retrying("look up the send", || async {
-                let client = ctx.db.pool().get().await?;
+                let client = self.db.pool().get().await?;
                 let stmt = client
                     .prepare_cached(
                         "SELECT counted, reused, status, state, provider, vendor_request_id,
@@ -552,12 +555,12 @@ impl Handler for OtpVerifyHandler {
         Some(self.settings.sweep_interval)
     }
 
-    async fn housekeep(&self, db: &Database) {
+    async fn housekeep(&self) {
         // Bounded batches, repeated while they come back full, so a backlog is worked off in one turn
         // without any one transaction holding many row locks.
         let (mut expired, mut forgotten) = (0, 0);
         for _ in 0..SWEEP_MAX_BATCHES {
-            match sweep(db, self.settings.longest_window()).await {
+            match sweep(&self.db, self.settings.longest_window()).await {
                 Ok((e, f)) => {
                     expired += e;
                     forgotten += f;

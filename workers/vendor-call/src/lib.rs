@@ -2,9 +2,9 @@
 //! tokens, the AES key and IV never leave the worker; the producer gives the vendor, the method, a path
 //! that must stay on the vendor's host, and a JSON body, and gets the vendor's status and answer.
 
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use pasarela_shared::db::Database;
 use pasarela_shared::handler::{
     Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
 };
@@ -24,8 +24,7 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
 pub struct VendorCallHandler {
     numrot: NumRotClient,
     gestopago: GestoPagoClient,
-    key: Mutex<Option<SecretKey>>,
-    tokens: OnceLock<TokenStore>,
+    tokens: TokenStore,
     log_payloads: bool,
 }
 
@@ -38,35 +37,22 @@ struct CallResult {
 }
 
 impl VendorCallHandler {
-    /// A handler over both clients, encrypting stored tokens with `key`; with `log_payloads`
-    /// (`PASARELA_LOG_PAYLOADS`, for debugging against a test vendor) each call's plain payload and
-    /// answer are logged.
+    /// A handler over both clients, keeping tokens in `db` encrypted with `key`; with
+    /// `log_payloads` (`PASARELA_LOG_PAYLOADS`, for debugging against a test vendor) each call's plain
+    /// payload and answer are logged.
     pub fn new(
         numrot: NumRotClient,
         gestopago: GestoPagoClient,
         key: SecretKey,
         log_payloads: bool,
+        db: &Database,
     ) -> Self {
         Self {
             numrot,
             gestopago,
-            key: Mutex::new(Some(key)),
-            tokens: OnceLock::new(),
+            tokens: TokenStore::new(db.pool().clone(), key, TOKEN_MARGIN),
             log_payloads,
         }
-    }
-
-    /// The token store, made at the first call, when the database is known.
-    fn tokens(&self, ctx: &HandleContext) -> &TokenStore {
-        self.tokens.get_or_init(|| {
-            let key = self
-                .key
-                .lock()
-                .expect("key")
-                .take()
-                .expect("the store is made once");
-            TokenStore::new(ctx.db.pool().clone(), key, TOKEN_MARGIN)
-        })
     }
 
     fn completion(message: &VendorCall, ctx: &HandleContext, done: CallResult) -> Completion {
@@ -150,7 +136,7 @@ impl Handler for VendorCallHandler {
     }
 
     async fn handle(&self, message: &VendorCall, ctx: &HandleContext) -> Outcome {
-        let tokens = self.tokens(ctx);
+        let tokens = &self.tokens;
         let started = Instant::now();
         let result = match message.vendor.as_str() {
             "numrot" => {

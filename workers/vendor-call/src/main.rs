@@ -34,9 +34,8 @@ async fn main() -> anyhow::Result<()> {
         .context("PASARELA_SECRET_KEY is required: 32 random bytes in standard Base64 (openssl rand -base64 32)")?;
     let key = SecretKey::from_base64(&key.to_string().into()).map_err(anyhow::Error::msg)?;
     let log_payloads = env.parse("PASARELA_LOG_PAYLOADS", false)?;
-    let handler = VendorCallHandler::new(numrot, gestopago, key, log_payloads);
     runtime::run(
-        handler,
+        move |db| VendorCallHandler::new(numrot, gestopago, key, log_payloads, db),
         settings,
         DEFAULTS.service,
         runtime::shutdown_signal(),
