@@ -63,11 +63,9 @@ impl VendorCallHandler {
             ctx.attempt,
             done.error.as_ref(),
         );
+        let http_status = done.response.as_ref().map(|r| r.status);
         event.insert("vendor".into(), message.vendor.clone().into());
-        event.insert(
-            "http_status".into(),
-            done.response.as_ref().map(|r| r.status).into(),
-        );
+        event.insert("http_status".into(), http_status.into());
         event.insert(
             "response".into(),
             done.response.map(|r| r.body).unwrap_or_default(),
@@ -81,7 +79,6 @@ impl VendorCallHandler {
             .chars()
             .take(500)
             .collect();
-        let http_status = event["http_status"].as_u64().map(|s| s as i32);
         let write = SqlWrite {
             sql: "INSERT INTO vendor_calls (call_id, message_id, vendor, method, path, status,
                       http_status, latency_ms, attempts, error_kind, error_message, completed_at)
@@ -98,7 +95,7 @@ impl VendorCallHandler {
                 Box::new(message.method.chars().take(10).collect::<String>()),
                 Box::new(path),
                 Box::new(done.status.to_string()),
-                Box::new(http_status),
+                Box::new(http_status.map(i32::from)),
                 Box::new(done.latency.map(|l| l.as_millis() as i32)),
                 Box::new(ctx.attempt as i32),
                 Box::new(done.error.as_ref().map(|e| e.kind.as_str().to_string())),
