@@ -108,6 +108,9 @@ pub struct TokenStore {
     key: SecretKey,
     margin: Duration,
     cached: Mutex<HashMap<String, Token>>,
+    /// The newest generation a vendor refused, per vendor: a read that began before the refusal was
+    /// recorded must not bring that token back.
+    refused: Mutex<HashMap<String, i64>>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -119,6 +122,7 @@ impl TokenStore {
             key,
             margin,
             cached: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -128,16 +132,29 @@ impl TokenStore {
         t.expires_at - margin > Utc::now()
     }
 
+    /// Fresh, and newer than anything the vendor refused.
+    fn usable(&self, vendor: &str, t: &Token) -> bool {
+        let refused = self.refused.lock().expect("refused tokens");
+        self.fresh(t) && refused.get(vendor).is_none_or(|g| t.generation > *g)
+    }
+
     fn cached_fresh(&self, vendor: &str) -> Option<Token> {
-        let cached = self.cached.lock().expect("token cache");
-        cached.get(vendor).filter(|t| self.fresh(t)).cloned()
+        let cached = self
+            .cached
+            .lock()
+            .expect("token cache")
+            .get(vendor)
+            .cloned();
+        cached.filter(|t| self.usable(vendor, t))
     }
 
     fn remember(&self, vendor: &str, token: &Token) {
-        self.cached
-            .lock()
-            .expect("token cache")
-            .insert(vendor.to_string(), token.clone());
+        if self.usable(vendor, token) {
+            self.cached
+                .lock()
+                .expect("token cache")
+                .insert(vendor.to_string(), token.clone());
+        }
     }
 
     /// The vendor's token: cached, or read from the store, or fetched with `fetch` by exactly one
@@ -236,21 +253,23 @@ impl TokenStore {
             expires_at: row.get(2),
             generation: row.get(3),
         };
-        Ok(self.fresh(&token).then_some(token))
+        Ok(self.usable(vendor, &token).then_some(token))
     }
 
     /// Marks `token` as refused (a 401): the next [`TokenStore::token`] fetches a new one, once, however
     /// many callers report the same token.
     pub async fn invalidate(&self, vendor: &str, token: &Token) -> Result<(), DbError> {
         {
-            let mut cached = self.cached.lock().expect("token cache");
-            if cached
-                .get(vendor)
-                .is_some_and(|t| t.generation == token.generation)
-            {
-                cached.remove(vendor);
-            }
+            let mut refused = self.refused.lock().expect("refused tokens");
+            let newest = refused
+                .entry(vendor.to_string())
+                .or_insert(token.generation);
+            *newest = (*newest).max(token.generation);
         }
+        self.cached
+            .lock()
+            .expect("token cache")
+            .retain(|v, t| v != vendor || t.generation > token.generation);
         let client = self.pool.get().await?;
         client
             .execute(
