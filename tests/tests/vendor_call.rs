@@ -88,10 +88,8 @@ async fn gestopago_from_two_workers_fetches_one_token_and_one_more_after_invalid
         .map(|_| call("gestopago", "POST", "/api/ventas", json!({})))
         .collect();
     let events = run(&mut env, &more).await;
-    assert!(
-        events.values().all(|e| e["status"] == "ok"),
-        "no failed call"
-    );
+    let failed: Vec<&Value> = events.values().filter(|e| e["status"] != "ok").collect();
+    assert!(failed.is_empty(), "no failed call: {failed:?}");
     assert_eq!(env.sim.calls("gestopago", "token").await, 2, "one refetch");
     let rows = env
         .query("SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM vendor_calls")
@@ -184,10 +182,8 @@ async fn wrong_numrot_credentials_fail_as_auth_without_a_retry_storm_and_no_secr
                 .contains("not registered")
         );
     }
-    assert!(
-        env.sim.calls("numrot", "token").await <= 3,
-        "at most one token call per message"
-    );
+    // Exactly one token call per message: a refused login is neither retried nor repeated.
+    assert_eq!(env.sim.calls("numrot", "token").await, 3);
     // A GestoPago call too, so its key, IV, password and token were all in use.
     let ok = run(
         &mut env,
