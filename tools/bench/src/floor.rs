@@ -123,17 +123,23 @@ async fn measure(
         }
         (latencies, epoch.elapsed())
     });
-    publish_window(&publisher, publish_to, n, opts.window, &in_flight, |_| {
-        (
-            stamped(epoch, size),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-    })
-    .await?;
-    let (mut latencies, elapsed) =
-        tokio::time::timeout(Duration::from_secs(opts.timeout_s), receive)
-            .await
-            .context("the floor run did not finish in time")??;
+    // One deadline for publishing and receiving: publishing waits on results to free the window, so
+    // it would wait forever if they stopped coming.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(opts.timeout_s);
+    tokio::time::timeout_at(
+        deadline,
+        publish_window(&publisher, publish_to, n, opts.window, &in_flight, |_| {
+            (
+                stamped(epoch, size),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+        }),
+    )
+    .await
+    .context("the floor run did not finish in time")??;
+    let (mut latencies, elapsed) = tokio::time::timeout_at(deadline, receive)
+        .await
+        .context("the floor run did not finish in time")??;
     let _ = receiver.close(200, "done".into()).await;
     let _ = publisher.close(200, "done".into()).await;
     anyhow::ensure!(latencies.len() == n, "received {} of {n}", latencies.len());

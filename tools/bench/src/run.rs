@@ -107,26 +107,32 @@ impl Sends {
             }
             (latencies, epoch.elapsed())
         });
-        publish_window(
-            &self.publisher,
-            &self.work_queue,
-            n,
-            opts.window,
-            &in_flight,
-            |i| {
-                sent_at[i].store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                let props = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into())
-                    .with_message_id(ShortString::from(ids[i].to_string()));
-                (sample_body(ids[i]), props)
-            },
+        // One deadline for publishing and receiving: publishing waits on results to free the window, so
+        // it would wait forever if they stopped coming.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(opts.timeout_s);
+        tokio::time::timeout_at(
+            deadline,
+            publish_window(
+                &self.publisher,
+                &self.work_queue,
+                n,
+                opts.window,
+                &in_flight,
+                |i| {
+                    sent_at[i].store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let props = BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into())
+                        .with_message_id(ShortString::from(ids[i].to_string()));
+                    (sample_body(ids[i]), props)
+                },
+            ),
         )
-        .await?;
-        let (mut latencies, elapsed) =
-            tokio::time::timeout(Duration::from_secs(opts.timeout_s), receive)
-                .await
-                .context("not every result came in time")??;
+        .await
+        .context("not every result came in time")??;
+        let (mut latencies, elapsed) = tokio::time::timeout_at(deadline, receive)
+            .await
+            .context("not every result came in time")??;
         let _ = self
             .results
             .basic_cancel(tag.as_str().into(), Default::default())
