@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Sim, start};
+use common::{Sim, error_of, start};
 
 impl Sim {
     async fn post(&self, op: &str, body: Value, password: &str) -> (u16, Value) {
@@ -68,10 +68,6 @@ impl Sim {
 
 fn sms(otp_id: &str, mobile: &str) -> Value {
     json!({ "configId": "cfg-sms", "otpId": otp_id, "mobile": mobile })
-}
-
-fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap()
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use vendor_sim::SimConfig;
 
 mod common;
 
-use common::{Sim, form, start, start_with};
+use common::{Sim, error_of, form, start, start_with};
 
 const TOKEN: &str = "/gestopago/api/token";
 const DEMO_KEY: &[u8; 32] = b"pasarela-gestopago-demo-key-32by";
@@ -61,10 +61,6 @@ impl Sim {
         self.request(Method::GET, &format!("{path}?{query}"), token, None)
             .await
     }
-}
-
-fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap()
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Sim, start};
+use common::{Sim, error_of, start};
 
 const TOKEN: &str = "/numrot/v2/api/Token";
 
@@ -35,10 +35,6 @@ impl Sim {
         self.request(Method::GET, "/numrot/api/v1/ping", token, None)
             .await
     }
-}
-
-fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap()
 }
 
 #[tokio::test]

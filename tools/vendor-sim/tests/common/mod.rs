@@ -119,3 +119,8 @@ pub fn form(fields: &[(&str, &str)]) -> String {
         .extend_pairs(fields)
         .finish()
 }
+
+/// The `error` text of a simulator's error answer.
+pub fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap()
+}
