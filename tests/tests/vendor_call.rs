@@ -136,7 +136,10 @@ async fn numrot_past_its_lifetime_refetches_once_and_bad_paths_never_leave() {
     assert_eq!(got, Some(sent));
     assert_eq!(reply["status"], "ok", "{reply}");
     assert_eq!(reply["response"]["body"], json!({ "a": 1 }));
-    assert_eq!(env.events(1, WAIT).await.len(), 1);
+    let events = env.events(1, WAIT).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].routing_key, "vendor.call.completed");
+    assert_eq!(events[0].body["call_id"], id.as_str());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = run(
         &mut env,
@@ -206,8 +209,14 @@ async fn wrong_numrot_credentials_fail_as_auth_without_a_retry_storm_and_no_secr
         .output()
         .await
         .expect("pg_dump");
+    assert!(dump.status.success(), "pg_dump failed");
     let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains("vendor_tokens"));
+    // A GestoPago token is stored (NumRot's login was refused, so none for it), and not as text.
+    let stored = env
+        .query("SELECT vendor FROM vendor_tokens ORDER BY vendor")
+        .await;
+    let vendors: Vec<String> = stored.iter().map(|r| r.get(0)).collect();
+    assert_eq!(vendors, ["gestopago"]);
     assert!(!dump.contains("eyJ"), "tokens are stored encrypted");
     env.teardown().await;
 }
