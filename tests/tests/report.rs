@@ -473,6 +473,7 @@ async fn the_otp_report_filters_and_refuses_bad_values() {
         !out.status.success(),
         "--section without --format csv is refused"
     );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--section chooses the CSV section"));
 
     database.drop_database().await;
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::amqp;
 use crate::context::Context;
 use crate::otp::VERIFY_QUEUE;
-use crate::summary::percentile;
+use crate::summary::{millis, percentile};
 
 /// How long the demo waits for all verify replies.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,8 +70,6 @@ impl VerifySummary {
 
     /// The summary lines.
     pub fn render(&self) -> String {
-        let ms =
-            |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{} ms", d.as_millis()));
         let mut out = String::new();
         let total: usize = self.by_outcome.values().sum();
         let _ = writeln!(out, "verifications        {total:>6}");
@@ -86,12 +84,12 @@ impl VerifySummary {
         let _ = writeln!(
             out,
             "verify RPC p50       {:>9}",
-            ms(percentile(&self.latencies, 50.0))
+            millis(percentile(&self.latencies, 50.0))
         );
         let _ = writeln!(
             out,
             "verify RPC p99       {:>9}",
-            ms(percentile(&self.latencies, 99.0))
+            millis(percentile(&self.latencies, 99.0))
         );
         out
     }

@@ -33,6 +33,11 @@ pub struct Summary {
     missing: Vec<Uuid>,
 }
 
+/// A latency as the summaries print it: whole milliseconds, or `-` when there is none.
+pub fn millis(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), |d| format!("{} ms", d.as_millis()))
+}
+
 /// The nearest-rank `p`th percentile (0 < p <= 100) of ascending `sorted` values.
 pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     if sorted.is_empty() {
@@ -88,8 +93,6 @@ impl Summary {
 
     /// The summary table.
     pub fn render(&self) -> String {
-        let ms =
-            |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{} ms", d.as_millis()));
         let completed: usize = self.by_status.values().sum();
         let mut out = String::new();
         let _ = writeln!(out, "published            {:>6}", self.published);
@@ -111,12 +114,12 @@ impl Summary {
         let _ = writeln!(
             out,
             "latency p50          {:>9}",
-            ms(percentile(&self.latencies, 50.0))
+            millis(percentile(&self.latencies, 50.0))
         );
         let _ = writeln!(
             out,
             "latency p99          {:>9}",
-            ms(percentile(&self.latencies, 99.0))
+            millis(percentile(&self.latencies, 99.0))
         );
         let _ = writeln!(out, "not completed        {:>6}", self.missing.len());
         const SHOWN: usize = 20;

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use pasarela_shared::broker::{OutboundMessage, Publisher};
+use pasarela_shared::messages::VendorCall;
 use uuid::Uuid;
 
 use crate::amqp;
 use crate::context::{self, Context};
-use crate::summary::percentile;
+use crate::summary::{millis, percentile};
 
 /// The work queue (and routing key) of vendor calls.
 pub const QUEUE: &str = "vendor.call";
@@ -43,18 +44,22 @@ pub struct CallArgs {
     pub timeout: u64,
 }
 
-/// The `vendor.call` message for these arguments.
+/// The `vendor.call` message for these arguments, as the contract's type (the one the worker reads).
 pub fn message(call_id: Uuid, args: &CallArgs) -> anyhow::Result<serde_json::Value> {
-    let body: Option<serde_json::Value> = args
+    let body = args
         .body
         .as_deref()
         .map(serde_json::from_str)
         .transpose()
         .context("--body is not JSON")?;
-    Ok(serde_json::json!({
-        "call_id": call_id.to_string(), "vendor": args.vendor, "method": args.method.to_uppercase(),
-        "path": args.path, "body": body,
-    }))
+    let call = VendorCall {
+        call_id,
+        vendor: args.vendor.clone(),
+        method: args.method.to_uppercase(),
+        path: args.path.clone(),
+        body,
+    };
+    Ok(serde_json::to_value(call).expect("a VendorCall serialises"))
 }
 
 fn outbound(exchange: String, call_id: Uuid, body: &serde_json::Value) -> OutboundMessage {
@@ -143,11 +148,9 @@ pub async fn demo_calls(
         }
     }
     latencies.sort_unstable();
-    let ms =
-        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{} ms", d.as_millis()));
     let text = format!(
         "vendor calls         {n:>6}\n  ok                 {ok:>6}\n  not ok             {other:>6}\n  no reply           {missing:>6}\nvendor call p50      {:>9}\n",
-        ms(percentile(&latencies, 50.0))
+        millis(percentile(&latencies, 50.0))
     );
     Ok((text, ok == n))
 }
