@@ -252,6 +252,18 @@ pub mod demo {
     pub const GESTOPAGO_AES_KEY: &str = "pasarela-gestopago-demo-key-32by";
     /// Default `GESTOPAGO_AES_IV` (16 bytes as text).
     pub const GESTOPAGO_AES_IV: &str = "pasarela-demo-iv";
+    /// Default `SIGNING_BASE_URL`: the simulator on its default port.
+    pub const SIGNING_BASE_URL: &str = "http://127.0.0.1:7070/signing";
+    /// Default `SIGNING_CLIENT_ID`.
+    pub const SIGNING_CLIENT_ID: &str = "pasarela-demo";
+    /// Default `SIGNING_CLIENT_SECRET`.
+    pub const SIGNING_CLIENT_SECRET: &str = "demo-client-secret";
+    /// Default `SIGNING_USERNAME`.
+    pub const SIGNING_USERNAME: &str = "demo-signer";
+    /// Default `SIGNING_PASSWORD`.
+    pub const SIGNING_PASSWORD: &str = "demo-password";
+    /// Default `PASARELA_INGRESS_PUBLIC_URL`: callback-ingress on its default address.
+    pub const INGRESS_PUBLIC_URL: &str = "http://127.0.0.1:8088";
 }
 
 impl DanaConnectSettings {
@@ -533,4 +545,155 @@ mod tests {
         assert_eq!(s.retry.max_attempts(), 4);
         assert!(s.metrics_addr.is_none());
     }
+}
+
+/// The signing vendor's API and OAuth2 client (`SIGNING_*`).
+#[derive(Debug, Clone)]
+pub struct SigningSettings {
+    /// `SIGNING_BASE_URL`: the part before `/api/v1`.
+    pub base_url: String,
+    /// `SIGNING_CLIENT_ID`.
+    pub client_id: String,
+    /// `SIGNING_CLIENT_SECRET`.
+    pub client_secret: SecretString,
+    /// `SIGNING_USERNAME`.
+    pub username: String,
+    /// `SIGNING_PASSWORD`.
+    pub password: SecretString,
+    /// `SIGNING_TIMEOUT`: the deadline of a token, status or revoke call.
+    pub timeout: Duration,
+    /// `SIGNING_TRANSFER_TIMEOUT`: the deadline of a call that moves a document (submit, download).
+    pub transfer_timeout: Duration,
+}
+
+impl SigningSettings {
+    /// Reads `SIGNING_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: base_url(env, "SIGNING_BASE_URL", demo::SIGNING_BASE_URL)?,
+            client_id: env.string("SIGNING_CLIENT_ID", demo::SIGNING_CLIENT_ID),
+            client_secret: env.secret("SIGNING_CLIENT_SECRET", demo::SIGNING_CLIENT_SECRET),
+            username: env.string("SIGNING_USERNAME", demo::SIGNING_USERNAME),
+            password: env.secret("SIGNING_PASSWORD", demo::SIGNING_PASSWORD),
+            timeout: env.duration("SIGNING_TIMEOUT", Duration::from_secs(15))?,
+            transfer_timeout: env.duration("SIGNING_TRANSFER_TIMEOUT", Duration::from_secs(120))?,
+        })
+    }
+}
+
+/// How documents are taken, polled for and kept (`PASARELA_*` of the signing workers).
+#[derive(Debug, Clone)]
+pub struct DocumentSettings {
+    /// `PASARELA_MAX_DOCUMENT_BYTES`: the largest PDF accepted, decoded (default 25 MiB).
+    pub max_document_bytes: usize,
+    /// `PASARELA_DOCUMENT_RETENTION`: how long PDFs are kept before the sweep erases them (30 days).
+    pub retention: Duration,
+    /// `PASARELA_INGRESS_PUBLIC_URL`: callback-ingress as the vendor reaches it.
+    pub ingress_public_url: url::Url,
+    /// `PASARELA_SIGNING_POLL_DELAYS`: the waits between status polls; the last one repeats.
+    pub poll_delays: Vec<Duration>,
+    /// `PASARELA_SIGNING_POLL_FOR`: how long after submission pasarela keeps asking (72 h).
+    pub poll_for: Duration,
+}
+
+impl DocumentSettings {
+    /// Reads the document settings.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let bad = |variable: &str| {
+            let variable = variable.to_string();
+            move |problem: String| ConfigError { variable, problem }
+        };
+        let public = env.string("PASARELA_INGRESS_PUBLIC_URL", demo::INGRESS_PUBLIC_URL);
+        let ingress_public_url = url::Url::parse(&public)
+            .map_err(|e| format!("not a URL: {e}"))
+            .and_then(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    .then_some(u)
+                    .ok_or_else(|| "must be an http or https URL".to_string())
+            })
+            .map_err(bad("PASARELA_INGRESS_PUBLIC_URL"))?;
+        let poll_delays = crate::retry::parse_delays(
+            &env.string("PASARELA_SIGNING_POLL_DELAYS", "10s,30s,1m,2m,5m,10m,30m"),
+        )
+        .map_err(bad("PASARELA_SIGNING_POLL_DELAYS"))?;
+        Ok(Self {
+            max_document_bytes: env.parse("PASARELA_MAX_DOCUMENT_BYTES", 25 * 1024 * 1024)?,
+            retention: env.duration(
+                "PASARELA_DOCUMENT_RETENTION",
+                Duration::from_secs(30 * 24 * 3600),
+            )?,
+            ingress_public_url,
+            poll_delays,
+            poll_for: env.duration("PASARELA_SIGNING_POLL_FOR", Duration::from_secs(72 * 3600))?,
+        })
+    }
+
+    /// The wait before poll number `polls + 1`.
+    pub fn poll_delay(&self, polls: u32) -> Duration {
+        let i = (polls as usize).min(self.poll_delays.len() - 1);
+        self.poll_delays[i]
+    }
+}
+
+/// How client webhooks are signed and delivered (`PASARELA_WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `PASARELA_WEBHOOK_SECRET`: `whsec_` + Base64; required to deliver.
+    pub secret: Option<SecretString>,
+    /// `PASARELA_WEBHOOK_ALLOW_HOSTS`: hosts a callback URL may resolve to internal addresses for.
+    pub allow_hosts: Vec<String>,
+    /// `PASARELA_WEBHOOK_SCHEDULE`: the wait before each attempt, the first usually `0s`.
+    pub schedule: Vec<Duration>,
+    /// `PASARELA_WEBHOOK_TIMEOUT`: one attempt's deadline.
+    pub timeout: Duration,
+    /// `PASARELA_WEBHOOK_CONCURRENCY`: attempts in flight per process.
+    pub concurrency: usize,
+    /// `PASARELA_WEBHOOK_ENDPOINT_CONCURRENCY`: attempts in flight per endpoint per process.
+    pub endpoint_concurrency: usize,
+}
+
+impl WebhookSettings {
+    /// Reads `PASARELA_WEBHOOK_*`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let schedule =
+            parse_schedule(&env.string("PASARELA_WEBHOOK_SCHEDULE", "0s,5s,5m,30m,2h,5h,10h,10h"))
+                .map_err(|problem| ConfigError {
+                    variable: "PASARELA_WEBHOOK_SCHEDULE".into(),
+                    problem,
+                })?;
+        Ok(Self {
+            secret: env
+                .get("PASARELA_WEBHOOK_SECRET")
+                .map(|s| s.to_string().into()),
+            allow_hosts: allow_hosts(env.get("PASARELA_WEBHOOK_ALLOW_HOSTS").unwrap_or("")),
+            schedule,
+            timeout: env.duration("PASARELA_WEBHOOK_TIMEOUT", Duration::from_secs(15))?,
+            concurrency: env.parse("PASARELA_WEBHOOK_CONCURRENCY", 64usize)?.max(1),
+            endpoint_concurrency: env
+                .parse("PASARELA_WEBHOOK_ENDPOINT_CONCURRENCY", 4usize)?
+                .max(1),
+        })
+    }
+}
+
+/// Splits `PASARELA_WEBHOOK_ALLOW_HOSTS` into trimmed, lower-case hosts.
+pub fn allow_hosts(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+/// Parses a delivery schedule such as `0s,5s,5m`: zero is allowed (at once), order is kept.
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+    let steps = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(crate::retry::parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if steps.is_empty() {
+        return Err("no attempts given".into());
+    }
+    Ok(steps)
 }

@@ -97,12 +97,29 @@ impl std::fmt::Debug for SqlWrite {
     }
 }
 
+/// The routing key of a completion that publishes no event (an internal message whose outcome only
+/// changes rows).
+pub const NO_EVENT: &str = "";
+
+/// What a handler's background work gets from the runtime.
+#[derive(Clone)]
+pub struct Background {
+    /// The worker's database.
+    pub db: crate::db::Database,
+    /// The worker's publisher (confirms on; not connected while the broker is away).
+    pub publisher: crate::broker::Publisher,
+    /// Names under the worker's namespace.
+    pub names: crate::topology::Names,
+    /// Set when the worker is shutting down.
+    pub stop: crate::runtime::StopSignal,
+}
+
 /// A finished message: its status, the event to publish, and the writes that record it.
 #[derive(Debug)]
 pub struct Completion {
     /// The terminal status (`sent`, `rejected`, `failed`, ...).
     pub status: String,
-    /// Routing key on `pasarela.events`, e.g. `otp.send.completed`.
+    /// Routing key on `pasarela.events`, e.g. `otp.send.completed`, or [`NO_EVENT`].
     pub routing_key: &'static str,
     /// The event body; also the reply to `reply_to`, and what a duplicate of the message gets again.
     pub event: serde_json::Value,
@@ -169,6 +186,25 @@ pub trait Handler: Send + Sync + 'static {
         true
     }
 
+    /// Decodes a body. The default is serde's; a handler whose messages carry large values overrides
+    /// it to keep them as slices of `body` instead of copies.
+    fn decode(&self, body: &bytes::Bytes) -> Result<Self::Message, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    /// The largest body a message may have; larger ones are dead-lettered unread. Most messages are
+    /// small; a handler whose messages carry documents raises it.
+    fn max_message_bytes(&self) -> usize {
+        crate::runtime::MAX_MESSAGE_BYTES
+    }
+
+    /// Work that runs beside the consumer for the life of the worker, such as a dispatcher; it gets
+    /// the worker's database, publisher and stop signal, and must return soon after the stop is set.
+    fn background(&self, services: Background) -> impl Future<Output = ()> + Send {
+        let _ = services;
+        async {}
+    }
+
     /// How often [`Handler::housekeep`] runs; `None` (the default) means never.
     fn housekeeping_interval(&self) -> Option<Duration> {
         None
@@ -179,6 +215,25 @@ pub trait Handler: Send + Sync + 'static {
     fn housekeep(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+}
+
+/// Splits a classified vendor failure (failure, retryable, `Retry-After`): a retryable one becomes the
+/// retry outcome (`Break`); a permanent one is returned (`Continue`), and when it is the vendor refusing pasarela's
+/// credentials an alert is logged, since no retry fixes that and someone must.
+pub fn permanent_or_retry(
+    vendor: &str,
+    (failure, retryable, retry_after): (Failure, bool, Option<Duration>),
+) -> std::ops::ControlFlow<Outcome, Failure> {
+    if retryable {
+        return std::ops::ControlFlow::Break(Outcome::Retry {
+            failure,
+            retry_after,
+        });
+    }
+    if failure.kind == ErrorKind::Auth {
+        tracing::error!(alert = true, vendor, error = %failure, "the vendor refused pasarela's credentials");
+    }
+    std::ops::ControlFlow::Continue(failure)
 }
 
 /// Builds an event body with the fields every event carries (DESIGN.md §2): the work message's id

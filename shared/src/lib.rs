@@ -8,6 +8,7 @@ pub mod broker;
 pub mod cipher;
 pub mod config;
 pub mod db;
+pub mod documents;
 pub mod handler;
 pub mod health;
 pub mod messages;

@@ -129,6 +129,90 @@ pub struct VendorCall {
     pub body: Option<serde_json::Value>,
 }
 
+/// `doc.sign`: a PDF to have signed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DocSign {
+    /// The producer's id for the document.
+    pub document_id: Uuid,
+    /// Whose document it is.
+    pub tenant: String,
+    /// The file name the vendor shows.
+    pub document_name: String,
+    /// Standard base64 of the PDF, held as the bytes of the text: a large document is sent on as it
+    /// came, never copied into a second string.
+    #[serde(deserialize_with = "text_bytes")]
+    pub document_content: bytes::Bytes,
+    /// Who signs it.
+    pub active_directory_user: String,
+    /// `digital_signature` (the only type the vendor documents), the default.
+    #[serde(default = "digital_signature")]
+    pub signature_type: String,
+    /// The producer's webhook for the outcome.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// `doc.sign` as parsed from a body it borrows from.
+#[derive(Deserialize)]
+struct DocSignFields<'a> {
+    document_id: Uuid,
+    tenant: String,
+    document_name: String,
+    #[serde(borrow)]
+    document_content: std::borrow::Cow<'a, str>,
+    active_directory_user: String,
+    #[serde(default = "digital_signature")]
+    signature_type: String,
+    #[serde(default)]
+    callback_url: Option<String>,
+}
+
+impl DocSign {
+    /// Decodes a body, keeping `document_content` as a slice of `body` (no copy) when the JSON
+    /// string holds no escapes, which base64 never needs.
+    pub fn from_shared(body: &bytes::Bytes) -> Result<Self, serde_json::Error> {
+        let f: DocSignFields<'_> = serde_json::from_slice(body)?;
+        let document_content = match f.document_content {
+            std::borrow::Cow::Borrowed(text) => body.slice_ref(text.as_bytes()),
+            std::borrow::Cow::Owned(text) => bytes::Bytes::from(text),
+        };
+        Ok(Self {
+            document_id: f.document_id,
+            tenant: f.tenant,
+            document_name: f.document_name,
+            document_content,
+            active_directory_user: f.active_directory_user,
+            signature_type: f.signature_type,
+            callback_url: f.callback_url,
+        })
+    }
+}
+
+fn digital_signature() -> String {
+    "digital_signature".into()
+}
+
+/// Takes a JSON string's own buffer as bytes, without a copy.
+fn text_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bytes::Bytes, D::Error> {
+    String::deserialize(d).map(bytes::Bytes::from)
+}
+
+/// `doc.callback`: the vendor said (or a poll asks whether) a document is done. The handler trusts
+/// none of it but the document id: the vendor is asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocCallback {
+    /// pasarela's document id.
+    pub document_id: Uuid,
+    /// The vendor's id, as the sender knew it.
+    #[serde(default)]
+    pub vendor_document_id: Option<String>,
+    /// The status the sender saw, if any.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `vendor_webhook` or `poll`.
+    pub source: String,
+}
+
 /// `otp.verify`: check a code a user typed against the send it belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OtpVerify {
@@ -185,6 +269,35 @@ impl<'de> Deserialize<'de> for OtpCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doc_sign_keeps_the_document_as_a_slice_of_the_body() {
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "document_id": "0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11", "tenant": "acme",
+                "document_name": "contract.pdf", "document_content": "JVBERi0xLjQK",
+                "active_directory_user": "john.doe@company.com"
+            }))
+            .unwrap(),
+        );
+        let m = DocSign::from_shared(&body).unwrap();
+        assert_eq!(&m.document_content[..], b"JVBERi0xLjQK");
+        assert_eq!(m.signature_type, "digital_signature");
+        let inside = body.as_ptr_range();
+        assert!(
+            inside.contains(&m.document_content.as_ptr()),
+            "a slice, not a copy"
+        );
+        // An escaped string (never base64, but valid JSON) still decodes, as a copy.
+        let escaped = bytes::Bytes::from_static(
+            br#"{"document_id":"0b0e0a5e-4a31-4f5e-9a47-1f3a8d1e2c11","tenant":"a","document_name":"n","document_content":"JVBE\/","active_directory_user":"u"}"#,
+        );
+        assert_eq!(
+            &DocSign::from_shared(&escaped).unwrap().document_content[..],
+            b"JVBE/"
+        );
+        assert!(DocSign::from_shared(&bytes::Bytes::from_static(b"{}")).is_err());
+    }
 
     #[test]
     fn the_contract_example_parses_and_unknown_fields_are_ignored() {

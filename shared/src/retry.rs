@@ -116,12 +116,12 @@ pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, String> {
     Ok(delays)
 }
 
-/// Parses a duration written as a whole number and a unit: `250ms`, `5s`, `2m`, `1h`.
+/// Parses a duration written as a whole number and a unit: `250ms`, `5s`, `2m`, `1h`, `30d`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{raw:?} has no unit (ms, s, m or h)"))?;
+        .ok_or_else(|| format!("{raw:?} has no unit (ms, s, m, h or d)"))?;
     let (number, unit) = raw.split_at(split);
     let n: u64 = number
         .parse()
@@ -131,7 +131,10 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{raw:?} has an unknown unit (use ms, s, m or h)")),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!(
+            "{raw:?} has an unknown unit (use ms, s, m, h or d)"
+        )),
     }
 }
 
@@ -164,7 +167,8 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert!(parse_duration("5w").is_err());
         assert!(parse_delays("1s,0s").is_err());
     }
 

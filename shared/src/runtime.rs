@@ -28,7 +28,9 @@ use crate::broker::{
 };
 use crate::config::RuntimeSettings;
 use crate::db::{self, Database, DbError};
-use crate::handler::{Completion, ErrorKind, Failure, HandleContext, Handler, Outcome};
+use crate::handler::{
+    Background, Completion, ErrorKind, Failure, HandleContext, Handler, NO_EVENT, Outcome,
+};
 use crate::health::{self, Health};
 use crate::store::{
     self, Claim, ClaimRequest, DeadLetterRow, Finish, Store, StoreError, WorkUpdate,
@@ -52,19 +54,23 @@ pub enum RunError {
 
 /// A stop signal every part of a worker can wait on.
 #[derive(Clone)]
-struct Stop(watch::Receiver<bool>);
+pub struct StopSignal(watch::Receiver<bool>);
 
-impl Stop {
-    fn is_set(&self) -> bool {
+type Stop = StopSignal;
+
+impl StopSignal {
+    /// Whether the worker is stopping.
+    pub fn is_set(&self) -> bool {
         *self.0.borrow()
     }
 
-    async fn wait(&mut self) {
+    /// Resolves once the worker is stopping.
+    pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 
     /// Sleeps `d` unless stopped first; says whether the sleep ran its course.
-    async fn sleep(&mut self, d: Duration) -> bool {
+    pub async fn sleep(&mut self, d: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = self.wait() => false,
@@ -87,7 +93,7 @@ pub async fn run<H: Handler>(
         tracing::info!("shutdown requested: no new deliveries, finishing in-flight work");
         let _ = stop_tx.send(true);
     });
-    let mut stop = Stop(stop_rx);
+    let mut stop = StopSignal(stop_rx);
     let health = Health::default();
     if let Some(addr) = settings.metrics_addr {
         let mut s = stop.clone();
@@ -136,6 +142,16 @@ pub async fn run<H: Handler>(
         service,
     });
     let housekeeping = tokio::spawn(housekeeping_loop(worker.clone(), stop.clone()));
+    let background = {
+        let worker = worker.clone();
+        let services = Background {
+            db: worker.db.clone(),
+            publisher: publisher.clone(),
+            names: worker.topology.names.clone(),
+            stop: stop.clone(),
+        };
+        tokio::spawn(async move { worker.handler.background(services).await })
+    };
     let relay = tokio::spawn(relay_loop(worker.clone(), stop.clone()));
     let watchdog = tokio::spawn(database_watchdog(
         pool.clone(),
@@ -147,6 +163,13 @@ pub async fn run<H: Handler>(
 
     // Whatever the outbox still holds goes out before the process leaves.
     let _ = watchdog.await;
+    // Background work saw the same stop; give it the grace period to wind down.
+    if tokio::time::timeout(worker.settings.shutdown_grace, background)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not stop within the grace period");
+    }
     relay.abort();
     housekeeping.abort();
     match store::relay_outbox(&pool, &publisher, Duration::ZERO, 10_000).await {
@@ -225,6 +248,28 @@ async fn housekeeping_loop<H: Handler>(worker: Arc<Worker<H>>, mut stop: Stop) {
     };
     while stop.sleep(every).await {
         worker.handler.housekeep().await;
+    }
+}
+
+/// A delivery whose body is shared bytes: a handler may keep a part of it (a document) without a
+/// copy. Everything else is the delivery's.
+struct Inbound {
+    delivery: Delivery,
+    body: bytes::Bytes,
+}
+
+impl From<Delivery> for Inbound {
+    fn from(mut delivery: Delivery) -> Self {
+        let body = bytes::Bytes::from(std::mem::take(&mut delivery.data));
+        Self { delivery, body }
+    }
+}
+
+impl std::ops::Deref for Inbound {
+    type Target = Delivery;
+
+    fn deref(&self) -> &Delivery {
+        &self.delivery
     }
 }
 
@@ -346,6 +391,7 @@ impl<H: Handler> Worker<H> {
     }
 
     async fn process(self: Arc<Self>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
+        let delivery = Inbound::from(delivery);
         let headers = broker::headers_from_table(delivery.properties.headers().as_ref());
         let message_id = delivery
             .properties
@@ -377,7 +423,7 @@ impl<H: Handler> Worker<H> {
 
     async fn process_inner(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         headers: BTreeMap<String, HeaderValue>,
         raw_message_id: Option<String>,
     ) -> &'static str {
@@ -397,16 +443,17 @@ impl<H: Handler> Worker<H> {
                     .await;
             }
         };
-        if delivery.data.len() > MAX_MESSAGE_BYTES {
+        let limit = self.handler.max_message_bytes();
+        if delivery.body.len() > limit {
             let reason = format!(
-                "body of {} bytes is over the limit of {MAX_MESSAGE_BYTES}",
-                delivery.data.len()
+                "body of {} bytes is over the limit of {limit}",
+                delivery.body.len()
             );
             return self
                 .dead_letter_input(delivery, &headers, raw_message_id, &reason)
                 .await;
         }
-        let message: H::Message = match serde_json::from_slice(&delivery.data) {
+        let message: H::Message = match self.handler.decode(&delivery.body) {
             Ok(m) => m,
             Err(e) => {
                 let reason = format!("invalid {} message: {e}", self.routes.queue);
@@ -453,7 +500,10 @@ impl<H: Handler> Worker<H> {
                 routing_key,
                 result,
             } => {
-                let mut out = vec![self.event(&routing_key, &result)];
+                let mut out = Vec::with_capacity(2);
+                if routing_key != NO_EVENT {
+                    out.push(self.event(&routing_key, &result));
+                }
                 out.extend(self.reply(delivery, &result));
                 // A copy may still wait in the outbox (a crash before its confirm): send it too.
                 let flushed = store::flush_outbox_for(
@@ -531,7 +581,7 @@ impl<H: Handler> Worker<H> {
     /// One attempt at a claimed message, from the handler's outcome to the ack.
     async fn attempt(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         headers: &BTreeMap<String, HeaderValue>,
         message: &H::Message,
         ctx: HandleContext,
@@ -595,7 +645,7 @@ impl<H: Handler> Worker<H> {
                     reason,
                     attempts: Some(ctx.attempt),
                     headers: serde_json::to_value(headers).unwrap_or_default(),
-                    body: self.handler.stored_body(&delivery.data),
+                    body: self.handler.stored_body(&delivery.body),
                 });
                 metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "exhausted").increment(1);
                 (finish, "dead")
@@ -622,13 +672,16 @@ impl<H: Handler> Worker<H> {
     /// dead-lettered one the copy for `.dead`.
     fn complete(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         headers: &BTreeMap<String, HeaderValue>,
         ctx: &HandleContext,
         c: Completion,
         dead_reason: Option<&str>,
     ) -> Finish {
-        let mut outbox = vec![self.event(c.routing_key, &c.event)];
+        let mut outbox = Vec::with_capacity(2);
+        if c.routing_key != NO_EVENT {
+            outbox.push(self.event(c.routing_key, &c.event));
+        }
         outbox.extend(self.reply(delivery, &c.event));
         if let Some(reason) = dead_reason {
             outbox.push(self.dead_copy(delivery, headers, reason, ErrorKind::Exhausted));
@@ -651,7 +704,7 @@ impl<H: Handler> Worker<H> {
     /// Dead-letters a message that cannot be read: no claim, no handler, a reason in the header.
     async fn dead_letter_input(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         headers: &BTreeMap<String, HeaderValue>,
         message_id: Option<String>,
         reason: &str,
@@ -672,7 +725,7 @@ impl<H: Handler> Worker<H> {
                 reason: reason.to_string(),
                 attempts: None,
                 headers: serde_json::to_value(headers).unwrap_or_default(),
-                body: self.handler.stored_body(&delivery.data),
+                body: self.handler.stored_body(&delivery.body),
             }),
         };
         let store = self.store.clone();
@@ -690,7 +743,7 @@ impl<H: Handler> Worker<H> {
 
     async fn publish_then_ack(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         messages: &[OutboundMessage],
         ids: Vec<Uuid>,
     ) {
@@ -716,7 +769,7 @@ impl<H: Handler> Worker<H> {
         m
     }
 
-    fn reply(&self, delivery: &Delivery, body: &serde_json::Value) -> Option<OutboundMessage> {
+    fn reply(&self, delivery: &Inbound, body: &serde_json::Value) -> Option<OutboundMessage> {
         let reply_to = delivery.properties.reply_to().as_ref()?;
         let mut m = OutboundMessage::json("", reply_to.as_str(), body);
         m.correlation_id = delivery
@@ -731,7 +784,7 @@ impl<H: Handler> Worker<H> {
     /// The delivery as it came, ready to be published elsewhere.
     fn copy_of(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         headers: &BTreeMap<String, HeaderValue>,
     ) -> OutboundMessage {
         let p = &delivery.properties;
@@ -744,20 +797,20 @@ impl<H: Handler> Worker<H> {
             content_type: p.content_type().as_ref().map(|s| s.as_str().to_string()),
             expiration_ms: None,
             headers: headers.clone(),
-            body: delivery.data.clone(),
+            body: delivery.body.to_vec(),
         }
     }
 
     fn dead_copy(
         &self,
-        delivery: &Delivery,
+        delivery: &Inbound,
         headers: &BTreeMap<String, HeaderValue>,
         reason: &str,
         kind: ErrorKind,
     ) -> OutboundMessage {
         let mut copy = self.copy_of(delivery, headers);
         // The copy passes through the outbox table: it carries only what a table may keep.
-        copy.body = self.handler.stored_body(&delivery.data);
+        copy.body = self.handler.stored_body(&delivery.body);
         copy.routing_key = self.routes.dead_queue.clone();
         copy.headers
             .insert(ERROR_HEADER.into(), HeaderValue::Text(reason.to_string()));
@@ -769,14 +822,14 @@ impl<H: Handler> Worker<H> {
         copy
     }
 
-    async fn ack(&self, delivery: &Delivery) {
+    async fn ack(&self, delivery: &Inbound) {
         if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
             // The channel is gone; the broker redelivers and the claim answers from the stored state.
             tracing::debug!(error = %e, "ack failed");
         }
     }
 
-    async fn requeue(&self, delivery: &Delivery) {
+    async fn requeue(&self, delivery: &Inbound) {
         let opts = BasicNackOptions {
             requeue: true,
             ..Default::default()

@@ -679,6 +679,28 @@ fn decide(row: &WorkRow, c: &ClaimRequest) -> Claim {
     }
 }
 
+/// Writes `messages` to the outbox inside the caller's transaction, under `queue` and `message_id`,
+/// for work done beside a queue (webhook deliveries): flush them with [`flush_outbox_for`] after the
+/// commit, and the relay publishes whatever a crash leaves behind.
+pub async fn write_outbox<C: tokio_postgres::GenericClient>(
+    client: &C,
+    queue: &str,
+    message_id: Uuid,
+    messages: &[OutboundMessage],
+) -> Result<(), StoreError> {
+    for m in messages {
+        let properties = serde_json::to_value(m).expect("outbound properties serialise");
+        client
+            .execute(
+                "INSERT INTO outbox (id, queue, message_id, properties, body)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&m.id, &queue, &message_id, &properties, &m.body],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Publishes a message's outbox rows that are still waiting, and deletes them once confirmed. Rows
 /// younger than `older_than` are left to the writer that is publishing them right now.
 pub async fn flush_outbox_for(

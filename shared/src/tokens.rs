@@ -39,6 +39,14 @@ impl SecretKey {
         Ok(Self(LessSafeKey::new(unbound)))
     }
 
+    /// Reads `PASARELA_SECRET_KEY`, which every worker that keeps a vendor token needs.
+    pub fn from_env(env: &crate::config::Env) -> Result<Self, String> {
+        let raw = env.get("PASARELA_SECRET_KEY").ok_or(
+            "PASARELA_SECRET_KEY is required: 32 random bytes in standard Base64 (openssl rand -base64 32)",
+        )?;
+        Self::from_base64(&raw.to_string().into())
+    }
+
     fn seal(&self, vendor: &str, plaintext: &str) -> (Vec<u8>, [u8; NONCE_LEN]) {
         let nonce: [u8; NONCE_LEN] = rand::random();
         let mut buf = plaintext.as_bytes().to_vec();
@@ -158,10 +166,11 @@ impl TokenStore {
     }
 
     /// The vendor's token: cached, or read from the store, or fetched with `fetch` by exactly one
-    /// caller across tasks and replicas while the others wait for it.
+    /// caller across tasks and replicas while the others wait for it. `fetch` gets the stored value it
+    /// replaces, stale or refused, if any: an OAuth2 client refreshes with what that value holds.
     pub async fn token<E, F, Fut>(&self, vendor: &str, fetch: F) -> Result<Token, TokenError<E>>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Option<SecretString>) -> Fut,
         Fut: Future<Output = Result<FetchedToken, E>>,
     {
         if let Some(t) = self.cached_fresh(vendor) {
@@ -179,7 +188,9 @@ impl TokenStore {
             return Ok(t);
         }
         let mut client = self.pool.get().await.map_err(DbError::from)?;
-        if let Some(t) = self.read(&**client, vendor).await? {
+        if let Some(t) = self.read(&**client, vendor).await?
+            && self.usable(vendor, &t)
+        {
             self.remember(vendor, &t);
             return Ok(t);
         }
@@ -191,12 +202,15 @@ impl TokenStore {
         .await
         .map_err(DbError::from)?;
         // Another replica may have refreshed while this one waited for the lock.
-        if let Some(t) = self.read(&*tx, vendor).await? {
+        let stored = self.read(&*tx, vendor).await?;
+        if let Some(t) = stored.as_ref().filter(|t| self.usable(vendor, t)) {
             tx.commit().await.map_err(DbError::from)?;
-            self.remember(vendor, &t);
-            return Ok(t);
+            self.remember(vendor, t);
+            return Ok(t.clone());
         }
-        let fetched = fetch().await.map_err(TokenError::Fetch)?;
+        let fetched = fetch(stored.map(|t| t.value))
+            .await
+            .map_err(TokenError::Fetch)?;
         let (ciphertext, nonce) = self.key.seal(vendor, fetched.value.expose_secret());
         let lifetime = chrono::Duration::from_std(fetched.lifetime).unwrap_or_default();
         let expires_at = Utc::now() + lifetime;
@@ -225,7 +239,7 @@ impl TokenStore {
         Ok(token)
     }
 
-    /// The stored token if it is fresh and decrypts with this key.
+    /// The stored token, fresh or not, if it decrypts with this key.
     async fn read<C: tokio_postgres::GenericClient>(
         &self,
         client: &C,
@@ -253,7 +267,7 @@ impl TokenStore {
             expires_at: row.get(2),
             generation: row.get(3),
         };
-        Ok(self.usable(vendor, &token).then_some(token))
+        Ok(Some(token))
     }
 
     /// Marks `token` as refused (a 401): the next [`TokenStore::token`] fetches a new one, once, however

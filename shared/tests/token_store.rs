@@ -37,13 +37,15 @@ impl Fixture {
 }
 
 /// A vendor that counts its token fetches and takes a while to answer, so callers pile up.
+/// What the counting vendor's fetch returns.
+type FetchFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<FetchedToken, String>> + Send>>;
+
 fn vendor(
     fetches: Arc<AtomicUsize>,
     lifetime: Duration,
-) -> impl Fn()
-    -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<FetchedToken, String>> + Send>>
-+ Clone {
-    move || {
+) -> impl Fn(Option<secrecy::SecretString>) -> FetchFuture + Clone {
+    move |_previous| {
         let fetches = fetches.clone();
         Box::pin(async move {
             let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
@@ -138,7 +140,7 @@ async fn a_token_is_refreshed_before_it_ends_and_a_failed_fetch_is_the_callers_e
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
 
     let refused = store
-        .token("signing", || async {
+        .token("signing", |_| async {
             Err::<FetchedToken, _>("credentials not registered".to_string())
         })
         .await;

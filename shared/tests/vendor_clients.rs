@@ -230,3 +230,80 @@ async fn numrot_refetches_once_after_expiry_and_never_storms_on_bad_credentials(
     other.drop_database().await;
     w.drop_database().await;
 }
+
+#[tokio::test]
+async fn signing_grants_refreshes_and_revokes_through_the_shared_store() {
+    use pasarela_shared::config::SigningSettings;
+    use pasarela_shared::vendors::signing::{SigningClient, SigningError, SubmitDocument};
+
+    let w = world(2).await;
+    let env = w.env(&[("SIGNING_BASE_URL", &format!("{}/signing", w.sim))]);
+    let client = SigningClient::new(&SigningSettings::from_env(&env).unwrap()).unwrap();
+    let pdf = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"%PDF-1.4\n%%EOF\n",
+    );
+    let doc = SubmitDocument {
+        document_name: "a.pdf".into(),
+        content: pdf.into(),
+        active_directory_user: "j@x".into(),
+        signature_type: "digital_signature".into(),
+        callback_url: None,
+    };
+    // Two replicas, ten submissions each: one password grant.
+    for store in &w.stores {
+        for _ in 0..10 {
+            let submitted = client.submit(store, &doc).await.unwrap();
+            assert_eq!(submitted.status, "received");
+            let status = client.status(store, &submitted.document_id).await.unwrap();
+            assert_eq!(status.status, "received");
+        }
+    }
+    assert_eq!(w.calls("signing", "password_grant").await, 1);
+
+    // Not signed yet: the download says so; unknown ids are told apart.
+    let submitted = client.submit(&w.stores[0], &doc).await.unwrap();
+    assert!(matches!(
+        client
+            .download(&w.stores[0], &submitted.document_id, 1 << 20)
+            .await,
+        Err(SigningError::NotSigned(_))
+    ));
+    assert!(matches!(
+        client.status(&w.stores[0], "no-such-document").await,
+        Err(SigningError::UnknownDocument(_))
+    ));
+
+    // The vendor expires every access token: one refresh grant, and the call goes through.
+    w.control("signing/expire-tokens", json!({})).await;
+    client
+        .status(&w.stores[1], &submitted.document_id)
+        .await
+        .unwrap();
+    client
+        .status(&w.stores[0], &submitted.document_id)
+        .await
+        .unwrap();
+    assert_eq!(w.calls("signing", "refresh_grant").await, 1);
+    assert_eq!(w.calls("signing", "password_grant").await, 1);
+
+    // Revoking the stored grant really ends it: the next call needs a new password grant.
+    assert!(client.revoke_stored(&w.stores[0]).await.unwrap());
+    assert_eq!(w.calls("signing", "revoke").await, 1);
+    client
+        .status(&w.stores[0], &submitted.document_id)
+        .await
+        .unwrap();
+    assert_eq!(w.calls("signing", "password_grant").await, 2);
+
+    // A refused document is a refusal with the vendor's words, not a retry.
+    let bad = SubmitDocument {
+        content: "R0lGODlh".into(),
+        ..doc.clone()
+    };
+    let err = client.submit(&w.stores[0], &bad).await.unwrap_err();
+    let (failure, retry, _) = err.classify();
+    assert!(!retry, "{err}");
+    assert_eq!(failure.kind, pasarela_shared::handler::ErrorKind::Rejected);
+    w.drop_database().await;
+}

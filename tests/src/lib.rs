@@ -29,6 +29,9 @@ pub const TEST_TIERS: [&str; 3] = ["100ms", "200ms", "400ms"];
 /// The `PASARELA_SECRET_KEY` every test worker gets (32 bytes, Base64).
 pub const TEST_SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
+/// `PASARELA_WEBHOOK_SECRET` of every test worker: the Standard Webhooks specification's example.
+pub const TEST_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 /// Where RabbitMQ and PostgreSQL are.
 pub struct Services {
     /// AMQP URL.
@@ -371,6 +374,16 @@ pub struct TestEnv {
     /// Further worker processes (`otp-verify`, a second `otp-send`), started with [`TestEnv::start_extra`].
     pub extra: Vec<Child>,
     extra_logs: Vec<PathBuf>,
+    /// The port `callback-ingress` listens on (started with [`TestEnv::start_ingress`]).
+    pub ingress_port: u16,
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// The exchange/queue names of a namespace.
@@ -477,6 +490,7 @@ impl TestEnv {
             worker_starts: 0,
             extra: Vec::new(),
             extra_logs: Vec::new(),
+            ingress_port: free_port(),
         };
         env.start_worker().await;
         env.db = pg_connect(&env.database_url).await;
@@ -509,6 +523,28 @@ impl TestEnv {
             .await;
     }
 
+    /// Starts `callback-ingress` on [`TestEnv::ingress_port`] and waits until it answers.
+    pub async fn start_ingress(&mut self) {
+        let log = log_dir().join(format!("{}-callback-ingress.log", self.namespace));
+        let mut cmd = self.worker_command("callback-ingress", &log).await;
+        self.extra
+            .push(cmd.spawn().expect("starting callback-ingress"));
+        self.extra_logs.push(log);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.ingress_port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "callback-ingress did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:<ingress port>`.
+    pub fn ingress_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingress_port)
+    }
+
     async fn worker_command(&self, binary: &str, log: &std::path::Path) -> Command {
         let services = services().await;
         let log = std::fs::OpenOptions::new()
@@ -535,7 +571,15 @@ impl TestEnv {
                 "GESTOPAGO_BASE_URL",
                 format!("{}/gestopago", self.sim.base_url),
             )
+            .env("SIGNING_BASE_URL", format!("{}/signing", self.sim.base_url))
             .env("PASARELA_SECRET_KEY", TEST_SECRET_KEY)
+            .env("PASARELA_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)
+            .env(
+                "PASARELA_INGRESS_ADDR",
+                format!("127.0.0.1:{}", self.ingress_port),
+            )
+            .env("PASARELA_INGRESS_PUBLIC_URL", self.ingress_url())
+            .env("PASARELA_SIGNING_POLL_DELAYS", "1s")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -881,7 +925,13 @@ impl TestEnv {
         let _ = self.sim.child.kill().await;
         let ns = &self.namespace;
         let mut queues = vec![qualify(ns, "test.events")];
-        for work in ["otp.send", "otp.verify", "vendor.call"] {
+        for work in [
+            "otp.send",
+            "otp.verify",
+            "vendor.call",
+            "doc.sign",
+            "doc.callback",
+        ] {
             queues.push(qualify(ns, work));
             queues.push(qualify(ns, &format!("{work}.dead")));
             queues.extend(

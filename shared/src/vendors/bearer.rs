@@ -85,7 +85,7 @@ pub async fn with_token<Fetch, FetchFut, Send, SendFut>(
     send: Send,
 ) -> Result<VendorResponse, CallError>
 where
-    Fetch: Fn() -> FetchFut,
+    Fetch: Fn(Option<secrecy::SecretString>) -> FetchFut,
     FetchFut: Future<Output = Result<FetchedToken, VendorError>>,
     Send: Fn(Token) -> SendFut,
     SendFut: Future<Output = Result<VendorResponse, VendorError>>,

@@ -149,7 +149,7 @@ impl GestoPagoClient {
             tokens,
             VENDOR,
             &[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN],
-            || self.fetch_token(),
+            |_| self.fetch_token(),
             |token| {
                 let mut request = self.http.request(method.clone(), url.clone());
                 if let Some(f) = &form {

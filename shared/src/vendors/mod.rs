@@ -7,6 +7,7 @@ pub mod danaconnect;
 pub mod gestopago;
 pub mod http;
 pub mod numrot;
+pub mod signing;
 
 use crate::config::{AldeamoSettings, ConfigError, DanaConnectSettings, Env};
 

@@ -121,7 +121,7 @@ impl NumRotClient {
             tokens,
             VENDOR,
             &[StatusCode::UNAUTHORIZED],
-            || self.fetch_token(),
+            |_| self.fetch_token(),
             |token| {
                 let mut request = self.http.request(method.clone(), url.clone());
                 if let Some(b) = body {

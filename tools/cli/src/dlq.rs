@@ -104,7 +104,7 @@ async fn pending_rows(pool: &Pool, queue: &str, limit: u32) -> anyhow::Result<(V
 }
 
 /// Shortens `s` to at most `max` characters for a table cell.
-fn cell(s: &str, max: usize) -> String {
+pub fn cell(s: &str, max: usize) -> String {
     let one_line = s.replace(['\n', '\r'], " ");
     if one_line.chars().count() <= max {
         one_line

@@ -1,6 +1,7 @@
-//! `pasarela`: the operator's command for migrations, OTP sends, request status, dead-letter replay,
-//! OTP reports, local checks and the demo workload. Each subcommand lives in its own module; this
-//! file only parses the command line and turns the outcome into an exit code.
+//! `pasarela`: the operator's command for migrations, OTP sends, document signing and client webhooks,
+//! request status, dead-letter replay, OTP reports, local checks and the demo workload. Each
+//! subcommand lives in its own module; this file only parses the command line and turns the outcome
+//! into an exit code.
 
 mod amqp;
 mod check;
@@ -8,12 +9,14 @@ mod context;
 mod demo;
 mod demo_verify;
 mod dlq;
+mod doc;
 mod migrate;
 mod otp;
 mod report;
 mod status;
 mod summary;
 mod vendor;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -36,6 +39,16 @@ enum Command {
     Otp {
         #[command(subcommand)]
         command: otp::OtpCommand,
+    },
+    /// Send PDFs for signing; show, download and purge documents.
+    Doc {
+        #[command(subcommand)]
+        command: doc::DocCommand,
+    },
+    /// A document's client webhooks: every attempt, and redelivery.
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
     },
     /// Show where a message or OTP request stands, by message_id or request_id.
     Status(status::StatusArgs),
@@ -66,6 +79,8 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Migrate => migrate::run().await,
         Command::Otp { command } => otp::run(command).await,
+        Command::Doc { command } => doc::run(command).await,
+        Command::Webhooks { command } => webhooks::run(command).await,
         Command::Status(args) => status::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Report { command } => report::run(command).await,

@@ -5,7 +5,7 @@
 
 mod model;
 mod query;
-mod render;
+pub mod render;
 mod time;
 
 use std::process::ExitCode;

@@ -171,15 +171,18 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn time(t: &DateTime<Utc>) -> String {
+/// A time as status lines print it: RFC 3339, UTC, to the millisecond.
+pub fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn opt_time(t: &Option<DateTime<Utc>>) -> String {
+/// [`time`], or `-` when there is none.
+pub fn opt_time(t: &Option<DateTime<Utc>>) -> String {
     t.as_ref().map_or_else(|| "-".into(), time)
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+/// The value, or `-` when there is none.
+pub fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".into(), ToString::to_string)
 }
 

@@ -7,16 +7,30 @@
 //!   script of forced response codes, per vendor;
 //! - `GET /sim/aldeamo/configs` / `POST /sim/aldeamo/configs`: Aldeamo's per-`configId` code
 //!   properties, which the real vendor keeps in its web app (see [`aldeamo`]);
-//! - `POST /sim/reset`: forget inbox, stats, requests and faults; every vendor's issued codes and
-//!   Aldeamo's configurations are kept.
+//! - `POST /sim/reset`: forget inbox, stats, requests and faults, and the signing vendor's documents
+//!   and settings; every vendor's issued codes and tokens and Aldeamo's configurations are kept.
 //!
 //! - `POST /sim/numrot/settings` / `POST /sim/numrot/invalidate`: NumRot's token lifetime and body
 //!   shape, and revoking every issued token (see [`numrot`]);
 //! - `POST /sim/gestopago/settings` / `POST /sim/gestopago/invalidate`: GestoPago's token lifetime,
-//!   and expiring every issued token (see [`gestopago`]).
+//!   and expiring every issued token (see [`gestopago`]);
+//! - `GET`/`POST /sim/signing/settings`, `POST /sim/signing/expire-tokens`,
+//!   `GET /sim/signing/documents[/{id}]`: the signing vendor's timing, outcomes, lost webhooks and
+//!   token lifetime, expiring every access token, and its documents as it sees them (see [`signing`]).
 //!
 //! The vendors: DANAConnect under `/danaconnect/otp/1.0` ([`danaconnect`]), Aldeamo under `/aldeamo`
-//! ([`aldeamo`]), NumRot under `/numrot` ([`numrot`]), GestoPago under `/gestopago` ([`gestopago`]).
+//! ([`aldeamo`]), NumRot under `/numrot` ([`numrot`]), GestoPago under `/gestopago` ([`gestopago`]),
+//! the document-signing API under `/signing` ([`signing`]).
+//!
+//! Credentials come from the variables the workers read; with none set, the demo values are:
+//!
+//! | vendor | variables | demo values |
+//! |---|---|---|
+//! | DANAConnect | `DANACONNECT_USER`, `DANACONNECT_COMPANY`, `DANACONNECT_PASSWORD` | `demo`, `pasarela`, `demo-password` |
+//! | Aldeamo | `ALDEAMO_USER`, `ALDEAMO_PASSWORD` | `demo`, `demo-password` |
+//! | NumRot | `NUMROT_USERNAME`, `NUMROT_PASSWORD` | `demo`, `demo-password` |
+//! | GestoPago | `GESTOPAGO_TOKEN_PATH`, `GESTOPAGO_ID_DISTRIBUIDOR`, `GESTOPAGO_CODIGO_DISPOSITIVO`, `GESTOPAGO_PASSWORD`, `GESTOPAGO_AES_KEY`, `GESTOPAGO_AES_IV` | `/api/token`, `demo-distribuidor`, `demo-dispositivo`, `demo-password`, `pasarela-gestopago-demo-key-32by`, `pasarela-demo-iv` |
+//! | signing | `SIGNING_CLIENT_ID`, `SIGNING_CLIENT_SECRET`, `SIGNING_USERNAME`, `SIGNING_PASSWORD` | `pasarela-demo`, `demo-client-secret`, `demo-signer`, `demo-password` |
 //!
 //! Adding a vendor is a new module with a `routes()` function, mounted in [`app`].
 
@@ -37,6 +51,7 @@ pub mod aldeamo;
 pub mod danaconnect;
 pub mod gestopago;
 pub mod numrot;
+pub mod signing;
 pub mod tokens;
 
 /// Credentials and rules the simulator enforces, from the same variables the workers read.
@@ -70,6 +85,14 @@ pub struct SimConfig {
     pub gestopago_aes_key: Result<Vec<u8>, String>,
     /// GestoPago's AES IV (`GESTOPAGO_AES_IV`), decoded; `Err` says why it could not be.
     pub gestopago_aes_iv: Result<Vec<u8>, String>,
+    /// Signing API OAuth2 client id (`SIGNING_CLIENT_ID`).
+    pub signing_client_id: String,
+    /// Signing API OAuth2 client secret (`SIGNING_CLIENT_SECRET`).
+    pub signing_client_secret: String,
+    /// Signing API user of the password grant (`SIGNING_USERNAME`).
+    pub signing_username: String,
+    /// Signing API password of the password grant (`SIGNING_PASSWORD`).
+    pub signing_password: String,
 }
 
 /// Decodes a key or IV setting: `base64:` (standard alphabet) and `hex:` prefixes are decoded, anything
@@ -155,11 +178,16 @@ impl SimConfig {
                 &get("GESTOPAGO_AES_IV", "pasarela-demo-iv"),
                 16,
             ),
+            signing_client_id: get("SIGNING_CLIENT_ID", "pasarela-demo"),
+            signing_client_secret: get("SIGNING_CLIENT_SECRET", "demo-client-secret"),
+            signing_username: get("SIGNING_USERNAME", "demo-signer"),
+            signing_password: get("SIGNING_PASSWORD", "demo-password"),
         }
     }
 
     /// What in the configuration cannot work (a key or IV of the wrong length, say); empty when all is
-    /// well. The simulator still serves with problems, answering 400 where they matter.
+    /// well. The simulator still serves with problems, answering 400 where they matter. Credentials
+    /// (DANAConnect, Aldeamo, NumRot, signing) are free text with a demo default, so none is a problem.
     pub fn problems(&self) -> Vec<String> {
         [&self.gestopago_aes_key, &self.gestopago_aes_iv]
             .into_iter()
@@ -219,8 +247,8 @@ pub struct Faults {
     pub outage: bool,
     /// Responses forced on the next calls, in order: DANAConnect response codes (e.g. `["05", "05"]`,
     /// `01` lets a call through); Aldeamo sending or validation statuses (e.g. `["failed"]`,
-    /// `["EXPIRED"]`, `ok` lets a call through); NumRot and GestoPago HTTP statuses (e.g. `["401"]`,
-    /// `["403"]`; `ok` or `200` lets a call through).
+    /// `["EXPIRED"]`, `ok` lets a call through); NumRot, GestoPago and signing HTTP statuses (e.g.
+    /// `["401"]`, `["403"]`; `ok` or `200` lets a call through).
     #[serde(default)]
     pub script: VecDeque<String>,
 }
@@ -249,6 +277,8 @@ pub struct SimState {
     pub numrot: numrot::NumRotState,
     /// GestoPago's settings and issued tokens.
     pub gestopago: gestopago::GestoPagoState,
+    /// The signing API's settings, tokens and documents.
+    pub signing: signing::SigningState,
 }
 
 #[derive(Default)]
@@ -404,11 +434,14 @@ async fn clear_faults(State(sim): State<Sim>) -> StatusCode {
 }
 
 async fn reset(State(sim): State<Sim>) -> StatusCode {
-    let mut s = sim.inner.lock().expect("sim state");
-    s.inbox.clear();
-    s.stats.clear();
-    s.requests.clear();
-    s.faults.clear();
+    {
+        let mut s = sim.inner.lock().expect("sim state");
+        s.inbox.clear();
+        s.stats.clear();
+        s.requests.clear();
+        s.faults.clear();
+    }
+    sim.signing.reset();
     StatusCode::NO_CONTENT
 }
 
@@ -445,10 +478,12 @@ pub fn app(config: SimConfig) -> Router {
         .nest("/sim/aldeamo", aldeamo::control_routes())
         .nest("/sim/numrot", numrot::control_routes())
         .nest("/sim/gestopago", gestopago::control_routes())
+        .nest("/sim/signing", signing::control_routes())
         .nest("/danaconnect/otp/1.0", danaconnect::routes())
         .nest("/aldeamo", aldeamo::routes())
         .nest("/numrot", numrot::routes())
         .nest("/gestopago", gestopago::routes())
+        .nest("/signing", signing::routes())
         .with_state(state)
 }
 
@@ -511,6 +546,20 @@ mod tests {
         );
         assert!(config.problems().is_empty());
         assert_eq!(config.gestopago_token_path, "/api/token");
+        assert_eq!(
+            [
+                config.signing_client_id.as_str(),
+                &config.signing_client_secret,
+                &config.signing_username,
+                &config.signing_password,
+            ],
+            [
+                "pasarela-demo",
+                "demo-client-secret",
+                "demo-signer",
+                "demo-password"
+            ]
+        );
         let vars = HashMap::from([
             (
                 "GESTOPAGO_AES_KEY".to_string(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use pasarela_shared::db::Database;
 use pasarela_shared::handler::{
     Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
+    permanent_or_retry,
 };
 use pasarela_shared::messages::VendorCall;
 use pasarela_shared::tokens::{SecretKey, TokenStore};
@@ -229,16 +230,10 @@ impl Handler for VendorCallHandler {
                 retry_after: None,
             },
             Err(CallError::Vendor(e)) => {
-                let (failure, retryable, retry_after) = e.classify();
-                if retryable {
-                    return Outcome::Retry {
-                        failure,
-                        retry_after,
-                    };
-                }
-                if failure.kind == ErrorKind::Auth {
-                    tracing::error!(alert = true, vendor = %message.vendor, error = %failure, "vendor refused pasarela's credentials");
-                }
+                let failure = match permanent_or_retry(&message.vendor, e.classify()) {
+                    std::ops::ControlFlow::Continue(failure) => failure,
+                    std::ops::ControlFlow::Break(retry) => return retry,
+                };
                 Self::finish(
                     message,
                     ctx,

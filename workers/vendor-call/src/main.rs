@@ -29,10 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let gestopago =
         GestoPagoClient::new(&GestoPagoSettings::from_env(&env).context("reading GESTOPAGO_*")?)
             .context("GESTOPAGO_*")?;
-    let key = env
-        .get("PASARELA_SECRET_KEY")
-        .context("PASARELA_SECRET_KEY is required: 32 random bytes in standard Base64 (openssl rand -base64 32)")?;
-    let key = SecretKey::from_base64(&key.to_string().into()).map_err(anyhow::Error::msg)?;
+    let key = SecretKey::from_env(&env).map_err(anyhow::Error::msg)?;
     let log_payloads = env.parse("PASARELA_LOG_PAYLOADS", false)?;
     runtime::run(
         move |db| VendorCallHandler::new(numrot, gestopago, key, log_payloads, db),

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Object;
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::model::{
@@ -109,12 +108,7 @@ pub async fn otp_report(client: &mut Object, selection: Selection) -> anyhow::Re
     };
     let mask_params: [&(dyn ToSql + Sync); 2] = [&mobile, &email];
 
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::context::snapshot(client).await?;
     let (detail, totals, hourly, masked) = futures::try_join!(
         tx.query(&detail_sql, &detail_params),
         tx.query_one(&totals_sql, &params),

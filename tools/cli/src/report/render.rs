@@ -9,13 +9,15 @@ use super::model::{OtpReport, OtpState};
 
 /// How a column lines up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Align {
+pub enum Align {
+    /// Padded on the right.
     Left,
+    /// Padded on the left (numbers).
     Right,
 }
 
 /// Rows under a header row, each column as wide as its widest cell, two spaces between columns.
-fn aligned(header: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+pub fn aligned(header: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|(h, _)| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -1,0 +1,337 @@
+//! callback-ingress: the HTTP endpoint the signing vendor calls when a document is done (DESIGN.md §5).
+//!
+//! It checks the capability URL, refuses replays of final documents, publishes `doc.callback` with a
+//! publisher confirm and answers at once; the doc-callback worker does the slow, trusted part (asking the
+//! vendor). The route is served from the first moment and answers 503 while the broker or the database
+//! is away, so the vendor retries instead of giving up, and pasarela's status poll covers the rest.
+
+mod callback;
+mod checks;
+mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::post;
+use pasarela_shared::broker::Publisher;
+use pasarela_shared::config::{ConfigError, Env, RuntimeSettings, WorkerDefaults};
+use pasarela_shared::db::{self, DbError};
+use pasarela_shared::health::{self, Health};
+use pasarela_shared::topology::{Names, QueueTopology};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use callback::{CALLBACK_ROUTE, Ingress, MAX_BODY_BYTES, Outcome};
+pub use checks::{
+    BodyError, DocumentRow, Refusal, authorize, callback_message, parse_body, parse_document_id,
+};
+
+/// The work queue this service feeds.
+pub const QUEUE: &str = "doc.callback";
+
+/// The worker defaults; prefetch and concurrency are unused (nothing is consumed here).
+pub const DEFAULTS: WorkerDefaults = WorkerDefaults {
+    service: "callback-ingress",
+    prefetch: 1,
+    concurrency: 1,
+    metrics_addr: "0.0.0.0:9106",
+};
+
+/// The settings only callback-ingress reads.
+#[derive(Debug, Clone)]
+pub struct IngressSettings {
+    /// `PASARELA_INGRESS_ADDR`: where the vendor's webhooks are received (default `0.0.0.0:8088`).
+    pub addr: SocketAddr,
+}
+
+impl IngressSettings {
+    /// Reads `PASARELA_INGRESS_ADDR`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let default: SocketAddr = ([0, 0, 0, 0], 8088).into();
+        Ok(Self {
+            addr: env.parse("PASARELA_INGRESS_ADDR", default)?,
+        })
+    }
+}
+
+/// Why callback-ingress stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The database cannot be used and waiting will not help (bad URL, failed migration).
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A listener failed (the metrics endpoint could not bind, or the ingress server stopped).
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The ingress routes: the vendor's webhook, bounded in size and time, and a JSON 404 for anything
+/// else. `/metrics`, `/healthz` and `/readyz` are on the metrics address, not here: this port faces the
+/// vendor.
+pub fn router(state: Ingress) -> Router {
+    Router::new()
+        .route(CALLBACK_ROUTE, post(callback::handle))
+        .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn(callback::measure))
+        .fallback(callback::fallback)
+        .with_state(state)
+}
+
+/// Backoff between reconnection attempts: 200 ms doubling up to 5 s.
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(200);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Serves the vendor's webhooks on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish (within `PASARELA_SHUTDOWN_GRACE`) and closes the broker connection.
+/// `health` is the caller's so that a test can wait for readiness.
+pub async fn run(
+    settings: RuntimeSettings,
+    listener: TcpListener,
+    health: Health,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    // A bad URL fails at once; the server being away is waited out below.
+    let config = db::parse_url(&settings.database_url)?;
+    let pool = db::pool(&config, settings.db_pool_size)?;
+    let names = Names::new(&settings.namespace);
+    let topology = QueueTopology {
+        names: names.clone(),
+        queue: QUEUE.to_string(),
+        tiers: settings.retry.delays().to_vec(),
+        delivery_limit: settings.delivery_limit,
+    };
+    let publisher = Publisher::new();
+
+    // Stops in this order: requests (on the signal), the broker (after the last request, so that
+    // in-flight publishes get their confirms), the metrics endpoint (last, so the drain can be watched).
+    let (stop_tx, stop) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new requests, finishing in-flight ones");
+            stop_tx.send_replace(true);
+        });
+    }
+    let (broker_stop_tx, broker_stop) = watch::channel(false);
+    let (metrics_stop_tx, metrics_stop) = watch::channel(false);
+
+    if let Some(addr) = settings.metrics_addr {
+        let bound = health::serve(addr, health.clone(), stopped(metrics_stop)).await?;
+        tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+    }
+    let broker = tokio::spawn(session::supervise(
+        settings.amqp_url.clone(),
+        topology,
+        publisher.clone(),
+        health.clone(),
+        broker_stop,
+    ));
+    let app = router(Ingress::new(
+        pool.clone(),
+        publisher.clone(),
+        names,
+        health.clone(),
+    ));
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, route = CALLBACK_ROUTE, "receiving signing callbacks");
+    let server = tokio::spawn(serve(listener, app, stop.clone(), settings.shutdown_grace));
+
+    let prepared = prepare_database(&config, &health, stop.clone()).await;
+    let watchdog = match &prepared {
+        Ok(true) => Some(tokio::spawn(database_watchdog(
+            pool.clone(),
+            health.clone(),
+            stop.clone(),
+        ))),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "the database cannot be used; stopping");
+            stop_tx.send_replace(true);
+            None
+        }
+    };
+
+    let served = match server.await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(format!("ingress server task: {e}"))),
+    };
+    broker_stop_tx.send_replace(true);
+    let _ = broker.await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    pool.close();
+    metrics_stop_tx.send_replace(true);
+    tracing::info!("stopped");
+    prepared?;
+    Ok(served?)
+}
+
+/// Resolves once `stop` is set (or its sender is gone, which means the same).
+pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sleeps `d` unless stopped first; says whether the sleep ran its course.
+pub(crate) async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+/// Serves until stopped, then waits at most `grace` for the requests in flight.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    let deadline = async {
+        stopped(stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = &mut server => result,
+        _ = deadline => {
+            tracing::warn!(?grace, "requests still in flight after the grace period; leaving them");
+            Ok(())
+        }
+    }
+}
+
+/// Creates and migrates the database, waiting out an outage with backoff. `Ok(false)`: stopped first.
+async fn prepare_database(
+    config: &tokio_postgres::Config,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> Result<bool, DbError> {
+    let mut delay = BACKOFF_START;
+    loop {
+        let attempt = async {
+            db::ensure_database(config).await?;
+            db::migrate(config).await
+        };
+        match attempt.await {
+            Ok(_) => {
+                health.set_database(true);
+                return Ok(true);
+            }
+            Err(e) if e.is_transient() => {
+                health.set_database(false);
+                tracing::warn!(error = %e, retry_in = ?delay, "database unavailable; retrying");
+                if !sleep_unless_stopped(delay, &mut stop).await {
+                    return Ok(false);
+                }
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Keeps `/readyz` honest about the database between requests.
+async fn database_watchdog(
+    pool: deadpool_postgres::Pool,
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+) {
+    while sleep_unless_stopped(Duration::from_secs(2), &mut stop).await {
+        let ok = match pool.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        };
+        health.set_database(ok);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingress_address_has_a_default_and_names_a_bad_value() {
+        let default = IngressSettings::from_env(&Env::default()).unwrap();
+        assert_eq!(default.addr, "0.0.0.0:8088".parse().unwrap());
+        let set = IngressSettings::from_env(&Env::from_pairs([(
+            "PASARELA_INGRESS_ADDR",
+            "127.0.0.1:9999",
+        )]))
+        .unwrap();
+        assert_eq!(set.addr, "127.0.0.1:9999".parse().unwrap());
+        let err = IngressSettings::from_env(&Env::from_pairs([("PASARELA_INGRESS_ADDR", "nope")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "PASARELA_INGRESS_ADDR");
+    }
+
+    /// The router over a database nothing listens on (port 1 of loopback) and no broker.
+    async fn serve_without_services() -> String {
+        let config = db::parse_url(&secrecy::SecretString::from(
+            "postgres://postgres@127.0.0.1:1/none",
+        ))
+        .unwrap();
+        let state = Ingress::new(
+            db::pool(&config, 1).unwrap(),
+            Publisher::new(),
+            Names::new("unit"),
+            Health::default(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn malformed_urls_are_404_without_asking_the_database() {
+        let base = serve_without_services().await;
+        let client = reqwest::Client::new();
+        for path in [
+            "/callbacks/signing/not-a-uuid/token",
+            "/callbacks/signing/0190b0c4-aaaa-7bbb-8ccc-000000000000",
+            "/anything/else",
+        ] {
+            let answer = client
+                .post(format!("{base}{path}"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 404, "{path}");
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body, serde_json::json!({"error": "not_found"}), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_the_database_a_callback_is_told_to_come_back() {
+        let base = serve_without_services().await;
+        let id = uuid::Uuid::now_v7();
+        let answer = reqwest::Client::new()
+            .post(format!("{base}/callbacks/signing/{id}/token"))
+            .body(r#"{"status":"signed"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.headers()["retry-after"], "5");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "unavailable");
+    }
+
+    #[test]
+    fn the_metrics_endpoint_defaults_to_its_own_port() {
+        let settings = RuntimeSettings::from_env(&Env::default(), DEFAULTS).unwrap();
+        assert_eq!(settings.metrics_addr, Some("0.0.0.0:9106".parse().unwrap()));
+    }
+}

@@ -1,0 +1,573 @@
+//! Client webhook delivery: Standard Webhooks headers and signature, a schedule of about a day and a
+//! half with ±20 % jitter, `Retry-After` honoured, `410 Gone` ending deliveries to that endpoint, one
+//! `webhook_deliveries` row per attempt, and `doc.webhook.delivered` / `doc.webhook.failed` events.
+//!
+//! Jobs live in `webhook_jobs`, so a delivery due in ten hours survives restarts. Each attempt runs in
+//! its own task with its own deadline, and an endpoint never has more than
+//! `PASARELA_WEBHOOK_ENDPOINT_CONCURRENCY` attempts in flight per process: a slow or dead endpoint only
+//! holds its own slots, never the others'.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pasarela_shared::broker::OutboundMessage;
+use pasarela_shared::config::WebhookSettings;
+use pasarela_shared::documents::DocumentFacts;
+use pasarela_shared::handler::{Background, ErrorKind, Failure};
+use pasarela_shared::store;
+use pasarela_shared::vendors::signing::DocumentStatus;
+use pasarela_shared::webhooks::{self, WebhookSigner};
+use rand::Rng;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+/// How often due jobs are looked for.
+const TICK: Duration = Duration::from_millis(200);
+/// The `outbox.queue` of webhook events.
+const OUTBOX_QUEUE: &str = "doc.webhook";
+/// The longest `Retry-After` honoured: a longer one waits this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The body of a client webhook (DESIGN.md §5): the vendor's callback fields with pasarela's ids.
+pub fn payload(
+    event_type: &str,
+    document_id: Uuid,
+    tenant: &str,
+    document_name: &str,
+    status: &DocumentStatus,
+    facts: &DocumentFacts,
+) -> serde_json::Value {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    serde_json::json!({
+        "type": event_type,
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": {
+            "document_id": document_id,
+            "vendor_document_id": facts.vendor_document_id,
+            "tenant": tenant,
+            "document_name": document_name,
+            "status": status.status,
+            "signing_date": time(facts.signing_date),
+            "message": status.message,
+            "date_sent_to_sign": time(facts.date_sent_to_sign),
+            "assigned_active_directory_user": facts.assigned_active_directory_user,
+        }
+    })
+}
+
+/// One job taken for an attempt.
+#[derive(Debug, Clone)]
+struct Job {
+    job_id: Uuid,
+    document_id: Uuid,
+    webhook_id: String,
+    url: String,
+    payload: String,
+    /// This attempt's number, counting from 1.
+    attempt: i32,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// 2xx.
+    Delivered(u16),
+    /// `410 Gone`: the endpoint wants nothing more.
+    Gone,
+    /// Any other answer, or none; `retry_after` when the endpoint said when.
+    Failed {
+        /// The status, when there was an answer.
+        http_status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// The endpoint's `Retry-After` on 429 or 503.
+        retry_after: Option<Duration>,
+    },
+    /// The URL may not be called (an internal address, not allow-listed): no retry helps.
+    Refused(String),
+}
+
+/// The next attempt after attempt number `attempt` failed: `None` when the schedule is spent.
+pub fn next_delay(
+    schedule: &[Duration],
+    attempt: usize,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
+    let base = *schedule.get(attempt)?;
+    let jittered = base.mul_f64(1.0 + jitter);
+    Some(match retry_after {
+        Some(wanted) => jittered.max(wanted.min(MAX_RETRY_AFTER)),
+        None => jittered,
+    })
+}
+
+/// Delivers due client webhooks.
+pub struct Dispatcher {
+    settings: WebhookSettings,
+    signer: Option<Arc<WebhookSigner>>,
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher signing with `signer` (none: webhooks wait, with an error logged).
+    pub fn new(settings: WebhookSettings, signer: Option<Arc<WebhookSigner>>) -> Self {
+        Self {
+            settings,
+            signer,
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Takes and delivers due jobs until the worker stops, then waits for attempts in flight.
+    pub async fn run(self, services: Background) {
+        let Some(signer) = self.signer.clone() else {
+            tracing::error!(
+                alert = true,
+                "PASARELA_WEBHOOK_SECRET is not set: client webhooks are queued but not delivered"
+            );
+            return;
+        };
+        let mut stop = services.stop.clone();
+        let mut tasks = JoinSet::new();
+        while stop.sleep(TICK).await {
+            while tasks.try_join_next().is_some() {}
+            let free = self.settings.concurrency.saturating_sub(tasks.len());
+            if free == 0 {
+                continue;
+            }
+            let jobs = match self.take(&services, free).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not take webhook jobs");
+                    continue;
+                }
+            };
+            for job in jobs {
+                *self
+                    .in_flight
+                    .lock()
+                    .expect("in flight")
+                    .entry(job.url.clone())
+                    .or_default() += 1;
+                let in_flight = self.in_flight.clone();
+                let settings = self.settings.clone();
+                let signer = signer.clone();
+                let services = services.clone();
+                tasks.spawn(async move {
+                    let url = job.url.clone();
+                    deliver(job, &settings, &signer, &services).await;
+                    let mut map = in_flight.lock().expect("in flight");
+                    if let Some(n) = map.get_mut(&url) {
+                        *n -= 1;
+                        if *n == 0 {
+                            map.remove(&url);
+                        }
+                    }
+                });
+            }
+        }
+        // Attempts in flight finish (each has its deadline); the runtime bounds this by its grace.
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Takes up to `free` due jobs, at most the free slots of each endpoint.
+    async fn take(&self, services: &Background, free: usize) -> Result<Vec<Job>, String> {
+        let (urls, used): (Vec<String>, Vec<i32>) = self
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .iter()
+            .map(|(u, n)| (u.clone(), *n as i32))
+            .unzip();
+        let lease = self.settings.timeout.as_secs_f64() + 60.0;
+        let client = services.db.pool().get().await.map_err(|e| e.to_string())?;
+        let rows = client
+            .query(
+                "WITH due AS (
+                     SELECT job_id, url, next_attempt_at FROM webhook_jobs
+                     WHERE (state = 'pending' AND next_attempt_at <= now())
+                        OR (state = 'delivering' AND leased_until < now())
+                     ORDER BY next_attempt_at LIMIT 1000 FOR UPDATE SKIP LOCKED
+                 ), ranked AS (
+                     SELECT due.job_id, due.next_attempt_at,
+                            row_number() OVER (PARTITION BY due.url ORDER BY due.next_attempt_at) AS n,
+                            coalesce(busy.used, 0) AS used
+                     FROM due LEFT JOIN unnest($1::text[], $2::int[]) AS busy(url, used)
+                          ON busy.url = due.url
+                 ), chosen AS (
+                     SELECT job_id FROM ranked WHERE n + used <= $3
+                     ORDER BY next_attempt_at LIMIT $4
+                 )
+                 UPDATE webhook_jobs j SET state = 'delivering', attempts = j.attempts + 1,
+                     leased_until = now() + make_interval(secs => $5)
+                 FROM chosen WHERE j.job_id = chosen.job_id
+                 RETURNING j.job_id, j.document_id, j.webhook_id, j.url, j.payload::text, j.attempts",
+                &[
+                    &urls,
+                    &used,
+                    &(self.settings.endpoint_concurrency as i64),
+                    &(free as i64),
+                    &lease,
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .map(|r| Job {
+                job_id: r.get(0),
+                document_id: r.get(1),
+                webhook_id: r.get(2),
+                url: r.get(3),
+                payload: r.get(4),
+                attempt: r.get(5),
+            })
+            .collect())
+    }
+}
+
+/// One attempt at `job`, recorded whatever it comes to.
+async fn deliver(
+    job: Job,
+    settings: &WebhookSettings,
+    signer: &WebhookSigner,
+    services: &Background,
+) {
+    let started = Instant::now();
+    let result = match disabled_since(services, &job.url).await {
+        Ok(Some(since)) => AttemptResult::Refused(format!(
+            "the endpoint answered 410 Gone at {since}; `pasarela webhooks redeliver` re-enables it"
+        )),
+        _ => attempt(&job, settings, signer).await,
+    };
+    let latency = started.elapsed();
+    let outcome = match &result {
+        AttemptResult::Delivered(_) => "delivered",
+        AttemptResult::Gone => "gone",
+        AttemptResult::Failed { .. } => "failed",
+        AttemptResult::Refused(_) => "refused",
+    };
+    metrics::counter!("pasarela_webhook_attempts_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("pasarela_webhook_seconds").record(latency.as_secs_f64());
+    let jitter = rand::rng().random_range(-0.2..=0.2);
+    if let Err(e) = record(&job, &result, latency, settings, jitter, services).await {
+        // The lease runs out and the job is tried again: an attempt is never silently lost.
+        tracing::warn!(job_id = %job.job_id, error = %e, "could not record a webhook attempt");
+    }
+}
+
+async fn disabled_since(services: &Background, url: &str) -> Result<Option<String>, String> {
+    let client = services.db.pool().get().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_opt(
+            "SELECT disabled_at FROM webhook_endpoints WHERE url = $1 AND disabled_at IS NOT NULL",
+            &[&url],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.map(|r| {
+        r.get::<_, chrono::DateTime<chrono::Utc>>(0)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }))
+}
+
+/// Sends one signed attempt to the addresses the SSRF guard approved, following no redirect.
+async fn attempt(job: &Job, settings: &WebhookSettings, signer: &WebhookSigner) -> AttemptResult {
+    let url = match url::Url::parse(&job.url) {
+        Ok(u) => u,
+        Err(e) => return AttemptResult::Refused(format!("callback_url: {e}")),
+    };
+    let addrs = match webhooks::checked_destination(&url, &settings.allow_hosts).await {
+        Ok(a) => a,
+        Err(e @ webhooks::DestinationError::Unresolvable { .. }) => {
+            return AttemptResult::Failed {
+                http_status: None,
+                error: e.to_string(),
+                retry_after: None,
+            };
+        }
+        Err(e) => return AttemptResult::Refused(e.to_string()),
+    };
+    let host = url.host_str().unwrap_or_default().to_string();
+    let client = match reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve_to_addrs(&host, &addrs)
+        .user_agent(concat!("pasarela-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return AttemptResult::Refused(format!("client: {e}")),
+    };
+    let timestamp = chrono::Utc::now().timestamp();
+    let signed = signer.sign(&job.webhook_id, timestamp, job.payload.as_bytes());
+    let response = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", &signed.id)
+        .header("webhook-timestamp", signed.timestamp.to_string())
+        .header("webhook-signature", &signed.signature)
+        .headers(pasarela_shared::telemetry::http_trace_headers())
+        .body(job.payload.clone())
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().is_success() => AttemptResult::Delivered(r.status().as_u16()),
+        Ok(r) if r.status() == reqwest::StatusCode::GONE => AttemptResult::Gone,
+        Ok(r) => {
+            let status = r.status();
+            let retry_after = matches!(status.as_u16(), 429 | 503)
+                .then(|| pasarela_shared::vendors::http::retry_after(r.headers()))
+                .flatten();
+            AttemptResult::Failed {
+                http_status: Some(status.as_u16()),
+                error: format!("HTTP {status}"),
+                retry_after,
+            }
+        }
+        Err(e) if e.is_timeout() => AttemptResult::Failed {
+            http_status: None,
+            error: format!("no answer within {:?}", settings.timeout),
+            retry_after: None,
+        },
+        Err(e) => AttemptResult::Failed {
+            http_status: None,
+            error: format!("connection failed: {}", e.without_url()),
+            retry_after: None,
+        },
+    }
+}
+
+/// Records the attempt, moves the job on, and for a final outcome writes its event to the outbox and
+/// publishes it.
+async fn record(
+    job: &Job,
+    result: &AttemptResult,
+    latency: Duration,
+    settings: &WebhookSettings,
+    jitter: f64,
+    services: &Background,
+) -> Result<(), String> {
+    let (http_status, error, next) = match result {
+        AttemptResult::Delivered(s) => (Some(i32::from(*s)), None, None),
+        AttemptResult::Gone => (
+            Some(410),
+            Some("410 Gone: the endpoint is disabled until redelivered".to_string()),
+            None,
+        ),
+        AttemptResult::Refused(why) => (None, Some(why.clone()), None),
+        AttemptResult::Failed {
+            http_status,
+            error,
+            retry_after,
+        } => (
+            http_status.map(i32::from),
+            Some(error.clone()),
+            next_delay(
+                &settings.schedule,
+                job.attempt as usize,
+                *retry_after,
+                jitter,
+            ),
+        ),
+    };
+    let state = match (result, next) {
+        (AttemptResult::Delivered(_), _) => "delivered",
+        (_, Some(_)) => "pending",
+        _ => "failed",
+    };
+    let next_secs = next.map(|d| d.as_secs_f64());
+    let mut conn = services.db.pool().get().await.map_err(|e| e.to_string())?;
+    let txn = conn.transaction().await.map_err(|e| e.to_string())?;
+    txn.execute(
+        "INSERT INTO webhook_deliveries (job_id, document_id, attempt, url, http_status,
+             latency_ms, error, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))",
+        &[
+            &job.job_id,
+            &job.document_id,
+            &job.attempt,
+            &job.url,
+            &http_status,
+            &(latency.as_millis() as i32),
+            &error,
+            &next_secs,
+        ],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let updated = txn
+        .execute(
+            "UPDATE webhook_jobs SET state = $2, leased_until = NULL,
+                 next_attempt_at = now() + make_interval(secs => $3),
+                 last_http_status = $4, last_error = $5,
+                 completed_at = CASE WHEN $2 IN ('delivered', 'failed') THEN now() END
+             WHERE job_id = $1 AND state = 'delivering' AND attempts = $6",
+            &[
+                &job.job_id,
+                &state,
+                &next_secs,
+                &http_status,
+                &error,
+                &job.attempt,
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if updated == 0 {
+        // The lease ran out and another dispatcher took the job: its attempt decides.
+        return Ok(());
+    }
+    if matches!(result, AttemptResult::Gone) {
+        txn.execute(
+            "INSERT INTO webhook_endpoints (url, disabled_at, disabled_reason)
+             VALUES ($1, now(), '410 Gone')
+             ON CONFLICT (url) DO UPDATE SET disabled_at = now(), disabled_reason = '410 Gone'",
+            &[&job.url],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let final_event = match state {
+        "delivered" => Some("doc.webhook.delivered"),
+        "failed" => Some("doc.webhook.failed"),
+        _ => None,
+    };
+    if let Some(routing_key) = final_event {
+        let failure = error
+            .as_ref()
+            .filter(|_| state == "failed")
+            .map(|e| Failure::new(ErrorKind::Exhausted, e.clone()));
+        let event = webhook_event(job, state, http_status, failure.as_ref());
+        let message =
+            OutboundMessage::json(services.names.events_exchange(), routing_key, &event.into());
+        store::write_outbox(&*txn, OUTBOX_QUEUE, job.job_id, &[message])
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    txn.commit().await.map_err(|e| e.to_string())?;
+    match state {
+        "delivered" => {
+            tracing::info!(job_id = %job.job_id, document_id = %job.document_id, attempt = job.attempt, "client webhook delivered")
+        }
+        "failed" => {
+            tracing::warn!(job_id = %job.job_id, document_id = %job.document_id, attempt = job.attempt, error = error.as_deref().unwrap_or(""), "client webhook given up")
+        }
+        _ => {
+            tracing::info!(job_id = %job.job_id, attempt = job.attempt, error = error.as_deref().unwrap_or(""), next_in = ?next, "client webhook attempt failed; retry scheduled")
+        }
+    }
+    if final_event.is_some() {
+        // Published now; if this fails the outbox relay publishes it later.
+        let _ = store::flush_outbox_for(
+            services.db.pool(),
+            &services.publisher,
+            OUTBOX_QUEUE,
+            job.job_id,
+            Duration::ZERO,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+fn webhook_event(
+    job: &Job,
+    status: &str,
+    http_status: Option<i32>,
+    failure: Option<&Failure>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut event = pasarela_shared::handler::event_body(
+        "document_id",
+        job.document_id,
+        status,
+        job.attempt as u32,
+        failure,
+    );
+    let data = serde_json::from_str::<serde_json::Value>(&job.payload).unwrap_or_default();
+    for field in [
+        "vendor_document_id",
+        "date_sent_to_sign",
+        "signing_date",
+        "assigned_active_directory_user",
+    ] {
+        event.insert(field.into(), data["data"][field].clone());
+    }
+    event.insert("url".into(), job.url.clone().into());
+    event.insert("http_status".into(), http_status.into());
+    event.insert("webhook_id".into(), job.webhook_id.clone().into());
+    event.insert("event_type".into(), data["type"].clone());
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> Vec<Duration> {
+        [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect()
+    }
+
+    #[test]
+    fn the_schedule_spans_about_a_day_and_a_half_and_then_ends() {
+        let s = schedule();
+        let total: Duration = (1..s.len())
+            .map(|a| next_delay(&s, a, None, 0.0).unwrap())
+            .sum();
+        assert_eq!(
+            total.as_secs(),
+            5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000
+        );
+        // About 28 hours: a working day and the night after it, as Svix spaces them.
+        assert_eq!(total.as_secs() / 3600, 27);
+        assert_eq!(next_delay(&s, s.len(), None, 0.0), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_fifth_and_retry_after_is_honoured() {
+        let s = schedule();
+        let low = next_delay(&s, 2, None, -0.2).unwrap();
+        let high = next_delay(&s, 2, None, 0.2).unwrap();
+        assert_eq!(low, Duration::from_secs(240));
+        assert_eq!(high, Duration::from_secs(360));
+        // A Retry-After longer than the schedule's wait wins; a shorter one does not shorten it.
+        let later = next_delay(&s, 1, Some(Duration::from_secs(60)), 0.0).unwrap();
+        assert_eq!(later, Duration::from_secs(60));
+        let sooner = next_delay(&s, 2, Some(Duration::from_secs(1)), 0.0).unwrap();
+        assert_eq!(sooner, Duration::from_secs(300));
+        let capped = next_delay(&s, 1, Some(Duration::from_secs(10 * 86_400)), 0.0).unwrap();
+        assert_eq!(capped, MAX_RETRY_AFTER);
+    }
+
+    #[test]
+    fn payloads_carry_pasarelas_ids_and_the_vendor_fields() {
+        let id = Uuid::now_v7();
+        let status = DocumentStatus {
+            document_id: "v-1".into(),
+            status: "signed".into(),
+            date_sent_to_sign: None,
+            assigned_active_directory_user: Some("j@x".into()),
+            signing_date: None,
+            message: Some("ok".into()),
+        };
+        let facts = DocumentFacts {
+            vendor_document_id: Some("v-1".into()),
+            assigned_active_directory_user: Some("j@x".into()),
+            ..Default::default()
+        };
+        let p = payload("document.signed", id, "acme", "c.pdf", &status, &facts);
+        assert_eq!(p["type"], "document.signed");
+        assert_eq!(p["data"]["document_id"], id.to_string());
+        assert_eq!(p["data"]["vendor_document_id"], "v-1");
+        assert_eq!(p["data"]["status"], "signed");
+        assert_eq!(p["data"]["message"], "ok");
+    }
+}

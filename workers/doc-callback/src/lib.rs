@@ -1,0 +1,467 @@
+//! The `doc.callback` handler (DESIGN.md §5): a vendor webhook or a status poll says a document may be
+//! done. Nothing in the message is trusted but the document id: the vendor's status is asked, a signed
+//! PDF is downloaded and stored, `doc.signed` (or `doc.sign.failed`) is published, and the client's
+//! webhook is queued for the [`dispatch`] task, which delivers it signed, with retries.
+//!
+//! The document's row is locked for the whole check, so a webhook and a poll racing for one document
+//! are served one after the other, and only the message that finished it announces it.
+
+pub mod dispatch;
+pub mod poller;
+
+use std::time::Duration;
+
+use pasarela_shared::config::{DocumentSettings, WebhookSettings};
+use pasarela_shared::db::{Database, DbError};
+use pasarela_shared::documents::{self, DocumentFacts, FileKind, StoreFileError};
+use pasarela_shared::handler::{
+    Background, Completion, ErrorKind, Failure, HandleContext, Handler, NO_EVENT, Outcome,
+    permanent_or_retry,
+};
+use pasarela_shared::messages::DocCallback;
+use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::vendors::signing::{DocumentStatus, SigningClient, VendorStatus};
+use pasarela_shared::webhooks::WebhookSigner;
+use uuid::Uuid;
+
+/// The routing key of a signed document.
+pub const SIGNED: &str = "doc.signed";
+/// The routing key of a document that will never be signed.
+pub const FAILED: &str = "doc.sign.failed";
+
+/// How long before the access token's end the shared store refreshes it.
+const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// Confirms, downloads and stores signed documents, and queues client webhooks.
+pub struct DocCallbackHandler {
+    client: SigningClient,
+    tokens: TokenStore,
+    db: Database,
+    documents: DocumentSettings,
+    webhooks: WebhookSettings,
+    signer: Option<std::sync::Arc<WebhookSigner>>,
+}
+
+/// The document as the check reads it, under its row lock.
+struct Row {
+    state: String,
+    vendor_document_id: Option<String>,
+    client_callback_url: Option<String>,
+    tenant: String,
+    document_name: String,
+    polls: i32,
+    poll_over: bool,
+    completed_by: Option<Uuid>,
+    facts: DocumentFacts,
+    error: Option<Failure>,
+}
+
+/// What the check came to.
+enum Verdict {
+    /// Finished now (or before, by this same message): publish it.
+    Final {
+        status: &'static str,
+        facts: DocumentFacts,
+        failure: Option<Failure>,
+    },
+    /// Nothing to publish: still in progress, already finished by another message, or unknown.
+    Quiet(&'static str),
+}
+
+impl DocCallbackHandler {
+    /// A handler over `client`, keeping the token in `db` encrypted with `key`.
+    pub fn new(
+        client: SigningClient,
+        key: SecretKey,
+        documents: DocumentSettings,
+        webhooks: WebhookSettings,
+        signer: Option<WebhookSigner>,
+        db: &Database,
+    ) -> Self {
+        Self {
+            client,
+            tokens: TokenStore::new(db.pool().clone(), key, TOKEN_MARGIN),
+            db: db.clone(),
+            documents,
+            webhooks,
+            signer: signer.map(std::sync::Arc::new),
+        }
+    }
+
+    async fn check(&self, m: &DocCallback, ctx: &HandleContext) -> Result<Verdict, CheckError> {
+        let mut conn = self.db.pool().get().await.map_err(DbError::from)?;
+        let txn = conn.transaction().await.map_err(DbError::from)?;
+        let Some(row) = read_locked(&txn, m.document_id).await? else {
+            tracing::warn!(document_id = %m.document_id, "doc.callback for an unknown document");
+            return Ok(Verdict::Quiet("unknown"));
+        };
+        match row.state.as_str() {
+            "signed" | "failed" if row.completed_by == Some(ctx.message_id) => {
+                // This message finished it before a crash took the announcement: announce again.
+                let status = if row.state == "signed" {
+                    "signed"
+                } else {
+                    "failed"
+                };
+                return Ok(Verdict::Final {
+                    status,
+                    facts: row.facts,
+                    failure: row.error,
+                });
+            }
+            "signed" | "failed" => return Ok(Verdict::Quiet("already_final")),
+            "stored" => return Err(CheckError::NotYetSubmitted),
+            _ => {}
+        }
+        let vendor_id = row
+            .vendor_document_id
+            .clone()
+            .ok_or(CheckError::NotYetSubmitted)?;
+        let status = self.client.status(&self.tokens, &vendor_id).await?;
+        let mut facts = DocumentFacts {
+            vendor_document_id: Some(vendor_id.clone()),
+            date_sent_to_sign: status.date_sent_to_sign,
+            signing_date: status.signing_date,
+            assigned_active_directory_user: status
+                .assigned_active_directory_user
+                .clone()
+                .or(row.facts.assigned_active_directory_user.clone()),
+        };
+        let state = status.state();
+        if state == VendorStatus::Signed {
+            let limit = self.documents.max_document_bytes.saturating_mul(3) + 64 * 1024;
+            let download = self
+                .client
+                .download(&self.tokens, &vendor_id, limit)
+                .await?;
+            let view = download.view()?;
+            let content = view.signed_document_content.as_bytes();
+            let size = documents::check_base64_pdf(content, limit).map_err(|e| {
+                CheckError::Signing(
+                    pasarela_shared::vendors::http::VendorError::Decode {
+                        vendor: "signing",
+                        detail: format!("signed document: {e}"),
+                    }
+                    .into(),
+                )
+            })?;
+            documents::store_file(&txn, m.document_id, FileKind::Signed, content).await?;
+            facts.date_sent_to_sign = facts.date_sent_to_sign.or(view.date_sent_to_sign);
+            let signed_name = view.document_name.clone();
+            drop(view);
+            drop(download);
+            txn.execute(
+                "UPDATE documents SET state = 'signed', vendor_status = $2, vendor_message = $3,
+                     signed_bytes = $4, signed_document_name = $5, date_sent_to_sign = $6,
+                     signing_date = coalesce($7, now()), assigned_active_directory_user = $8,
+                     completed_at = now(), completed_by = $9, next_poll_at = NULL
+                 WHERE document_id = $1",
+                &[
+                    &m.document_id,
+                    &status.status,
+                    &status.message,
+                    &(size as i64),
+                    &signed_name,
+                    &facts.date_sent_to_sign,
+                    &facts.signing_date,
+                    &facts.assigned_active_directory_user,
+                    &ctx.message_id,
+                ],
+            )
+            .await
+            .map_err(DbError::from)?;
+            if facts.signing_date.is_none() {
+                facts.signing_date = Some(chrono::Utc::now());
+            }
+            self.queue_webhook(
+                &txn,
+                m.document_id,
+                &row,
+                "document.signed",
+                &status,
+                &facts,
+            )
+            .await?;
+            txn.commit().await.map_err(DbError::from)?;
+            metrics::counter!("pasarela_documents_signed_total").increment(1);
+            tracing::info!(document_id = %m.document_id, source = %m.source, bytes = size, "document signed and stored");
+            return Ok(Verdict::Final {
+                status: "signed",
+                facts,
+                failure: None,
+            });
+        }
+        if state.is_failure() || row.poll_over {
+            let failure = if state.is_failure() {
+                Failure::new(
+                    ErrorKind::Vendor,
+                    format!(
+                        "the vendor reports the document {}: {}",
+                        status.status,
+                        status.message.as_deref().unwrap_or("no message")
+                    ),
+                )
+            } else {
+                Failure::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "not signed within PASARELA_SIGNING_POLL_FOR ({}s); the vendor still says {}",
+                        self.documents.poll_for.as_secs(),
+                        status.status
+                    ),
+                )
+            };
+            txn.execute(
+                "UPDATE documents SET state = 'failed', vendor_status = $2, vendor_message = $3,
+                     error_kind = $4, error_message = $5, completed_at = now(), completed_by = $6,
+                     next_poll_at = NULL, date_sent_to_sign = $7
+                 WHERE document_id = $1",
+                &[
+                    &m.document_id,
+                    &status.status,
+                    &status.message,
+                    &failure.kind.as_str(),
+                    &failure.message,
+                    &ctx.message_id,
+                    &facts.date_sent_to_sign,
+                ],
+            )
+            .await
+            .map_err(DbError::from)?;
+            self.queue_webhook(
+                &txn,
+                m.document_id,
+                &row,
+                "document.sign_failed",
+                &status,
+                &facts,
+            )
+            .await?;
+            txn.commit().await.map_err(DbError::from)?;
+            metrics::counter!("pasarela_documents_failed_total").increment(1);
+            return Ok(Verdict::Final {
+                status: "failed",
+                facts,
+                failure: Some(failure),
+            });
+        }
+        // Still in progress. A poll schedules the next one further out; a webhook the status does not
+        // bear out brings the next poll forward instead of trusting it.
+        let (polls, delay) = if m.source == "poll" {
+            (
+                row.polls + 1,
+                self.documents.poll_delay(row.polls.max(0) as u32 + 1),
+            )
+        } else {
+            (row.polls, self.documents.poll_delay(0))
+        };
+        txn.execute(
+            "UPDATE documents SET vendor_status = $2, polls = $3,
+                 next_poll_at = now() + make_interval(secs => $4)
+             WHERE document_id = $1",
+            &[&m.document_id, &status.status, &polls, &delay.as_secs_f64()],
+        )
+        .await
+        .map_err(DbError::from)?;
+        txn.commit().await.map_err(DbError::from)?;
+        Ok(Verdict::Quiet(if m.source == "poll" {
+            "pending"
+        } else {
+            "unconfirmed"
+        }))
+    }
+
+    /// Queues the client's webhook for this outcome, when the producer gave a callback URL.
+    async fn queue_webhook(
+        &self,
+        txn: &deadpool_postgres::Transaction<'_>,
+        document_id: Uuid,
+        row: &Row,
+        event_type: &str,
+        status: &DocumentStatus,
+        facts: &DocumentFacts,
+    ) -> Result<(), DbError> {
+        let Some(url) = &row.client_callback_url else {
+            return Ok(());
+        };
+        let payload = dispatch::payload(
+            event_type,
+            document_id,
+            &row.tenant,
+            &row.document_name,
+            status,
+            facts,
+        );
+        txn.execute(
+            "INSERT INTO webhook_jobs (job_id, document_id, webhook_id, event_type, url, payload,
+                 state, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())",
+            &[
+                &Uuid::now_v7(),
+                &document_id,
+                &format!("msg_{}", Uuid::now_v7().simple()),
+                &event_type,
+                url,
+                &payload,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn read_locked(
+    txn: &deadpool_postgres::Transaction<'_>,
+    document_id: Uuid,
+) -> Result<Option<Row>, DbError> {
+    let row = txn
+        .query_opt(
+            "SELECT state, vendor_document_id, client_callback_url, tenant, document_name, polls,
+                    coalesce(poll_until < now(), false), completed_by, date_sent_to_sign,
+                    signing_date, coalesce(assigned_active_directory_user, active_directory_user),
+                    error_kind, error_message
+             FROM documents WHERE document_id = $1 FOR UPDATE",
+            &[&document_id],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let error = r
+            .get::<_, Option<String>>(12)
+            .map(|message| Failure::new(ErrorKind::Vendor, message));
+        Row {
+            state: r.get(0),
+            vendor_document_id: r.get(1),
+            client_callback_url: r.get(2),
+            tenant: r.get(3),
+            document_name: r.get(4),
+            polls: r.get(5),
+            poll_over: r.get(6),
+            completed_by: r.get(7),
+            facts: DocumentFacts {
+                vendor_document_id: r.get(1),
+                date_sent_to_sign: r.get(8),
+                signing_date: r.get(9),
+                assigned_active_directory_user: r.get(10),
+            },
+            error,
+        }
+    }))
+}
+
+/// Why a check could not finish; each is retried.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Signing(#[from] pasarela_shared::vendors::signing::SigningError),
+    #[error("the document is not submitted yet (doc-sign is still recording it)")]
+    NotYetSubmitted,
+}
+
+impl From<StoreFileError> for CheckError {
+    fn from(e: StoreFileError) -> Self {
+        match e {
+            StoreFileError::Db(d) => CheckError::Db(d),
+            StoreFileError::Content(c) => CheckError::Signing(
+                pasarela_shared::vendors::http::VendorError::Decode {
+                    vendor: "signing",
+                    detail: c.to_string(),
+                }
+                .into(),
+            ),
+        }
+    }
+}
+
+impl From<pasarela_shared::vendors::http::VendorError> for CheckError {
+    fn from(e: pasarela_shared::vendors::http::VendorError) -> Self {
+        CheckError::Signing(e.into())
+    }
+}
+
+fn quiet(m: &DocCallback, ctx: &HandleContext, status: &str) -> Completion {
+    let mut event = pasarela_shared::handler::event_body(
+        "document_id",
+        m.document_id,
+        status,
+        ctx.attempt,
+        None,
+    );
+    event.insert("source".into(), m.source.clone().into());
+    Completion {
+        status: status.to_string(),
+        routing_key: NO_EVENT,
+        event: event.into(),
+        error: None,
+        writes: vec![],
+    }
+}
+
+impl Handler for DocCallbackHandler {
+    type Message = DocCallback;
+
+    fn queue(&self) -> &'static str {
+        "doc.callback"
+    }
+
+    async fn handle(&self, m: &DocCallback, ctx: &HandleContext) -> Outcome {
+        match self.check(m, ctx).await {
+            Ok(Verdict::Final {
+                status,
+                facts,
+                failure,
+            }) => {
+                let event = documents::document_event(
+                    m.document_id,
+                    status,
+                    ctx.attempt,
+                    failure.as_ref(),
+                    &facts,
+                );
+                Outcome::Complete(Completion {
+                    status: status.to_string(),
+                    routing_key: if failure.is_none() { SIGNED } else { FAILED },
+                    event: event.into(),
+                    error: failure,
+                    writes: vec![],
+                })
+            }
+            Ok(Verdict::Quiet(status)) => Outcome::Complete(quiet(m, ctx, status)),
+            Err(CheckError::NotYetSubmitted) => Outcome::Retry {
+                failure: Failure::new(ErrorKind::Internal, CheckError::NotYetSubmitted.to_string()),
+                retry_after: None,
+            },
+            Err(CheckError::Db(e)) => Outcome::Retry {
+                failure: Failure::new(ErrorKind::Internal, e.to_string()),
+                retry_after: None,
+            },
+            Err(CheckError::Signing(e)) => match permanent_or_retry("signing", e.classify()) {
+                std::ops::ControlFlow::Break(retry) => retry,
+                std::ops::ControlFlow::Continue(failure) => {
+                    // The poll keeps its schedule; this message has nothing more to do.
+                    tracing::warn!(document_id = %m.document_id, error = %failure, "could not confirm the document");
+                    let mut c = quiet(m, ctx, "unconfirmed");
+                    c.error = Some(failure);
+                    Outcome::Complete(c)
+                }
+            },
+        }
+    }
+
+    fn exhausted(&self, m: &DocCallback, ctx: &HandleContext, last: &Failure) -> Completion {
+        // The document is not failed for it: its status polls go on.
+        let mut c = quiet(m, ctx, "unconfirmed");
+        c.error = Some(Failure::exhausted(ctx.attempt, last));
+        c
+    }
+
+    async fn background(&self, services: Background) {
+        let poller = poller::run(
+            services.clone(),
+            self.documents.poll_delays.first().copied(),
+        );
+        let dispatcher = dispatch::Dispatcher::new(self.webhooks.clone(), self.signer.clone());
+        tokio::join!(poller, dispatcher.run(services));
+    }
+}

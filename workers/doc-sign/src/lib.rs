@@ -1,0 +1,350 @@
+//! The `doc.sign` handler (DESIGN.md §5): checks the document (base64 PDF, size, fields, the client's
+//! callback URL), stores it, submits it to the signing vendor with pasarela's capability URL for its
+//! webhook, and schedules status polls in case that webhook never comes.
+
+use std::time::Duration;
+
+use pasarela_shared::config::{DocumentSettings, WebhookSettings};
+use pasarela_shared::db::{Database, DbError};
+use pasarela_shared::documents::{self, DocumentFacts, FileKind, StoreFileError};
+use pasarela_shared::handler::{
+    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, permanent_or_retry,
+};
+use pasarela_shared::messages::DocSign;
+use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::vendors::signing::{SigningClient, SubmitDocument};
+use pasarela_shared::webhooks;
+
+/// The routing key once the vendor has the document.
+pub const SUBMITTED: &str = "doc.sign.submitted";
+/// The routing key when the document will never be signed.
+pub const FAILED: &str = "doc.sign.failed";
+
+/// How long before the access token's end the shared store refreshes it.
+const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Documents one retention pass erases at most per transaction.
+const PURGE_BATCH: i64 = 100;
+/// The longest text field accepted, in characters.
+const MAX_FIELD: usize = 500;
+
+/// Checks, stores and submits documents.
+pub struct DocSignHandler {
+    client: SigningClient,
+    tokens: TokenStore,
+    db: Database,
+    documents: DocumentSettings,
+    allow_hosts: Vec<String>,
+}
+
+impl DocSignHandler {
+    /// A handler submitting with `client`, keeping the token in `db` encrypted with `key`.
+    pub fn new(
+        client: SigningClient,
+        key: SecretKey,
+        documents: DocumentSettings,
+        webhooks: &WebhookSettings,
+        db: &Database,
+    ) -> Self {
+        Self {
+            client,
+            tokens: TokenStore::new(db.pool().clone(), key, TOKEN_MARGIN),
+            db: db.clone(),
+            documents,
+            allow_hosts: webhooks.allow_hosts.clone(),
+        }
+    }
+
+    /// Every rule a `doc.sign` must keep before anything is stored; the size of the PDF when it does.
+    async fn check(&self, m: &DocSign) -> Result<usize, String> {
+        for (field, value) in [
+            ("tenant", &m.tenant),
+            ("document_name", &m.document_name),
+            ("active_directory_user", &m.active_directory_user),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{field}: required"));
+            }
+            if value.chars().count() > MAX_FIELD {
+                return Err(format!("{field}: at most {MAX_FIELD} characters"));
+            }
+        }
+        if m.signature_type != "digital_signature" {
+            return Err(format!(
+                "signature_type: only digital_signature, got {:?}",
+                m.signature_type.chars().take(40).collect::<String>()
+            ));
+        }
+        if let Some(raw) = &m.callback_url {
+            let url = url::Url::parse(raw)
+                .map_err(|e| format!("callback_url: not an absolute URL: {e}"))?;
+            webhooks::checked_destination(&url, &self.allow_hosts)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        documents::check_base64_pdf(&m.document_content, self.documents.max_document_bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stores the document (once) and a fresh capability token's digest; returns the token, or why
+    /// the document cannot be taken.
+    async fn store(
+        &self,
+        m: &DocSign,
+        ctx: &HandleContext,
+        size: usize,
+    ) -> Result<Result<String, String>, StoreFileError> {
+        let token = documents::new_capability_token();
+        let digest = documents::token_digest(&token);
+        let mut client = self.db.pool().get().await.map_err(DbError::from)?;
+        let txn = client.transaction().await?;
+        // A retry rotates the token: only the latest submission's callback is let in.
+        let row = txn
+            .query_opt(
+                "INSERT INTO documents (document_id, message_id, tenant, document_name,
+                     active_directory_user, signature_type, client_callback_url,
+                     callback_token_sha256, state, document_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'stored', $9)
+                 ON CONFLICT (document_id) DO UPDATE
+                     SET callback_token_sha256 = EXCLUDED.callback_token_sha256
+                     WHERE documents.message_id = EXCLUDED.message_id
+                       AND documents.state = 'stored'
+                 RETURNING (SELECT count(*) FROM document_files f
+                            WHERE f.document_id = $1 AND f.kind = 'original')",
+                &[
+                    &m.document_id,
+                    &ctx.message_id,
+                    &m.tenant,
+                    &m.document_name,
+                    &m.active_directory_user,
+                    &m.signature_type,
+                    &m.callback_url,
+                    &digest,
+                    &(size as i64),
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(Err(format!(
+                "document_id: {} is already taken by another message or already submitted",
+                m.document_id
+            )));
+        };
+        if row.get::<_, i64>(0) == 0 {
+            documents::store_file(&txn, m.document_id, FileKind::Original, &m.document_content)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(Ok(token))
+    }
+
+    fn finish(
+        &self,
+        m: &DocSign,
+        ctx: &HandleContext,
+        status: &str,
+        facts: DocumentFacts,
+        failure: Option<Failure>,
+    ) -> Outcome {
+        Outcome::Complete(completion(m, ctx, status, facts, failure, &self.documents))
+    }
+}
+
+/// The completion of a document: `doc.sign.submitted` with its poll schedule, or `doc.sign.failed`.
+fn completion(
+    m: &DocSign,
+    ctx: &HandleContext,
+    status: &str,
+    facts: DocumentFacts,
+    failure: Option<Failure>,
+    settings: &DocumentSettings,
+) -> Completion {
+    let event =
+        documents::document_event(m.document_id, status, ctx.attempt, failure.as_ref(), &facts);
+    let write = match &failure {
+        None => SqlWrite {
+            sql: "UPDATE documents SET state = 'submitted', vendor_document_id = $2,
+                      vendor_status = 'received', submitted_at = now(),
+                      next_poll_at = now() + make_interval(secs => $3),
+                      poll_until = now() + make_interval(secs => $4)
+                  WHERE document_id = $1 AND state = 'stored'",
+            params: vec![
+                Box::new(m.document_id),
+                Box::new(facts.vendor_document_id.clone()),
+                Box::new(settings.poll_delay(0).as_secs_f64()),
+                Box::new(settings.poll_for.as_secs_f64()),
+            ],
+        },
+        // A document refused before it was stored still gets a row, so its status can be read.
+        Some(f) => SqlWrite {
+            sql: "INSERT INTO documents (document_id, message_id, tenant, document_name,
+                      active_directory_user, signature_type, client_callback_url,
+                      callback_token_sha256, state, document_bytes, error_kind, error_message,
+                      completed_at)
+                  VALUES ($1, $2, left($3, 500), left($4, 500), left($5, 500), left($6, 100),
+                          left($7, 2000), '\\x', 'failed', $8, $9, $10, now())
+                  ON CONFLICT (document_id) DO UPDATE SET state = 'failed',
+                      error_kind = EXCLUDED.error_kind, error_message = EXCLUDED.error_message,
+                      completed_at = now(), next_poll_at = NULL
+                  WHERE documents.message_id = EXCLUDED.message_id
+                    AND documents.state IN ('stored', 'failed')",
+            params: vec![
+                Box::new(m.document_id),
+                Box::new(ctx.message_id),
+                Box::new(m.tenant.clone()),
+                Box::new(m.document_name.clone()),
+                Box::new(m.active_directory_user.clone()),
+                Box::new(m.signature_type.clone()),
+                Box::new(m.callback_url.clone()),
+                Box::new((m.document_content.len() / 4 * 3) as i64),
+                Box::new(f.kind.as_str().to_string()),
+                Box::new(f.message.clone()),
+            ],
+        },
+    };
+    Completion {
+        status: status.to_string(),
+        routing_key: if failure.is_none() { SUBMITTED } else { FAILED },
+        event: event.into(),
+        error: failure,
+        writes: vec![write],
+    }
+}
+
+impl Handler for DocSignHandler {
+    type Message = DocSign;
+
+    fn queue(&self) -> &'static str {
+        "doc.sign"
+    }
+
+    fn decode(&self, body: &bytes::Bytes) -> Result<DocSign, serde_json::Error> {
+        // The document stays a slice of the delivery: one copy of it in memory, not two.
+        DocSign::from_shared(body)
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        // Twice the base64 size of the largest document: a somewhat larger one is read and refused
+        // with an event naming the limit; only a much larger one goes unread to `.dead`.
+        self.documents.max_document_bytes / 3 * 8 + 1024 * 1024
+    }
+
+    fn stored_body(&self, body: &[u8]) -> Vec<u8> {
+        // A dead letter keeps the message's fields, not the document: it may be large and personal.
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(mut v) => {
+                if let Some(content) = v.get_mut("document_content")
+                    && let Some(text) = content.as_str()
+                {
+                    *content = format!("[{} base64 characters omitted]", text.len()).into();
+                }
+                serde_json::to_vec(&v).unwrap_or_default()
+            }
+            Err(_) => format!("[{} bytes that are not JSON omitted]", body.len()).into_bytes(),
+        }
+    }
+
+    async fn handle(&self, m: &DocSign, ctx: &HandleContext) -> Outcome {
+        let facts = DocumentFacts {
+            assigned_active_directory_user: Some(m.active_directory_user.clone()),
+            ..Default::default()
+        };
+        let size = match self.check(m).await {
+            Ok(size) => size,
+            Err(why) => {
+                metrics::counter!("pasarela_documents_rejected_total").increment(1);
+                let failure = Failure::new(ErrorKind::Rejected, why);
+                return self.finish(m, ctx, "rejected", facts, Some(failure));
+            }
+        };
+        let token = match self.store(m, ctx, size).await {
+            Ok(Ok(token)) => token,
+            Ok(Err(why)) => {
+                let failure = Failure::new(ErrorKind::Rejected, why);
+                return self.finish(m, ctx, "rejected", facts, Some(failure));
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    failure: Failure::new(ErrorKind::Internal, format!("storing: {e}")),
+                    retry_after: None,
+                };
+            }
+        };
+        let callback =
+            documents::callback_url(&self.documents.ingress_public_url, m.document_id, &token);
+        let submit = SubmitDocument {
+            document_name: m.document_name.clone(),
+            content: m.document_content.clone(),
+            active_directory_user: m.active_directory_user.clone(),
+            signature_type: m.signature_type.clone(),
+            callback_url: Some(callback),
+        };
+        match self.client.submit(&self.tokens, &submit).await {
+            Ok(submitted) => {
+                tracing::info!(document_id = %m.document_id, vendor_document_id = %submitted.document_id, bytes = size, "document submitted");
+                metrics::counter!("pasarela_documents_submitted_total").increment(1);
+                let facts = DocumentFacts {
+                    vendor_document_id: Some(submitted.document_id),
+                    ..facts
+                };
+                self.finish(m, ctx, "submitted", facts, None)
+            }
+            Err(e) => {
+                let failure = match permanent_or_retry("signing", e.classify()) {
+                    std::ops::ControlFlow::Continue(failure) => failure,
+                    std::ops::ControlFlow::Break(retry) => return retry,
+                };
+                let status = if failure.kind == ErrorKind::Rejected {
+                    "rejected"
+                } else {
+                    "failed"
+                };
+                self.finish(m, ctx, status, facts, Some(failure))
+            }
+        }
+    }
+
+    fn exhausted(&self, m: &DocSign, ctx: &HandleContext, last: &Failure) -> Completion {
+        let facts = DocumentFacts {
+            assigned_active_directory_user: Some(m.active_directory_user.clone()),
+            ..Default::default()
+        };
+        completion(
+            m,
+            ctx,
+            "failed",
+            facts,
+            Some(Failure::exhausted(ctx.attempt, last)),
+            &self.documents,
+        )
+    }
+
+    fn housekeeping_interval(&self) -> Option<Duration> {
+        Some(Duration::from_secs(60))
+    }
+
+    async fn housekeep(&self) {
+        // Retention: PDFs go, status rows stay. Bounded passes, repeated while they come back full.
+        let (mut documents, mut bytes) = (0u64, 0i64);
+        for _ in 0..50 {
+            match documents::purge_expired(self.db.pool(), self.documents.retention, PURGE_BATCH)
+                .await
+            {
+                Ok((n, b)) => {
+                    documents += n;
+                    bytes += b;
+                    if n < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention sweep failed; trying again next turn");
+                    break;
+                }
+            }
+        }
+        if documents > 0 {
+            metrics::counter!("pasarela_documents_purged_total").increment(documents);
+            tracing::info!(documents, bytes, "retention erased document PDFs");
+        }
+    }
+}
