@@ -590,6 +590,8 @@ pub struct DocumentSettings {
     pub retention: Duration,
     /// `PASARELA_INGRESS_PUBLIC_URL`: callback-ingress as the vendor reaches it.
     pub ingress_public_url: url::Url,
+    /// `PASARELA_DOCUMENT_SWEEP_INTERVAL`: how often doc-sign erases PDFs past retention (1 min).
+    pub sweep_interval: Duration,
     /// `PASARELA_SIGNING_POLL_DELAYS`: the waits between status polls; the last one repeats.
     pub poll_delays: Vec<Duration>,
     /// `PASARELA_SIGNING_POLL_FOR`: how long after submission pasarela keeps asking (72 h).
@@ -622,6 +624,8 @@ impl DocumentSettings {
                 "PASARELA_DOCUMENT_RETENTION",
                 Duration::from_secs(30 * 24 * 3600),
             )?,
+            sweep_interval: env
+                .duration("PASARELA_DOCUMENT_SWEEP_INTERVAL", Duration::from_secs(60))?,
             ingress_public_url,
             poll_delays,
             poll_for: env.duration("PASARELA_SIGNING_POLL_FOR", Duration::from_secs(72 * 3600))?,

@@ -561,3 +561,132 @@ async fn private_callbacks_non_pdfs_and_oversize_documents_are_rejected_without_
     );
     env.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_disables_the_endpoint_until_redelivered_and_the_cli_reads_what_is_stored() {
+    let (endpoint, port) = Endpoint::start().await;
+    let mut env = signing_env(&[]).await;
+    let url = format!("http://127.0.0.1:{port}/gone/hook");
+    let first = Uuid::now_v7();
+    let original = pdf("gone");
+    env.publish_to(
+        "doc.sign",
+        &doc_sign(first, &original, Some(url.clone())),
+        &first.to_string(),
+    )
+    .await;
+    let failed = wait_events(&mut env, "doc.webhook.failed", 1, Duration::from_secs(30)).await;
+    assert_eq!(failed[0]["document_id"], first.to_string());
+    assert_eq!(failed[0]["http_status"], 410);
+    assert_eq!(failed[0]["attempts"], 1, "410 Gone ends the retries");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM webhook_endpoints WHERE disabled_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+
+    // A second document for the same endpoint is not sent at all while it is disabled.
+    let second = Uuid::now_v7();
+    env.publish_to(
+        "doc.sign",
+        &doc_sign(second, &pdf("gone2"), Some(url.clone())),
+        &second.to_string(),
+    )
+    .await;
+    let failed = wait_events(&mut env, "doc.webhook.failed", 1, Duration::from_secs(30)).await;
+    assert_eq!(failed[0]["document_id"], second.to_string());
+    assert!(
+        failed[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("410 Gone")
+    );
+    assert_eq!(endpoint.received("/gone/").len(), 1);
+
+    // The CLI: status, the webhook attempts, the signed PDF, a redelivery, a purge.
+    let id = first.to_string();
+    let (ok, out) = env.cli(&["doc", "status", &id]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("signed"), "{out}");
+    let (ok, out) = env.cli(&["webhooks", "list", &id]).await;
+    assert!(ok && out.contains("410"), "{out}");
+    let dir = std::env::temp_dir().join(format!("pasarela-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signed_path = dir.join("signed.pdf");
+    let (ok, out) = env
+        .cli(&["doc", "download", &id, "-o", signed_path.to_str().unwrap()])
+        .await;
+    assert!(ok, "{out}");
+    let signed = std::fs::read(&signed_path).unwrap();
+    assert!(signed.starts_with(b"%PDF-") && signed != original);
+    let (ok, out) = env.cli(&["webhooks", "redeliver", &id]).await;
+    assert!(ok && out.contains("re-enabled"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while endpoint.received("/gone/").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the redelivery was not attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = endpoint.received("/gone/");
+    assert_eq!(
+        got[0].headers["webhook-id"], got[1].headers["webhook-id"],
+        "a redelivery keeps the webhook-id"
+    );
+    let (ok, out) = env.cli(&["doc", "purge", &id]).await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        count(
+            &env,
+            &format!("SELECT count(*) FROM document_files WHERE document_id = '{id}'")
+        )
+        .await,
+        0
+    );
+    let (ok, out) = env
+        .cli(&["doc", "download", &id, "-o", signed_path.to_str().unwrap()])
+        .await;
+    assert!(!ok && out.contains("erased"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+    env.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_erases_the_pdfs_and_keeps_the_status() {
+    let mut env = signing_env(&[
+        ("PASARELA_DOCUMENT_RETENTION", "3s"),
+        ("PASARELA_DOCUMENT_SWEEP_INTERVAL", "500ms"),
+    ])
+    .await;
+    let id = Uuid::now_v7();
+    env.publish_to(
+        "doc.sign",
+        &doc_sign(id, &pdf("old"), None),
+        &id.to_string(),
+    )
+    .await;
+    wait_events(&mut env, "doc.signed", 1, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = env
+            .query(&format!(
+                "SELECT state, purged_at IS NOT NULL, (SELECT count(*) FROM document_files f WHERE f.document_id = d.document_id)
+                 FROM documents d WHERE document_id = '{id}'"
+            ))
+            .await;
+        let (state, purged, files): (String, bool, i64) =
+            (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+        if purged {
+            assert_eq!(state, "signed");
+            assert_eq!(files, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not purged; files {files}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    env.teardown().await;
+}

@@ -319,7 +319,7 @@ impl Handler for DocSignHandler {
     }
 
     fn housekeeping_interval(&self) -> Option<Duration> {
-        Some(Duration::from_secs(60))
+        Some(self.documents.sweep_interval)
     }
 
     async fn housekeep(&self) {
