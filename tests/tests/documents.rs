@@ -429,7 +429,15 @@ async fn a_failing_endpoint_gets_it_later_and_a_hanging_one_delays_no_other() {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The hanging endpoint holds its one slot before the healthy documents come.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint.received("/hang/").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the hanging endpoint was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let healthy: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     let published = Instant::now();
     for id in &healthy {

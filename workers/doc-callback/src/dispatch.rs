@@ -68,6 +68,8 @@ struct Job {
     payload: String,
     /// This attempt's number, counting from 1.
     attempt: i32,
+    /// When the endpoint answered 410 Gone, if it is disabled.
+    disabled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What one attempt came to.
@@ -205,7 +207,9 @@ impl Dispatcher {
                  UPDATE webhook_jobs j SET state = 'delivering', attempts = j.attempts + 1,
                      leased_until = now() + make_interval(secs => $5)
                  FROM chosen WHERE j.job_id = chosen.job_id
-                 RETURNING j.job_id, j.document_id, j.webhook_id, j.url, j.payload::text, j.attempts",
+                 RETURNING j.job_id, j.document_id, j.webhook_id, j.url, j.payload::text, j.attempts,
+                     (SELECT e.disabled_at FROM webhook_endpoints e
+                      WHERE e.url = j.url AND e.disabled_at IS NOT NULL)",
                 &[
                     &urls,
                     &used,
@@ -225,6 +229,7 @@ impl Dispatcher {
                 url: r.get(3),
                 payload: r.get(4),
                 attempt: r.get(5),
+                disabled_at: r.get(6),
             })
             .collect())
     }
@@ -238,11 +243,13 @@ async fn deliver(
     services: &Background,
 ) {
     let started = Instant::now();
-    let result = match disabled_since(services, &job.url).await {
-        Ok(Some(since)) => AttemptResult::Refused(format!(
-            "the endpoint answered 410 Gone at {since}; `pasarela webhooks redeliver` re-enables it"
+    // Whether the endpoint is disabled was read with the job itself: no query of its own.
+    let result = match job.disabled_at {
+        Some(since) => AttemptResult::Refused(format!(
+            "the endpoint answered 410 Gone at {}; `pasarela webhooks redeliver` re-enables it",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )),
-        _ => attempt(&job, settings, signer).await,
+        None => attempt(&job, settings, signer).await,
     };
     let latency = started.elapsed();
     let outcome = match &result {
@@ -258,21 +265,6 @@ async fn deliver(
         // The lease runs out and the job is tried again: an attempt is never silently lost.
         tracing::warn!(job_id = %job.job_id, error = %e, "could not record a webhook attempt");
     }
-}
-
-async fn disabled_since(services: &Background, url: &str) -> Result<Option<String>, String> {
-    let client = services.db.pool().get().await.map_err(|e| e.to_string())?;
-    let row = client
-        .query_opt(
-            "SELECT disabled_at FROM webhook_endpoints WHERE url = $1 AND disabled_at IS NOT NULL",
-            &[&url],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(row.map(|r| {
-        r.get::<_, chrono::DateTime<chrono::Utc>>(0)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    }))
 }
 
 /// Sends one signed attempt to the addresses the SSRF guard approved, following no redirect.
