@@ -1,22 +1,15 @@
-//! pasarela's shared library: the runtime every worker runs on, storage, vendor clients and telemetry.
+//! pasarela's shared library, in layers that import one way (docs/ARCHITECTURE.md):
 //!
-//! A worker binary is a [`handler::Handler`] plus a `main.rs` that reads [`config`], starts
-//! [`telemetry`] and calls [`runtime::run`]. Everything that decides ack, retry or dead-letter lives here.
+//! `contract` ← `telemetry` ← `vendors` ← `store` ← `runtime` ← the workers.
+//!
+//! - [`contract`]: the wire and nothing else: queues, messages, events, headers, errors, settings.
+//! - [`telemetry`]: logs, traces and metrics set-up, and the W3C trace context in headers.
+//! - [`vendors`]: one module per vendor, each with its settings, codes and one verdict table.
+//! - [`store`]: every SQL statement, by table, and the group committer.
+//! - [`runtime`]: the only code that consumes, acks, publishes, sleeps or loops.
 
-pub mod breaker;
-pub mod broker;
-pub mod cipher;
-pub mod config;
-pub mod db;
-pub mod documents;
-pub mod handler;
-pub mod health;
-pub mod messages;
-pub mod retry;
+pub mod contract;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
-pub mod tokens;
-pub mod topology;
 pub mod vendors;
-pub mod webhooks;

@@ -13,8 +13,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::broker::HeaderValue;
-use crate::config::Env;
+use crate::contract::env::Env;
+use crate::contract::headers::HeaderValue;
 
 /// How to log and where to send traces.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pasarela_shared::tokens::{FetchedToken, SecretKey, TokenStore};
+use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
+use pasarela_shared::vendors::tokens::FetchedToken;
 use secrecy::{ExposeSecret, SecretString};
 
 mod common;
@@ -146,7 +147,7 @@ async fn a_token_is_refreshed_before_it_ends_and_a_failed_fetch_is_the_callers_e
         .await;
     assert!(matches!(
         refused,
-        Err(pasarela_shared::tokens::TokenError::Fetch(ref e)) if e == "credentials not registered"
+        Err(pasarela_shared::vendors::tokens::TokenError::Fetch(ref e)) if e == "credentials not registered"
     ));
     f.drop_database().await;
 }

@@ -6,12 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pasarela_shared::config::{Env, GestoPagoSettings, NumRotSettings};
-use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::env::FromEnv;
+use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::bearer::CallError;
 use pasarela_shared::vendors::gestopago::GestoPagoClient;
+use pasarela_shared::vendors::gestopago::GestoPagoSettings;
 use pasarela_shared::vendors::http::VendorError;
 use pasarela_shared::vendors::numrot::NumRotClient;
+use pasarela_shared::vendors::numrot::NumRotSettings;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -233,7 +236,7 @@ async fn numrot_refetches_once_after_expiry_and_never_storms_on_bad_credentials(
 
 #[tokio::test]
 async fn signing_grants_refreshes_and_revokes_through_the_shared_store() {
-    use pasarela_shared::config::SigningSettings;
+    use pasarela_shared::vendors::signing::SigningSettings;
     use pasarela_shared::vendors::signing::{SigningClient, SigningError, SubmitDocument};
 
     let w = world(2).await;
@@ -304,6 +307,9 @@ async fn signing_grants_refreshes_and_revokes_through_the_shared_store() {
     let err = client.submit(&w.stores[0], &bad).await.unwrap_err();
     let (failure, retry, _) = err.classify();
     assert!(!retry, "{err}");
-    assert_eq!(failure.kind, pasarela_shared::handler::ErrorKind::Rejected);
+    assert_eq!(
+        failure.kind,
+        pasarela_shared::contract::errors::ErrorKind::Rejected
+    );
     w.drop_database().await;
 }

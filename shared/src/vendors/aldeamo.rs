@@ -5,12 +5,15 @@
 //! characters. The validation answer is undocumented: pasarela reads the shape its simulator gives
 //! (`{"otpId", "status"}`) and treats anything else as a vendor error that keeps a redacted body.
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::demo;
 use super::http::{BasicJsonApi, VendorError};
-use crate::config::AldeamoSettings;
+use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
 
 const VENDOR: &str = "aldeamo";
 
@@ -213,6 +216,32 @@ impl AldeamoClient {
         self.api
             .post("validateOtp", &self.validate_url, request)
             .await
+    }
+}
+
+/// Aldeamo credentials and endpoint (`ALDEAMO_*`).
+#[derive(Debug, Clone)]
+pub struct AldeamoSettings {
+    /// `ALDEAMO_BASE_URL`: the part before `/otp` and `/validateOtp`.
+    pub base_url: String,
+    /// `ALDEAMO_USER`.
+    pub user: String,
+    /// `ALDEAMO_PASSWORD`.
+    pub password: SecretString,
+    /// `ALDEAMO_TIMEOUT`: the whole request's deadline.
+    pub timeout: Duration,
+}
+
+impl FromEnv for AldeamoSettings {
+    /// Reads `ALDEAMO_*`.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let base_url = base_url(env, "ALDEAMO_BASE_URL", demo::ALDEAMO_BASE_URL)?;
+        Ok(Self {
+            base_url,
+            user: env.string("ALDEAMO_USER", demo::ALDEAMO_USER),
+            password: env.secret("ALDEAMO_PASSWORD", demo::ALDEAMO_PASSWORD),
+            timeout: env.duration("ALDEAMO_TIMEOUT", Duration::from_secs(10))?,
+        })
     }
 }
 

@@ -8,8 +8,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 
 use super::http::{self, VendorError};
-use crate::db::DbError;
-use crate::tokens::{FetchedToken, Token, TokenError, TokenStore};
+use crate::vendors::tokens::{FetchedToken, Token, TokenError, TokenVault, VaultError};
 
 /// Why a call to a token-protected vendor did not produce an answer.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +18,7 @@ pub enum CallError {
     Vendor(#[from] VendorError),
     /// The shared token store could not be used.
     #[error("token store: {0}")]
-    Store(#[from] DbError),
+    Store(#[from] VaultError),
     /// The request cannot be made as given (a path off the vendor's host, a payload that is no object).
     #[error("{0}")]
     Invalid(String),
@@ -77,18 +76,18 @@ fn truncate(s: &str) -> String {
 /// One call with a token from `tokens`: when the vendor answers one of `refused` (401, and 403 for
 /// GestoPago), the token is expired for everyone, a new one is fetched once, and the call is made once
 /// more. `send` makes the request with the token it is given.
-pub async fn with_token<Fetch, FetchFut, Send, SendFut>(
-    tokens: &TokenStore,
+pub async fn with_token<Fetch, FetchFut, Request, RequestFut>(
+    tokens: &dyn TokenVault,
     vendor: &'static str,
     refused: &[StatusCode],
     fetch: Fetch,
-    send: Send,
+    send: Request,
 ) -> Result<VendorResponse, CallError>
 where
-    Fetch: Fn(Option<secrecy::SecretString>) -> FetchFut,
-    FetchFut: Future<Output = Result<FetchedToken, VendorError>>,
-    Send: Fn(Token) -> SendFut,
-    SendFut: Future<Output = Result<VendorResponse, VendorError>>,
+    Fetch: Fn(Option<secrecy::SecretString>) -> FetchFut + Sync,
+    FetchFut: Future<Output = Result<FetchedToken, VendorError>> + Send,
+    Request: Fn(Token) -> RequestFut,
+    RequestFut: Future<Output = Result<VendorResponse, VendorError>>,
 {
     let token = tokens.token(vendor, &fetch).await?;
     let first = send(token.clone()).await?;

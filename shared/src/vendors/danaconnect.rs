@@ -1,11 +1,14 @@
 //! DANAConnect's OTP API (vendors.md §2): `POST /send` and `POST /verify`, HTTP Basic auth with the
 //! login `user@IDCompany`, and every documented response code mapped to what pasarela does with it.
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::demo;
 use super::http::{BasicJsonApi, VendorError};
-use crate::config::DanaConnectSettings;
+use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
 
 const VENDOR: &str = "danaconnect";
 
@@ -264,6 +267,35 @@ impl DanaConnectClient {
         request: &VerifyOtpRequest,
     ) -> Result<VerifyOtpResponse, VendorError> {
         self.api.post("verify", &self.verify_url, request).await
+    }
+}
+
+/// DANAConnect credentials and endpoint (`DANACONNECT_*`).
+#[derive(Debug, Clone)]
+pub struct DanaConnectSettings {
+    /// `DANACONNECT_BASE_URL`: the part before `/send` and `/verify`.
+    pub base_url: String,
+    /// `DANACONNECT_USER`.
+    pub user: String,
+    /// `DANACONNECT_COMPANY`: the IDCompany appended to the login after `@`.
+    pub company: String,
+    /// `DANACONNECT_PASSWORD`.
+    pub password: SecretString,
+    /// `DANACONNECT_TIMEOUT`: the whole request's deadline.
+    pub timeout: Duration,
+}
+
+impl FromEnv for DanaConnectSettings {
+    /// Reads `DANACONNECT_*`.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let base_url = base_url(env, "DANACONNECT_BASE_URL", demo::DANACONNECT_BASE_URL)?;
+        Ok(Self {
+            base_url,
+            user: env.string("DANACONNECT_USER", demo::DANACONNECT_USER),
+            company: env.string("DANACONNECT_COMPANY", demo::DANACONNECT_COMPANY),
+            password: env.secret("DANACONNECT_PASSWORD", demo::DANACONNECT_PASSWORD),
+            timeout: env.duration("DANACONNECT_TIMEOUT", Duration::from_secs(10))?,
+        })
     }
 }
 

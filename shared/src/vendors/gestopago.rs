@@ -11,10 +11,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::bearer::{self, CallError, VendorResponse};
+use super::demo;
 use super::http::{self, VendorError};
-use crate::cipher::PayloadCipher;
-use crate::config::GestoPagoSettings;
-use crate::tokens::{FetchedToken, TokenStore};
+use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
+use crate::vendors::cipher::PayloadCipher;
+use crate::vendors::tokens::{FetchedToken, TokenVault};
 
 const VENDOR: &str = "gestopago";
 
@@ -29,7 +30,7 @@ pub enum GestoPagoConfigError {
     Url(#[from] url::ParseError),
     /// The key or IV is unusable.
     #[error(transparent)]
-    Cipher(#[from] crate::cipher::CipherError),
+    Cipher(#[from] crate::vendors::cipher::CipherError),
 }
 
 /// The GestoPago client.
@@ -126,7 +127,7 @@ impl GestoPagoClient {
     #[tracing::instrument(name = "gestopago.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn call(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         method: &str,
         path: &str,
         payload: &Value,
@@ -164,5 +165,46 @@ impl GestoPagoClient {
             },
         )
         .await
+    }
+}
+
+/// GestoPago's token service, API and payload key (`GESTOPAGO_*`).
+#[derive(Debug, Clone)]
+pub struct GestoPagoSettings {
+    /// `GESTOPAGO_BASE_URL`.
+    pub base_url: String,
+    /// `GESTOPAGO_TOKEN_PATH`: the authentication endpoint, after the base URL.
+    pub token_path: String,
+    /// `GESTOPAGO_ID_DISTRIBUIDOR`.
+    pub id_distribuidor: String,
+    /// `GESTOPAGO_CODIGO_DISPOSITIVO`.
+    pub codigo_dispositivo: String,
+    /// `GESTOPAGO_PASSWORD`.
+    pub password: SecretString,
+    /// `GESTOPAGO_AES_KEY`: text, `base64:` or `hex:`, 32 bytes.
+    pub aes_key: SecretString,
+    /// `GESTOPAGO_AES_IV`: text, `base64:` or `hex:`, 16 bytes.
+    pub aes_iv: SecretString,
+    /// `GESTOPAGO_TIMEOUT`: one call's deadline.
+    pub timeout: Duration,
+}
+
+impl FromEnv for GestoPagoSettings {
+    /// Reads `GESTOPAGO_*`.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: base_url(env, "GESTOPAGO_BASE_URL", demo::GESTOPAGO_BASE_URL)?,
+            token_path: env.string("GESTOPAGO_TOKEN_PATH", demo::GESTOPAGO_TOKEN_PATH),
+            id_distribuidor: env
+                .string("GESTOPAGO_ID_DISTRIBUIDOR", demo::GESTOPAGO_ID_DISTRIBUIDOR),
+            codigo_dispositivo: env.string(
+                "GESTOPAGO_CODIGO_DISPOSITIVO",
+                demo::GESTOPAGO_CODIGO_DISPOSITIVO,
+            ),
+            password: env.secret("GESTOPAGO_PASSWORD", demo::GESTOPAGO_PASSWORD),
+            aes_key: env.secret("GESTOPAGO_AES_KEY", demo::GESTOPAGO_AES_KEY),
+            aes_iv: env.secret("GESTOPAGO_AES_IV", demo::GESTOPAGO_AES_IV),
+            timeout: env.duration("GESTOPAGO_TIMEOUT", Duration::from_secs(15))?,
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::handler::{ErrorKind, Failure};
+use crate::contract::errors::{ErrorKind, Failure};
 
 /// A vendor call that did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]

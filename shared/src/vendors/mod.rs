@@ -3,13 +3,20 @@
 
 pub mod aldeamo;
 pub mod bearer;
+pub mod breaker;
+pub mod cipher;
 pub mod danaconnect;
+pub mod demo;
 pub mod gestopago;
 pub mod http;
 pub mod numrot;
 pub mod signing;
+pub mod tokens;
+pub mod webhook;
 
-use crate::config::{AldeamoSettings, ConfigError, DanaConnectSettings, Env};
+use crate::contract::env::{ConfigError, Env, FromEnv};
+use aldeamo::AldeamoSettings;
+use danaconnect::DanaConnectSettings;
 
 /// The OTP vendors' clients, as the OTP workers use them.
 #[derive(Debug, Clone)]
@@ -20,9 +27,9 @@ pub struct OtpClients {
     pub aldeamo: aldeamo::AldeamoClient,
 }
 
-impl OtpClients {
+impl FromEnv for OtpClients {
     /// Builds both clients from `DANACONNECT_*` and `ALDEAMO_*`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let bad_url = |variable: &str| {
             let variable = variable.to_string();
             move |e: url::ParseError| ConfigError {

@@ -9,9 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::bearer::{self, CallError, VendorResponse};
+use super::demo;
 use super::http::{self, VendorError};
-use crate::config::NumRotSettings;
-use crate::tokens::{FetchedToken, TokenStore};
+use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
+use crate::vendors::tokens::{FetchedToken, TokenVault};
 
 const VENDOR: &str = "numrot";
 
@@ -110,7 +111,7 @@ impl NumRotClient {
     #[tracing::instrument(name = "numrot.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn call(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         method: &str,
         path: &str,
         body: Option<&Value>,
@@ -131,6 +132,31 @@ impl NumRotClient {
             },
         )
         .await
+    }
+}
+
+/// NumRot's token service and API (`NUMROT_*`).
+#[derive(Debug, Clone)]
+pub struct NumRotSettings {
+    /// `NUMROT_BASE_URL`: test or production, the part before `/v2/api/Token`.
+    pub base_url: String,
+    /// `NUMROT_USERNAME`.
+    pub username: String,
+    /// `NUMROT_PASSWORD`.
+    pub password: SecretString,
+    /// `NUMROT_TIMEOUT`: one call's deadline.
+    pub timeout: Duration,
+}
+
+impl FromEnv for NumRotSettings {
+    /// Reads `NUMROT_*`.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: base_url(env, "NUMROT_BASE_URL", demo::NUMROT_BASE_URL)?,
+            username: env.string("NUMROT_USERNAME", demo::NUMROT_USERNAME),
+            password: env.secret("NUMROT_PASSWORD", demo::NUMROT_PASSWORD),
+            timeout: env.duration("NUMROT_TIMEOUT", Duration::from_secs(15))?,
+        })
     }
 }
 

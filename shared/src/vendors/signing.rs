@@ -15,11 +15,11 @@ use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::demo;
 use super::http::{self, VendorError};
-use crate::config::SigningSettings;
-use crate::db::DbError;
-use crate::handler::{ErrorKind, Failure};
-use crate::tokens::{FetchedToken, TokenError, TokenStore};
+use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
+use crate::contract::errors::{ErrorKind, Failure};
+use crate::vendors::tokens::{FetchedToken, TokenError, TokenVault, VaultError};
 
 const VENDOR: &str = "signing";
 
@@ -37,7 +37,7 @@ pub enum SigningError {
     Vendor(#[from] VendorError),
     /// The shared token store could not be used.
     #[error("token store: {0}")]
-    Store(#[from] DbError),
+    Store(#[from] VaultError),
     /// The vendor refused the request as given (`400 invalid_request` and the like): no retry helps.
     #[error("signing: the vendor refused the request: HTTP {status} {error}: {message}")]
     Refused {
@@ -429,7 +429,7 @@ impl SigningClient {
     #[tracing::instrument(name = "signing.revoke", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn revoke(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         token: &SecretString,
         hint: &str,
     ) -> Result<(), SigningError> {
@@ -454,7 +454,7 @@ impl SigningClient {
 
     /// Revokes the stored refresh token (and with it, at this vendor, its access tokens), then forgets
     /// the stored grant: for rotating credentials or retiring an account.
-    pub async fn revoke_stored(&self, tokens: &TokenStore) -> Result<bool, SigningError> {
+    pub async fn revoke_stored(&self, tokens: &dyn TokenVault) -> Result<bool, SigningError> {
         let token = tokens
             .token(TOKEN_VENDOR, |previous| self.fetch_token(previous))
             .await?;
@@ -472,7 +472,7 @@ impl SigningClient {
     /// for everyone and the request is sent once more.
     async fn authorized<B>(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         operation: &'static str,
         build: B,
     ) -> Result<reqwest::Response, SigningError>
@@ -533,7 +533,7 @@ impl SigningClient {
     #[tracing::instrument(name = "signing.submit", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn submit(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         document: &SubmitDocument,
     ) -> Result<Submitted, SigningError> {
         let mut head = serde_json::Map::new();
@@ -602,7 +602,7 @@ impl SigningClient {
     #[tracing::instrument(name = "signing.status", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn status(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         vendor_document_id: &str,
     ) -> Result<DocumentStatus, SigningError> {
         let url = self.document_url(vendor_document_id, "status")?;
@@ -637,7 +637,7 @@ impl SigningClient {
     #[tracing::instrument(name = "signing.download", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn download(
         &self,
-        tokens: &TokenStore,
+        tokens: &dyn TokenVault,
         vendor_document_id: &str,
         limit: usize,
     ) -> Result<Download, SigningError> {
@@ -693,6 +693,40 @@ impl SigningClient {
             .into());
         }
         Ok(self.url(&format!("/documents/{id}/{what}")))
+    }
+}
+
+/// The signing vendor's API and OAuth2 client (`SIGNING_*`).
+#[derive(Debug, Clone)]
+pub struct SigningSettings {
+    /// `SIGNING_BASE_URL`: the part before `/api/v1`.
+    pub base_url: String,
+    /// `SIGNING_CLIENT_ID`.
+    pub client_id: String,
+    /// `SIGNING_CLIENT_SECRET`.
+    pub client_secret: SecretString,
+    /// `SIGNING_USERNAME`.
+    pub username: String,
+    /// `SIGNING_PASSWORD`.
+    pub password: SecretString,
+    /// `SIGNING_TIMEOUT`: the deadline of a token, status or revoke call.
+    pub timeout: Duration,
+    /// `SIGNING_TRANSFER_TIMEOUT`: the deadline of a call that moves a document (submit, download).
+    pub transfer_timeout: Duration,
+}
+
+impl FromEnv for SigningSettings {
+    /// Reads `SIGNING_*`.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: base_url(env, "SIGNING_BASE_URL", demo::SIGNING_BASE_URL)?,
+            client_id: env.string("SIGNING_CLIENT_ID", demo::SIGNING_CLIENT_ID),
+            client_secret: env.secret("SIGNING_CLIENT_SECRET", demo::SIGNING_CLIENT_SECRET),
+            username: env.string("SIGNING_USERNAME", demo::SIGNING_USERNAME),
+            password: env.secret("SIGNING_PASSWORD", demo::SIGNING_PASSWORD),
+            timeout: env.duration("SIGNING_TIMEOUT", Duration::from_secs(15))?,
+            transfer_timeout: env.duration("SIGNING_TRANSFER_TIMEOUT", Duration::from_secs(120))?,
+        })
     }
 }
 

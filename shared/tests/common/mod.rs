@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use pasarela_shared::db;
+use pasarela_shared::store::database as db;
 use secrecy::SecretString;
 
 /// The key every test's token store encrypts with.

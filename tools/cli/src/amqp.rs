@@ -12,9 +12,11 @@ use lapin::options::{
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, Consumer, ExchangeKind};
-use pasarela_shared::broker::{OutboundMessage, headers_to_table};
-use pasarela_shared::config::RuntimeSettings;
-use pasarela_shared::topology::{Names, QueueTopology};
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::queue::Names;
+use pasarela_shared::runtime::publisher::headers_to_table;
+use pasarela_shared::runtime::settings::RuntimeSettings;
+use pasarela_shared::runtime::topology::QueueTopology;
 use uuid::Uuid;
 
 /// Whether the broker said that a queue or exchange does not exist.

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use lapin::uri::AMQPUri;
-use pasarela_shared::{broker, db};
+use pasarela_shared::runtime::publisher as broker;
+use pasarela_shared::store::database as db;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;

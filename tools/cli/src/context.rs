@@ -5,9 +5,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use lapin::Connection;
-use pasarela_shared::config::{Env, RuntimeSettings, WorkerDefaults};
-use pasarela_shared::topology::Names;
-use pasarela_shared::{broker, db};
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::queue::Names;
+use pasarela_shared::runtime::publisher as broker;
+use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
+use pasarela_shared::store::database as db;
 
 /// The defaults the CLI reads the runtime settings with: it consumes nothing and serves no metrics.
 pub const DEFAULTS: WorkerDefaults = WorkerDefaults {

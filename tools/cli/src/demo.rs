@@ -13,10 +13,11 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pasarela_shared::broker::{OutboundMessage, Publisher};
-use pasarela_shared::messages::{
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::messages::{
     AldeamoBlock, CodeSpec, DanaConnectBlock, Destination, KeyValue, OtpSend,
 };
+use pasarela_shared::runtime::publisher::Publisher;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;

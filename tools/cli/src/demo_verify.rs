@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use pasarela_shared::broker::OutboundMessage;
+use pasarela_shared::contract::envelope::OutboundMessage;
 use uuid::Uuid;
 
 use crate::amqp;

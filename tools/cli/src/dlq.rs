@@ -14,11 +14,12 @@ use clap::{Args, Subcommand};
 use deadpool_postgres::Pool;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
-use pasarela_shared::broker::{
-    ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, HeaderValue, OutboundMessage, Publisher,
-    REPLAY_HEADER, headers_from_table,
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::headers::{
+    ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, HeaderValue, REPLAY_HEADER,
 };
-use pasarela_shared::topology::WORK_QUEUES;
+use pasarela_shared::contract::queue::WORK_QUEUES;
+use pasarela_shared::runtime::publisher::{Publisher, headers_from_table};
 use uuid::Uuid;
 
 use crate::amqp;
@@ -309,7 +310,7 @@ async fn mark_replayed(pool: &Pool, queue: &str, message_ids: &[String]) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pasarela_shared::broker::headers_to_table;
+    use pasarela_shared::runtime::publisher::headers_to_table;
 
     #[test]
     fn a_replay_drops_the_bookkeeping_and_keeps_the_rest() {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use pasarela_shared::db;
+use pasarela_shared::store::database as db;
 
 use crate::context::Context;
 

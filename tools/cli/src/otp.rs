@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use pasarela_shared::broker::{OutboundMessage, Publisher};
-use pasarela_shared::messages::{
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::messages::{
     AldeamoBlock, CodeSpec, DanaConnectBlock, Destination, KeyValue, OtpSend,
 };
+use pasarela_shared::runtime::publisher::Publisher;
 use uuid::Uuid;
 
 use crate::amqp;

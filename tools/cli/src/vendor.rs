@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use pasarela_shared::broker::{OutboundMessage, Publisher};
-use pasarela_shared::messages::VendorCall;
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::messages::VendorCall;
+use pasarela_shared::runtime::publisher::Publisher;
 use uuid::Uuid;
 
 use crate::amqp;

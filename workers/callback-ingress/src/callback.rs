@@ -14,11 +14,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
-use pasarela_shared::broker::{OutboundMessage, PublishError, Publisher};
-use pasarela_shared::db::DbError;
-use pasarela_shared::health::Health;
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::queue::Names;
+use pasarela_shared::runtime::health::Health;
+use pasarela_shared::runtime::publisher::{PublishError, Publisher};
+use pasarela_shared::store::error::DbError;
 use pasarela_shared::telemetry;
-use pasarela_shared::topology::Names;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ use crate::checks::{
     DocumentRow, Refusal, authorize, callback_message, parse_body, parse_document_id,
 };
 
-/// The route the vendor posts to; [`pasarela_shared::documents::callback_path`] builds its URLs.
+/// The route the vendor posts to; [`pasarela_shared::contract::documents::callback_path`] builds its URLs.
 pub const CALLBACK_ROUTE: &str = "/callbacks/signing/{document_id}/{token}";
 
 /// The largest webhook body taken; the vendor's notification is a few hundred bytes.

@@ -2,7 +2,7 @@
 //! they are tested without a server: the capability token, replays for final documents, the body, and
 //! the `doc.callback` message built from it.
 
-use pasarela_shared::documents;
+use pasarela_shared::contract::documents;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 

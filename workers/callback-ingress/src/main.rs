@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use callback_ingress::{DEFAULTS, IngressSettings};
-use pasarela_shared::config::{Env, RuntimeSettings};
-use pasarela_shared::health::Health;
+use pasarela_shared::contract::env::Env;
 use pasarela_shared::runtime;
+use pasarela_shared::runtime::health::Health;
+use pasarela_shared::runtime::settings::RuntimeSettings;
 use pasarela_shared::telemetry::{self, TelemetrySettings};
 
 #[tokio::main]

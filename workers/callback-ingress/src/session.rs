@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::Event;
-use pasarela_shared::broker::{self, Publisher};
-use pasarela_shared::health::Health;
-use pasarela_shared::topology::QueueTopology;
+use pasarela_shared::runtime::health::Health;
+use pasarela_shared::runtime::publisher as broker;
+use pasarela_shared::runtime::publisher::Publisher;
+use pasarela_shared::runtime::topology::QueueTopology;
 use secrecy::SecretString;
 use tokio::sync::watch;
 

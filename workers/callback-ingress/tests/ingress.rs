@@ -13,11 +13,13 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use pasarela_shared::config::{Env, RuntimeSettings};
-use pasarela_shared::db;
-use pasarela_shared::documents;
-use pasarela_shared::health::Health;
-use pasarela_shared::topology::{Names, QueueTopology};
+use pasarela_shared::contract::documents;
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::queue::Names;
+use pasarela_shared::runtime::health::Health;
+use pasarela_shared::runtime::settings::RuntimeSettings;
+use pasarela_shared::runtime::topology::QueueTopology;
+use pasarela_shared::store::database as db;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};

@@ -11,13 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pasarela_shared::broker::OutboundMessage;
-use pasarela_shared::config::WebhookSettings;
-use pasarela_shared::documents::DocumentFacts;
-use pasarela_shared::handler::{Background, ErrorKind, Failure};
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::events::DocumentFacts;
+use pasarela_shared::contract::settings::WebhookSettings;
+use pasarela_shared::runtime::handler::Background;
 use pasarela_shared::store;
 use pasarela_shared::vendors::signing::DocumentStatus;
-use pasarela_shared::webhooks::{self, WebhookSigner};
+use pasarela_shared::vendors::webhook as webhooks;
+use pasarela_shared::vendors::webhook::WebhookSigner;
 use rand::Rng;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -438,7 +440,7 @@ async fn record(
         let event = webhook_event(job, state, http_status, failure.as_ref());
         let message =
             OutboundMessage::json(services.names.events_exchange(), routing_key, &event.into());
-        store::write_outbox(&*txn, OUTBOX_QUEUE, job.job_id, &[message])
+        store::outbox::write(&*txn, OUTBOX_QUEUE, job.job_id, &[message])
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -456,7 +458,7 @@ async fn record(
     }
     if final_event.is_some() {
         // Published now; if this fails the outbox relay publishes it later.
-        let _ = store::flush_outbox_for(
+        let _ = store::outbox::flush(
             services.db.pool(),
             &services.publisher,
             OUTBOX_QUEUE,
@@ -474,7 +476,7 @@ fn webhook_event(
     http_status: Option<i32>,
     failure: Option<&Failure>,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let mut event = pasarela_shared::handler::event_body(
+    let mut event = pasarela_shared::contract::events::event_body(
         "document_id",
         job.document_id,
         status,

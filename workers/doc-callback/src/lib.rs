@@ -11,17 +11,22 @@ pub mod poller;
 
 use std::time::Duration;
 
-use pasarela_shared::config::{DocumentSettings, WebhookSettings};
-use pasarela_shared::db::{Database, DbError};
-use pasarela_shared::documents::{self, DocumentFacts, FileKind, StoreFileError};
-use pasarela_shared::handler::{
-    Background, Completion, ErrorKind, Failure, HandleContext, Handler, NO_EVENT, Outcome,
-    permanent_or_retry,
+use pasarela_shared::contract::documents;
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::events;
+use pasarela_shared::contract::events::DocumentFacts;
+use pasarela_shared::contract::messages::DocCallback;
+use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
+use pasarela_shared::runtime::database::Database;
+use pasarela_shared::runtime::handler::{
+    Background, Completion, HandleContext, Handler, NO_EVENT, Outcome, permanent_or_retry,
 };
-use pasarela_shared::messages::DocCallback;
-use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::store;
+use pasarela_shared::store::documents::{FileKind, StoreFileError};
+use pasarela_shared::store::error::DbError;
+use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{DocumentStatus, SigningClient, VendorStatus};
-use pasarela_shared::webhooks::WebhookSigner;
+use pasarela_shared::vendors::webhook::WebhookSigner;
 use uuid::Uuid;
 
 /// The routing key of a signed document.
@@ -145,7 +150,7 @@ impl DocCallbackHandler {
                     .into(),
                 )
             })?;
-            documents::store_file(&txn, m.document_id, FileKind::Signed, content).await?;
+            store::documents::store_file(&txn, m.document_id, FileKind::Signed, content).await?;
             facts.date_sent_to_sign = facts.date_sent_to_sign.or(view.date_sent_to_sign);
             let signed_name = view.document_name.clone();
             drop(view);
@@ -381,7 +386,7 @@ impl From<pasarela_shared::vendors::http::VendorError> for CheckError {
 }
 
 fn quiet(m: &DocCallback, ctx: &HandleContext, status: &str) -> Completion {
-    let mut event = pasarela_shared::handler::event_body(
+    let mut event = pasarela_shared::contract::events::event_body(
         "document_id",
         m.document_id,
         status,
@@ -412,7 +417,7 @@ impl Handler for DocCallbackHandler {
                 facts,
                 failure,
             }) => {
-                let event = documents::document_event(
+                let event = events::document_event(
                     m.document_id,
                     status,
                     ctx.attempt,

@@ -3,14 +3,16 @@
 
 use anyhow::Context;
 use doc_callback::DocCallbackHandler;
-use pasarela_shared::config::{
-    DocumentSettings, Env, RuntimeSettings, SigningSettings, WebhookSettings, WorkerDefaults,
-};
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::env::FromEnv;
+use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
 use pasarela_shared::runtime;
+use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
+use pasarela_shared::store::vendor_tokens::SecretKey;
 use pasarela_shared::telemetry::{self, TelemetrySettings};
-use pasarela_shared::tokens::SecretKey;
 use pasarela_shared::vendors::signing::SigningClient;
-use pasarela_shared::webhooks::WebhookSigner;
+use pasarela_shared::vendors::signing::SigningSettings;
+use pasarela_shared::vendors::webhook::WebhookSigner;
 
 // Each check may download a large document: few at a time keeps memory near one document's size.
 const DEFAULTS: WorkerDefaults = WorkerDefaults {

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use pasarela_shared::broker::OutboundMessage;
-use pasarela_shared::handler::Background;
-use pasarela_shared::messages::DocCallback;
+use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::messages::DocCallback;
+use pasarela_shared::runtime::handler::Background;
 use uuid::Uuid;
 
 /// How often due documents are looked for.

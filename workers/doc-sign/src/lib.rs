@@ -4,16 +4,23 @@
 
 use std::time::Duration;
 
-use pasarela_shared::config::{DocumentSettings, WebhookSettings};
-use pasarela_shared::db::{Database, DbError};
-use pasarela_shared::documents::{self, DocumentFacts, FileKind, StoreFileError};
-use pasarela_shared::handler::{
-    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, permanent_or_retry,
+use pasarela_shared::contract::documents;
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::events;
+use pasarela_shared::contract::events::DocumentFacts;
+use pasarela_shared::contract::messages::DocSign;
+use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
+use pasarela_shared::runtime::database::Database;
+use pasarela_shared::runtime::handler::{
+    Completion, HandleContext, Handler, Outcome, permanent_or_retry,
 };
-use pasarela_shared::messages::DocSign;
-use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::store;
+use pasarela_shared::store::SqlWrite;
+use pasarela_shared::store::documents::{FileKind, StoreFileError};
+use pasarela_shared::store::error::DbError;
+use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{SigningClient, SubmitDocument};
-use pasarela_shared::webhooks;
+use pasarela_shared::vendors::webhook;
 
 /// The routing key once the vendor has the document.
 pub const SUBMITTED: &str = "doc.sign.submitted";
@@ -77,7 +84,7 @@ impl DocSignHandler {
         if let Some(raw) = &m.callback_url {
             let url = url::Url::parse(raw)
                 .map_err(|e| format!("callback_url: not an absolute URL: {e}"))?;
-            webhooks::checked_destination(&url, &self.allow_hosts)
+            webhook::checked_destination(&url, &self.allow_hosts)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -130,8 +137,13 @@ impl DocSignHandler {
             )));
         };
         if row.get::<_, i64>(0) == 0 {
-            documents::store_file(&txn, m.document_id, FileKind::Original, &m.document_content)
-                .await?;
+            store::documents::store_file(
+                &txn,
+                m.document_id,
+                FileKind::Original,
+                &m.document_content,
+            )
+            .await?;
         }
         txn.commit().await?;
         Ok(Ok(token))
@@ -159,7 +171,7 @@ fn completion(
     settings: &DocumentSettings,
 ) -> Completion {
     let event =
-        documents::document_event(m.document_id, status, ctx.attempt, failure.as_ref(), &facts);
+        events::document_event(m.document_id, status, ctx.attempt, failure.as_ref(), &facts);
     let write = match &failure {
         None => SqlWrite {
             sql: "UPDATE documents SET state = 'submitted', vendor_document_id = $2,
@@ -326,8 +338,12 @@ impl Handler for DocSignHandler {
         // Retention: PDFs go, status rows stay. Bounded passes, repeated while they come back full.
         let (mut documents, mut bytes) = (0u64, 0i64);
         for _ in 0..50 {
-            match documents::purge_expired(self.db.pool(), self.documents.retention, PURGE_BATCH)
-                .await
+            match store::documents::purge_expired(
+                self.db.pool(),
+                self.documents.retention,
+                PURGE_BATCH,
+            )
+            .await
             {
                 Ok((n, b)) => {
                     documents += n;

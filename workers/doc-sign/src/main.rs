@@ -2,13 +2,15 @@
 
 use anyhow::Context;
 use doc_sign::DocSignHandler;
-use pasarela_shared::config::{
-    DocumentSettings, Env, RuntimeSettings, SigningSettings, WebhookSettings, WorkerDefaults,
-};
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::env::FromEnv;
+use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
 use pasarela_shared::runtime;
+use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
+use pasarela_shared::store::vendor_tokens::SecretKey;
 use pasarela_shared::telemetry::{self, TelemetrySettings};
-use pasarela_shared::tokens::SecretKey;
 use pasarela_shared::vendors::signing::SigningClient;
+use pasarela_shared::vendors::signing::SigningSettings;
 
 // Documents are large: few in flight keeps memory near a few times one document.
 const DEFAULTS: WorkerDefaults = WorkerDefaults {

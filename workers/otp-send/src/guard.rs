@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 
-use pasarela_shared::config::OtpSettings;
-use pasarela_shared::db::{Database, DbError};
+use pasarela_shared::contract::settings::OtpSettings;
+use pasarela_shared::runtime::database::Database;
+use pasarela_shared::store::error::DbError;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 

@@ -8,15 +8,16 @@ mod providers;
 use std::time::Duration;
 
 use guard::{AdmissionBatcher, Verdict};
-use pasarela_shared::breaker::{Admission, CircuitBreakers};
-use pasarela_shared::config::OtpSettings;
-use pasarela_shared::db::Database;
-use pasarela_shared::handler::{
-    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
-};
-use pasarela_shared::messages::OtpSend;
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::events::event_body;
+use pasarela_shared::contract::messages::OtpSend;
+use pasarela_shared::contract::settings::OtpSettings;
+use pasarela_shared::runtime::database::Database;
+use pasarela_shared::runtime::handler::{Completion, HandleContext, Handler, Outcome};
+use pasarela_shared::store::SqlWrite;
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::AldeamoClient;
+use pasarela_shared::vendors::breaker::{Admission, CircuitBreakers};
 use pasarela_shared::vendors::danaconnect::DanaConnectClient;
 
 pub use providers::{PreparedSend, ProviderAnswer, prepare, provider_order};
@@ -208,7 +209,7 @@ impl OtpSendHandler {
                     format!(
                         "limit.destination: {} sends per {} to this destination already",
                         s.destination_limit,
-                        pasarela_shared::retry::format_duration(s.destination_window)
+                        pasarela_shared::contract::retry::format_duration(s.destination_window)
                     ),
                 ))
             }
@@ -219,7 +220,7 @@ impl OtpSendHandler {
                     format!(
                         "limit.tenant: {} sends per {} for tenant {} already",
                         s.tenant_limit,
-                        pasarela_shared::retry::format_duration(s.tenant_window),
+                        pasarela_shared::contract::retry::format_duration(s.tenant_window),
                         message.tenant
                     ),
                 ))

@@ -2,8 +2,11 @@
 
 use anyhow::Context;
 use otp_send::OtpSendHandler;
-use pasarela_shared::config::{Env, OtpSettings, RuntimeSettings, WorkerDefaults};
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::env::FromEnv;
+use pasarela_shared::contract::settings::OtpSettings;
 use pasarela_shared::runtime;
+use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
 use pasarela_shared::telemetry::{self, TelemetrySettings};
 use pasarela_shared::vendors::OtpClients;
 

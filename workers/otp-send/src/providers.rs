@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use pasarela_shared::config::OTP_PROVIDERS;
-use pasarela_shared::handler::{ErrorKind, Failure};
-use pasarela_shared::messages::{OtpSend, ProviderChoice};
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::messages::{OtpSend, ProviderChoice};
+use pasarela_shared::contract::settings::OTP_PROVIDERS;
 use pasarela_shared::vendors::aldeamo::{self, AldeamoClient};
 use pasarela_shared::vendors::danaconnect::{
     self, ConversationValue, DanaConnectClient, OtpType, SendCode, SendVerdict,

@@ -12,12 +12,14 @@
 
 use std::time::Duration;
 
-use pasarela_shared::config::OtpSettings;
-use pasarela_shared::db::{Database, DbError};
-use pasarela_shared::handler::{
-    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
-};
-use pasarela_shared::messages::OtpVerify;
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::events::event_body;
+use pasarela_shared::contract::messages::OtpVerify;
+use pasarela_shared::contract::settings::OtpSettings;
+use pasarela_shared::runtime::database::Database;
+use pasarela_shared::runtime::handler::{Completion, HandleContext, Handler, Outcome};
+use pasarela_shared::store::SqlWrite;
+use pasarela_shared::store::error::DbError;
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::{self, AldeamoClient, ValidateStatus};
 use pasarela_shared::vendors::danaconnect::{self, DanaConnectClient, VerifyCode};

@@ -4,13 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use pasarela_shared::db::Database;
-use pasarela_shared::handler::{
-    Completion, ErrorKind, Failure, HandleContext, Handler, Outcome, SqlWrite, event_body,
-    permanent_or_retry,
+use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::events::event_body;
+use pasarela_shared::contract::messages::VendorCall;
+use pasarela_shared::runtime::database::Database;
+use pasarela_shared::runtime::handler::{
+    Completion, HandleContext, Handler, Outcome, permanent_or_retry,
 };
-use pasarela_shared::messages::VendorCall;
-use pasarela_shared::tokens::{SecretKey, TokenStore};
+use pasarela_shared::store::SqlWrite;
+use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::bearer::{CallError, VendorResponse};
 use pasarela_shared::vendors::gestopago::GestoPagoClient;
 use pasarela_shared::vendors::numrot::NumRotClient;

@@ -1,14 +1,16 @@
 //! `vendor-call`: consumes `vendor.call` and calls NumRot or GestoPago with the shared tokens.
 
 use anyhow::Context;
-use pasarela_shared::config::{
-    Env, GestoPagoSettings, NumRotSettings, RuntimeSettings, WorkerDefaults,
-};
+use pasarela_shared::contract::env::Env;
+use pasarela_shared::contract::env::FromEnv;
 use pasarela_shared::runtime;
+use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
+use pasarela_shared::store::vendor_tokens::SecretKey;
 use pasarela_shared::telemetry::{self, TelemetrySettings};
-use pasarela_shared::tokens::SecretKey;
 use pasarela_shared::vendors::gestopago::GestoPagoClient;
+use pasarela_shared::vendors::gestopago::GestoPagoSettings;
 use pasarela_shared::vendors::numrot::NumRotClient;
+use pasarela_shared::vendors::numrot::NumRotSettings;
 use vendor_call::VendorCallHandler;
 
 const DEFAULTS: WorkerDefaults = WorkerDefaults {

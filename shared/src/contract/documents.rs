@@ -1,19 +1,14 @@
-//! Documents as the signing workers keep them: base64 PDFs checked without decoding them whole, stored
-//! with `COPY` in chunks so that a worker never holds a second copy of a large document, the capability
-//! tokens of the vendor's callback URL, and the fields every `doc.*` event carries.
+//! A document as the contract carries it: base64 PDFs checked a chunk at a time without decoding them
+//! whole, and the capability tokens of the vendor's callback URL.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::{BufMut, Bytes, BytesMut};
-use futures::SinkExt;
 use rand::Rng;
 use uuid::Uuid;
 
-use crate::db::DbError;
-
 /// How many base64 characters are decoded at a time (a multiple of 4): large enough for few calls, small
 /// enough that the buffer is noise beside the document.
-const CHUNK_CHARS: usize = 1 << 20;
+pub const CHUNK_CHARS: usize = 1 << 20;
 
 /// The first bytes of every PDF.
 const PDF_MAGIC: &[u8] = b"%PDF-";
@@ -41,7 +36,7 @@ pub enum ContentError {
 }
 
 /// The decoded size of standard, padded base64 text of `len` characters ending in `tail`.
-fn decoded_len(text: &[u8]) -> usize {
+pub fn decoded_len(text: &[u8]) -> usize {
     let padding = text.iter().rev().take(2).filter(|b| **b == b'=').count();
     text.len() / 4 * 3 - padding
 }
@@ -88,93 +83,6 @@ fn for_each_decoded<E: From<ContentError>>(
     Ok(())
 }
 
-/// What a document file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    /// The producer's PDF.
-    Original,
-    /// The vendor's signed PDF.
-    Signed,
-}
-
-impl FileKind {
-    /// The `document_files.kind` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileKind::Original => "original",
-            FileKind::Signed => "signed",
-        }
-    }
-}
-
-/// Why a file could not be stored.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreFileError {
-    /// The content is not what it must be.
-    #[error(transparent)]
-    Content(#[from] ContentError),
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<tokio_postgres::Error> for StoreFileError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        StoreFileError::Db(e.into())
-    }
-}
-
-/// Replaces the `kind` file of `document_id` with the PDF that `base64` encodes, streaming it into
-/// `COPY … FROM STDIN (FORMAT binary)` a decoded chunk at a time, inside the caller's transaction.
-/// The text must already have passed [`check_base64_pdf`].
-pub async fn store_file(
-    txn: &tokio_postgres::Transaction<'_>,
-    document_id: Uuid,
-    kind: FileKind,
-    base64: &[u8],
-) -> Result<u64, StoreFileError> {
-    txn.execute(
-        "DELETE FROM document_files WHERE document_id = $1 AND kind = $2",
-        &[&document_id, &kind.as_str()],
-    )
-    .await?;
-    let sink = txn
-        .copy_in::<_, Bytes>(
-            "COPY document_files (document_id, kind, content) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    futures::pin_mut!(sink);
-    let size = decoded_len(base64);
-    let field_len = i32::try_from(size).map_err(|_| ContentError::TooLarge {
-        size,
-        limit: i32::MAX as usize,
-    })?;
-    // The binary COPY format: signature, flags, header extension; then one tuple of three fields, each
-    // a length and its bytes; then -1 as the end of data.
-    let mut head = BytesMut::with_capacity(64);
-    head.put_slice(b"PGCOPY\n\xff\r\n\0");
-    head.put_i32(0);
-    head.put_i32(0);
-    head.put_i16(3);
-    head.put_i32(16);
-    head.put_slice(document_id.as_bytes());
-    head.put_i32(kind.as_str().len() as i32);
-    head.put_slice(kind.as_str().as_bytes());
-    head.put_i32(field_len);
-    sink.send(head.freeze()).await?;
-    // One decoded chunk at a time: the sink owns each until it is written to the socket.
-    for (i, chunk) in base64.chunks(CHUNK_CHARS).enumerate() {
-        let mut decoded = vec![0u8; chunk.len() / 4 * 3];
-        let n = STANDARD.decode_slice(chunk, &mut decoded).map_err(|e| {
-            ContentError::NotBase64(format!("at character {}: {e}", i * CHUNK_CHARS))
-        })?;
-        decoded.truncate(n);
-        sink.send(Bytes::from(decoded)).await?;
-    }
-    sink.send(Bytes::from_static(&[0xff, 0xff])).await?;
-    Ok(sink.finish().await?)
-}
-
 /// A capability token for a document's callback URL: 32 random bytes, URL-safe base64.
 pub fn new_capability_token() -> String {
     let bytes: [u8; 32] = rand::rng().random();
@@ -206,75 +114,6 @@ pub fn callback_url(public: &url::Url, document_id: Uuid, token: &str) -> String
         public.as_str().trim_end_matches('/'),
         callback_path(document_id, token)
     )
-}
-
-/// What a `doc.*` event says about its document beyond the fields every event carries (DESIGN.md §2).
-#[derive(Debug, Clone, Default)]
-pub struct DocumentFacts {
-    /// The vendor's id, once it has one.
-    pub vendor_document_id: Option<String>,
-    /// When the vendor first sent it to sign.
-    pub date_sent_to_sign: Option<chrono::DateTime<chrono::Utc>>,
-    /// When it was signed.
-    pub signing_date: Option<chrono::DateTime<chrono::Utc>>,
-    /// Who was to sign it.
-    pub assigned_active_directory_user: Option<String>,
-}
-
-/// A `doc.*` event body: the common fields and the document's.
-pub fn document_event(
-    document_id: Uuid,
-    status: &str,
-    attempts: u32,
-    error: Option<&crate::handler::Failure>,
-    facts: &DocumentFacts,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut body = crate::handler::event_body("document_id", document_id, status, attempts, error);
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-    };
-    body.insert(
-        "vendor_document_id".into(),
-        facts.vendor_document_id.clone().into(),
-    );
-    body.insert(
-        "date_sent_to_sign".into(),
-        time(facts.date_sent_to_sign).into(),
-    );
-    body.insert("signing_date".into(), time(facts.signing_date).into());
-    body.insert(
-        "assigned_active_directory_user".into(),
-        facts.assigned_active_directory_user.clone().into(),
-    );
-    body
-}
-
-/// Erases the PDFs of documents older than `retention`, at most `batch` documents, keeping their
-/// status rows; returns how many documents and bytes were erased.
-pub async fn purge_expired(
-    pool: &deadpool_postgres::Pool,
-    retention: std::time::Duration,
-    batch: i64,
-) -> Result<(u64, i64), DbError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_one(
-            "WITH due AS (
-                 SELECT document_id FROM documents
-                 WHERE purged_at IS NULL AND created_at < now() - make_interval(secs => $1)
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
-             ), erased AS (
-                 DELETE FROM document_files f USING due WHERE f.document_id = due.document_id
-                 RETURNING octet_length(f.content) AS size
-             ), marked AS (
-                 UPDATE documents d SET purged_at = now() FROM due
-                 WHERE d.document_id = due.document_id RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM marked), (SELECT coalesce(sum(size), 0)::bigint FROM erased)",
-            &[&retention.as_secs_f64(), &batch],
-        )
-        .await?;
-    Ok((row.get::<_, i64>(0) as u64, row.get(1)))
 }
 
 #[cfg(test)]

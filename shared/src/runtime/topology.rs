@@ -1,8 +1,7 @@
-//! The broker topology of DESIGN.md §2: names, and their idempotent declaration.
+//! Declaring the broker topology of the contract (the names are `contract::queue`'s).
 //!
-//! Every name takes the `PASARELA_NAMESPACE` prefix, so that tests (and tenants sharing a broker) never
-//! see each other's queues. Declaring is idempotent: every worker declares its queue's whole topology at
-//! start and after each reconnect.
+//! Declaring is idempotent: every worker declares its queue's whole topology at start and after each
+//! reconnect.
 
 use std::time::Duration;
 
@@ -10,64 +9,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::retry::format_duration;
-
-/// The work queues of the contract.
-pub const WORK_QUEUES: [&str; 5] = [
-    "otp.send",
-    "otp.verify",
-    "doc.sign",
-    "doc.callback",
-    "vendor.call",
-];
-
-/// Names of exchanges and queues under one namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    prefix: String,
-}
-
-impl Names {
-    /// Names under `namespace` (empty: no prefix).
-    pub fn new(namespace: &str) -> Self {
-        let prefix = if namespace.is_empty() {
-            String::new()
-        } else {
-            format!("{namespace}.")
-        };
-        Self { prefix }
-    }
-
-    /// `name` with the namespace prefix.
-    pub fn qualify(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    /// The topic exchange producers publish work to (`pasarela`).
-    pub fn work_exchange(&self) -> String {
-        self.qualify("pasarela")
-    }
-
-    /// The topic exchange results are published to (`pasarela.events`).
-    pub fn events_exchange(&self) -> String {
-        self.qualify("pasarela.events")
-    }
-
-    /// A work queue, e.g. `otp.send`.
-    pub fn work_queue(&self, queue: &str) -> String {
-        self.qualify(queue)
-    }
-
-    /// A retry tier of a work queue, e.g. `otp.send.retry.5s`.
-    pub fn tier_queue(&self, queue: &str, delay: Duration) -> String {
-        self.qualify(&format!("{queue}.retry.{}", format_duration(delay)))
-    }
-
-    /// The dead-letter queue of a work queue, e.g. `otp.send.dead`.
-    pub fn dead_queue(&self, queue: &str) -> String {
-        self.qualify(&format!("{queue}.dead"))
-    }
-}
+use crate::contract::queue::Names;
 
 /// The topology of one work queue: what a worker of that queue declares.
 #[derive(Debug, Clone)]
@@ -181,29 +123,5 @@ impl QueueTopology {
                 .map(|d| self.names.tier_queue(&self.queue, *d)),
         );
         names
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_take_the_namespace() {
-        let n = Names::new("t1");
-        assert_eq!(n.work_exchange(), "t1.pasarela");
-        assert_eq!(n.events_exchange(), "t1.pasarela.events");
-        assert_eq!(n.work_queue("otp.send"), "t1.otp.send");
-        assert_eq!(
-            n.tier_queue("otp.send", Duration::from_secs(120)),
-            "t1.otp.send.retry.2m"
-        );
-        assert_eq!(n.dead_queue("otp.send"), "t1.otp.send.dead");
-        let bare = Names::new("");
-        assert_eq!(bare.work_queue("otp.send"), "otp.send");
-        assert_eq!(
-            bare.tier_queue("otp.send", Duration::from_millis(100)),
-            "otp.send.retry.100ms"
-        );
     }
 }

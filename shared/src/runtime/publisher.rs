@@ -1,7 +1,7 @@
 //! RabbitMQ connections and the confirmed publisher.
 //!
 //! Every publish waits for the broker's confirm: a delivery is acked only after everything it caused is
-//! confirmed (DESIGN.md §3 rule 1). The [`Publisher`] outlives connections: the runtime hands it a new
+//! confirmed (docs/ARCHITECTURE.md, "Ack last"). The [`Publisher`] outlives connections: the runtime hands it a new
 //! channel after each reconnect, and a publish made while the broker is away fails fast instead of
 //! hanging, leaving the message to the outbox relay.
 
@@ -13,95 +13,33 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use uuid::Uuid;
 
-/// The header that carries the attempt number of a work message (1 for the first delivery).
-pub const ATTEMPT_HEADER: &str = "x-pasarela-attempt";
-/// The header that says why a message was dead-lettered.
-pub const ERROR_HEADER: &str = "x-pasarela-error";
-/// The header set by `pasarela dlq replay`, which lets a failed message be tried afresh.
-pub const REPLAY_HEADER: &str = "x-pasarela-replay";
-/// The header on a copy set aside while another holder of the same message finishes it.
-pub const DEFERRED_HEADER: &str = "x-pasarela-deferred";
+use crate::contract::envelope::OutboundMessage;
+use crate::contract::headers::HeaderValue;
+use crate::store::outbox::Sink;
 
-/// A header value pasarela writes or carries over: text or a whole number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum HeaderValue {
-    /// A whole number.
-    Int(i64),
-    /// Text.
-    Text(String),
-}
-
-/// A message to publish; also the shape of an outbox row, so a crash between commit and publish loses
-/// nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboundMessage {
-    /// The outbox row's id (time-ordered).
-    pub id: Uuid,
-    /// Exchange, fully qualified; empty for the default exchange.
-    pub exchange: String,
-    /// Routing key, fully qualified when it names a queue.
-    pub routing_key: String,
-    /// AMQP `message_id`.
-    pub message_id: Option<String>,
-    /// AMQP `correlation_id` (RPC replies).
-    pub correlation_id: Option<String>,
-    /// AMQP `content_type`.
-    pub content_type: Option<String>,
-    /// Per-message expiration in milliseconds (retry tiers).
-    pub expiration_ms: Option<u64>,
-    /// Application headers.
-    pub headers: BTreeMap<String, HeaderValue>,
-    /// The body; stored in its own column, not in the properties document.
-    #[serde(skip)]
-    pub body: Vec<u8>,
-}
-
-impl OutboundMessage {
-    /// A JSON message with a fresh id.
-    pub fn json(
-        exchange: impl Into<String>,
-        routing_key: impl Into<String>,
-        body: &serde_json::Value,
-    ) -> Self {
-        Self {
-            id: Uuid::now_v7(),
-            exchange: exchange.into(),
-            routing_key: routing_key.into(),
-            message_id: Some(Uuid::now_v7().to_string()),
-            correlation_id: None,
-            content_type: Some("application/json".into()),
-            expiration_ms: None,
-            headers: BTreeMap::new(),
-            body: serde_json::to_vec(body).expect("a JSON value always serialises"),
-        }
+/// The AMQP properties of a message: persistent, stamped, with its ids, type, expiry and headers.
+fn properties(m: &OutboundMessage) -> BasicProperties {
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_timestamp(chrono::Utc::now().timestamp() as u64);
+    if let Some(id) = &m.message_id {
+        props = props.with_message_id(ShortString::from(id.as_str()));
     }
-
-    fn properties(&self) -> BasicProperties {
-        let mut props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_timestamp(chrono::Utc::now().timestamp() as u64);
-        if let Some(id) = &self.message_id {
-            props = props.with_message_id(ShortString::from(id.as_str()));
-        }
-        if let Some(c) = &self.correlation_id {
-            props = props.with_correlation_id(ShortString::from(c.as_str()));
-        }
-        if let Some(ct) = &self.content_type {
-            props = props.with_content_type(ShortString::from(ct.as_str()));
-        }
-        if let Some(ms) = self.expiration_ms {
-            props = props.with_expiration(ShortString::from(ms.to_string()));
-        }
-        if !self.headers.is_empty() {
-            props = props.with_headers(headers_to_table(&self.headers));
-        }
-        props
+    if let Some(c) = &m.correlation_id {
+        props = props.with_correlation_id(ShortString::from(c.as_str()));
     }
+    if let Some(ct) = &m.content_type {
+        props = props.with_content_type(ShortString::from(ct.as_str()));
+    }
+    if let Some(ms) = m.expiration_ms {
+        props = props.with_expiration(ShortString::from(ms.to_string()));
+    }
+    if !m.headers.is_empty() {
+        props = props.with_headers(headers_to_table(&m.headers));
+    }
+    props
 }
 
 /// Converts pasarela's headers to an AMQP table.
@@ -230,7 +168,7 @@ impl Publisher {
                     ShortString::from(m.routing_key.as_str()),
                     BasicPublishOptions::default(),
                     &m.body,
-                    m.properties(),
+                    properties(m),
                 )
                 .await?;
             confirms.push(confirm);
@@ -243,6 +181,14 @@ impl Publisher {
             return Err(PublishError::Nacked);
         }
         Ok(())
+    }
+}
+
+impl Sink for Publisher {
+    type Error = PublishError;
+
+    async fn send(&self, messages: &[OutboundMessage]) -> Result<(), PublishError> {
+        self.publish_all(messages).await
     }
 }
 
@@ -259,18 +205,10 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The attempt number a delivery carries (1 when the header is absent or unusable).
-pub fn attempt_of(headers: &BTreeMap<String, HeaderValue>) -> u32 {
-    match headers.get(ATTEMPT_HEADER) {
-        Some(HeaderValue::Int(n)) if *n >= 1 => (*n).min(i64::from(u32::MAX)) as u32,
-        Some(HeaderValue::Text(s)) => s.parse().ok().filter(|n| *n >= 1).unwrap_or(1),
-        _ => 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::headers::{ATTEMPT_HEADER, attempt_of};
 
     #[test]
     fn headers_round_trip_through_amqp() {
@@ -284,17 +222,5 @@ mod tests {
         assert_eq!(headers_from_table(Some(&table)), h);
         assert_eq!(attempt_of(&h), 3);
         assert_eq!(attempt_of(&BTreeMap::new()), 1);
-    }
-
-    #[test]
-    fn outbound_properties_survive_the_outbox_document() {
-        let mut m = OutboundMessage::json("ex", "rk", &serde_json::json!({"a": 1}));
-        m.correlation_id = Some("c-1".into());
-        m.headers
-            .insert(ERROR_HEADER.into(), HeaderValue::Text("bad".into()));
-        let doc = serde_json::to_value(&m).unwrap();
-        let mut back: OutboundMessage = serde_json::from_value(doc).unwrap();
-        back.body = m.body.clone();
-        assert_eq!(back, m);
     }
 }

@@ -122,7 +122,7 @@ mod tests {
 
     /// (name, plaintext, ciphertext) from `shared/testdata/aes-256-cbc.tsv`, made with openssl.
     fn vectors() -> Vec<(String, Vec<u8>, String)> {
-        include_str!("../testdata/aes-256-cbc.tsv")
+        include_str!("../../testdata/aes-256-cbc.tsv")
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .map(|l| {

@@ -1,4 +1,4 @@
-//! Vendor access tokens shared by every task of every replica (DESIGN.md §3 rule 5).
+//! The `vendor_tokens` table: vendor access tokens shared by every task of every replica.
 //!
 //! A token lives in `vendor_tokens`, encrypted with `PASARELA_SECRET_KEY`, and in each process's
 //! memory. A caller that needs one gets the cached token while it has more than the refresh margin
@@ -12,11 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use deadpool_postgres::Pool;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::db::DbError;
+use futures::future::BoxFuture;
+
+use crate::store::error::DbError;
+use crate::vendors::tokens::{Fetch, FetchedToken, Token, TokenError, TokenVault, VaultError};
 
 /// The key tokens are encrypted with (`PASARELA_SECRET_KEY`: 32 random bytes, standard Base64).
 pub struct SecretKey(LessSafeKey);
@@ -40,7 +43,7 @@ impl SecretKey {
     }
 
     /// Reads `PASARELA_SECRET_KEY`, which every worker that keeps a vendor token needs.
-    pub fn from_env(env: &crate::config::Env) -> Result<Self, String> {
+    pub fn from_env(env: &crate::contract::env::Env) -> Result<Self, String> {
         let raw = env.get("PASARELA_SECRET_KEY").ok_or(
             "PASARELA_SECRET_KEY is required: 32 random bytes in standard Base64 (openssl rand -base64 32)",
         )?;
@@ -69,45 +72,6 @@ impl SecretKey {
             .ok()?;
         Some(String::from_utf8(plain.to_vec()).ok()?.into())
     }
-}
-
-/// A token as a vendor issued it.
-pub struct FetchedToken {
-    /// The token.
-    pub value: SecretString,
-    /// How long the vendor says it lasts.
-    pub lifetime: Duration,
-}
-
-/// A token ready to use.
-#[derive(Clone)]
-pub struct Token {
-    /// The token; it never prints.
-    pub value: SecretString,
-    /// When it stops working.
-    pub expires_at: DateTime<Utc>,
-    /// Which refresh produced it; [`TokenStore::invalidate`] names it.
-    pub generation: i64,
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("expires_at", &self.expires_at)
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why no token could be had.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError<E> {
-    /// The vendor refused or failed to issue one.
-    #[error(transparent)]
-    Fetch(E),
-    /// The shared store could not be read or written.
-    #[error("token store: {0}")]
-    Store(#[from] DbError),
 }
 
 /// The shared store of vendor tokens.
@@ -187,24 +151,24 @@ impl TokenStore {
         if let Some(t) = self.cached_fresh(vendor) {
             return Ok(t);
         }
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
-        if let Some(t) = self.read(&**client, vendor).await?
+        let mut client = self.pool.get().await.map_err(vault)?;
+        if let Some(t) = self.read(&**client, vendor).await.map_err(vault)?
             && self.usable(vendor, &t)
         {
             self.remember(vendor, &t);
             return Ok(t);
         }
-        let tx = client.transaction().await.map_err(DbError::from)?;
+        let tx = client.transaction().await.map_err(vault)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('pasarela.token:' || $1, 0))",
             &[&vendor],
         )
         .await
-        .map_err(DbError::from)?;
+        .map_err(vault)?;
         // Another replica may have refreshed while this one waited for the lock.
-        let stored = self.read(&*tx, vendor).await?;
+        let stored = self.read(&*tx, vendor).await.map_err(vault)?;
         if let Some(t) = stored.as_ref().filter(|t| self.usable(vendor, t)) {
-            tx.commit().await.map_err(DbError::from)?;
+            tx.commit().await.map_err(vault)?;
             self.remember(vendor, t);
             return Ok(t.clone());
         }
@@ -225,8 +189,8 @@ impl TokenStore {
                 &[&vendor, &ciphertext, &nonce.as_slice(), &expires_at],
             )
             .await
-            .map_err(DbError::from)?;
-        tx.commit().await.map_err(DbError::from)?;
+            .map_err(vault)?;
+        tx.commit().await.map_err(vault)?;
         metrics::counter!("pasarela_token_refreshes_total", "vendor" => vendor.to_string())
             .increment(1);
         tracing::info!(vendor, expires_at = %expires_at, "fetched a new vendor token");
@@ -293,6 +257,35 @@ impl TokenStore {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// A database failure as a token's caller sees it.
+fn vault(e: impl Into<DbError>) -> VaultError {
+    VaultError {
+        source: Box::new(e.into()),
+    }
+}
+
+impl TokenVault for TokenStore {
+    fn get<'a>(
+        &'a self,
+        vendor: &'a str,
+        fetch: Fetch<'a>,
+    ) -> BoxFuture<'a, Result<Token, TokenError<()>>> {
+        Box::pin(self.token(vendor, fetch))
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        vendor: &'a str,
+        token: &'a Token,
+    ) -> BoxFuture<'a, Result<(), VaultError>> {
+        Box::pin(async move {
+            TokenStore::invalidate(self, vendor, token)
+                .await
+                .map_err(vault)
+        })
     }
 }
 

@@ -22,21 +22,26 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::broker::{
-    self, ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, HeaderValue, OutboundMessage, Publisher,
-    REPLAY_HEADER,
+use crate::contract::envelope::OutboundMessage;
+use crate::contract::errors::{ErrorKind, Failure};
+use crate::contract::headers::{
+    ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, ERROR_KIND_HEADER, HeaderValue, REPLAY_HEADER,
+    attempt_of,
 };
-use crate::config::RuntimeSettings;
-use crate::db::{self, Database, DbError};
-use crate::handler::{
-    Background, Completion, ErrorKind, Failure, HandleContext, Handler, NO_EVENT, Outcome,
-};
-use crate::health::{self, Health};
-use crate::store::{
-    self, Claim, ClaimRequest, DeadLetterRow, Finish, Store, StoreError, WorkUpdate,
-};
+use crate::contract::queue::Names;
+use crate::runtime::database::Database;
+use crate::runtime::handler::{Background, Completion, HandleContext, Handler, NO_EVENT, Outcome};
+use crate::runtime::health::{self, Health};
+use crate::runtime::publisher::{self, Publisher};
+use crate::runtime::settings::RuntimeSettings;
+use crate::runtime::topology::QueueTopology;
+use crate::store::committer::{Finish, Store, StoreSettings};
+use crate::store::database::{self as db};
+use crate::store::dead_letters::DeadLetterRow;
+use crate::store::error::{DbError, StoreError};
+use crate::store::outbox;
+use crate::store::work_items::{Claim, ClaimRequest, WorkUpdate};
 use crate::telemetry;
-use crate::topology::{Names, QueueTopology};
 
 /// The largest body a work message may have; larger ones are dead-lettered unread.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -110,7 +115,7 @@ pub async fn run<H: Handler>(
     let store = Store::start(
         pool.clone(),
         queue,
-        store::StoreSettings {
+        StoreSettings {
             max_batch: settings.group_commit_max,
             parallel: 4.min(settings.db_pool_size.max(1)),
             claim_lease: settings.claim_lease,
@@ -172,7 +177,7 @@ pub async fn run<H: Handler>(
     }
     relay.abort();
     housekeeping.abort();
-    match store::relay_outbox(&pool, &publisher, Duration::ZERO, 10_000).await {
+    match outbox::relay(&pool, &publisher, Duration::ZERO, 10_000).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(published = n, "flushed the outbox"),
         Err(e) => {
@@ -224,7 +229,7 @@ async fn relay_loop<H: Handler>(worker: Arc<Worker<H>>, mut stop: Stop) {
         if !worker.publisher.is_connected() {
             continue;
         }
-        match store::relay_outbox(
+        match outbox::relay(
             worker.store.pool(),
             &worker.publisher,
             worker.settings.outbox_relay_after,
@@ -325,7 +330,7 @@ impl<H: Handler> Worker<H> {
     }
 
     async fn session(self: &Arc<Self>, stop: &mut Stop) -> Result<SessionEnd, lapin::Error> {
-        let conn = broker::connect(&self.settings.amqp_url, self.service).await?;
+        let conn = publisher::connect(&self.settings.amqp_url, self.service).await?;
         let setup = conn.create_channel().await?;
         self.topology.declare(&setup).await?;
         let _ = setup.close(200, "topology declared".into()).await;
@@ -392,7 +397,7 @@ impl<H: Handler> Worker<H> {
 
     async fn process(self: Arc<Self>, delivery: Delivery, _permit: OwnedSemaphorePermit) {
         let delivery = Inbound::from(delivery);
-        let headers = broker::headers_from_table(delivery.properties.headers().as_ref());
+        let headers = publisher::headers_from_table(delivery.properties.headers().as_ref());
         let message_id = delivery
             .properties
             .message_id()
@@ -465,7 +470,7 @@ impl<H: Handler> Worker<H> {
 
         let request = ClaimRequest {
             message_id,
-            header_attempt: broker::attempt_of(&headers),
+            header_attempt: attempt_of(&headers),
             replay: headers.contains_key(REPLAY_HEADER),
         };
         let store = self.store.clone();
@@ -506,7 +511,7 @@ impl<H: Handler> Worker<H> {
                 }
                 out.extend(self.reply(delivery, &result));
                 // A copy may still wait in the outbox (a crash before its confirm): send it too.
-                let flushed = store::flush_outbox_for(
+                let flushed = outbox::flush(
                     self.store.pool(),
                     &self.publisher,
                     self.routes.queue,
@@ -532,7 +537,7 @@ impl<H: Handler> Worker<H> {
                 }
             }
             Claim::Stale => {
-                match store::flush_outbox_for(
+                match outbox::flush(
                     self.store.pool(),
                     &self.publisher,
                     self.routes.queue,
@@ -620,7 +625,7 @@ impl<H: Handler> Worker<H> {
                 copy.headers.remove(DEFERRED_HEADER);
                 tracing::info!(error = %failure, tier = ?tier.delay, "attempt failed; retry scheduled");
                 metrics::counter!("pasarela_retries_total", "queue" => self.routes.queue,
-                    "tier" => crate::retry::format_duration(tier.delay))
+                    "tier" => crate::contract::retry::format_duration(tier.delay))
                 .increment(1);
                 let finish = Finish {
                     message_id: Some(ctx.message_id),
@@ -815,7 +820,7 @@ impl<H: Handler> Worker<H> {
         copy.headers
             .insert(ERROR_HEADER.into(), HeaderValue::Text(reason.to_string()));
         copy.headers.insert(
-            "x-pasarela-error-kind".into(),
+            ERROR_KIND_HEADER.into(),
             HeaderValue::Text(kind.as_str().into()),
         );
         // reply_to is dropped on purpose: a replay must not answer a caller that gave up long ago.

@@ -7,95 +7,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-/// The `error.kind` values of the event contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The message breaks a rule: a vendor's range, a limit, a field the vendor refused.
-    Rejected,
-    /// The vendor asked us to slow down.
-    RateLimited,
-    /// The vendor failed or answered something unusable.
-    Vendor,
-    /// The vendor refused pasarela's credentials.
-    Auth,
-    /// The vendor did not answer in time.
-    Timeout,
-    /// Every retry was spent.
-    Exhausted,
-    /// pasarela itself failed, or the message could not be decoded.
-    Internal,
-}
-
-impl ErrorKind {
-    /// The contract's name of the kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Rejected => "rejected",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::Vendor => "vendor",
-            ErrorKind::Auth => "auth",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Exhausted => "exhausted",
-            ErrorKind::Internal => "internal",
-        }
-    }
-}
-
-/// A failure as events, tables and headers carry it: a kind and a message with no secret in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// The contract's classification.
-    pub kind: ErrorKind,
-    /// What happened, for people; never a secret or an OTP code.
-    pub message: String,
-}
-
-impl Failure {
-    /// A failure of `kind` saying `message`.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// Every attempt was spent; `last` is the final attempt's failure.
-    pub fn exhausted(attempts: u32, last: &Failure) -> Self {
-        Self::new(
-            ErrorKind::Exhausted,
-            format!("gave up after {attempts} attempts; last: {last}"),
-        )
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.message)
-    }
-}
-
-/// One domain statement written in the same transaction as the outcome it belongs to.
-pub struct SqlWrite {
-    /// The statement (prepared once per connection and cached).
-    pub sql: &'static str,
-    /// Its parameters.
-    pub params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl std::fmt::Debug for SqlWrite {
-    // Parameters may hold personal data; the statement is enough to recognise a write.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlWrite")
-            .field("sql", &self.sql)
-            .field("params", &self.params.len())
-            .finish()
-    }
-}
+use crate::contract::errors::{ErrorKind, Failure};
+use crate::store::SqlWrite;
 
 /// The routing key of a completion that publishes no event (an internal message whose outcome only
 /// changes rows).
@@ -105,13 +20,13 @@ pub const NO_EVENT: &str = "";
 #[derive(Clone)]
 pub struct Background {
     /// The worker's database.
-    pub db: crate::db::Database,
+    pub db: crate::runtime::database::Database,
     /// The worker's publisher (confirms on; not connected while the broker is away).
-    pub publisher: crate::broker::Publisher,
+    pub publisher: crate::runtime::publisher::Publisher,
     /// Names under the worker's namespace.
-    pub names: crate::topology::Names,
+    pub names: crate::contract::queue::Names,
     /// Set when the worker is shutting down.
-    pub stop: crate::runtime::StopSignal,
+    pub stop: crate::runtime::consumer::StopSignal,
 }
 
 /// A finished message: its status, the event to publish, and the writes that record it.
@@ -195,7 +110,7 @@ pub trait Handler: Send + Sync + 'static {
     /// The largest body a message may have; larger ones are dead-lettered unread. Most messages are
     /// small; a handler whose messages carry documents raises it.
     fn max_message_bytes(&self) -> usize {
-        crate::runtime::MAX_MESSAGE_BYTES
+        crate::runtime::consumer::MAX_MESSAGE_BYTES
     }
 
     /// Work that runs beside the consumer for the life of the worker, such as a dispatcher; it gets
@@ -234,51 +149,4 @@ pub fn permanent_or_retry(
         tracing::error!(alert = true, vendor, error = %failure, "the vendor refused pasarela's credentials");
     }
     std::ops::ControlFlow::Continue(failure)
-}
-
-/// Builds an event body with the fields every event carries (DESIGN.md §2): the work message's id
-/// under `id_field`, `status`, `attempts`, `completed_at` and, on failure, `error`.
-pub fn event_body(
-    id_field: &str,
-    id: Uuid,
-    status: &str,
-    attempts: u32,
-    error: Option<&Failure>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut body = serde_json::Map::new();
-    body.insert(id_field.into(), id.to_string().into());
-    body.insert("status".into(), status.into());
-    body.insert("attempts".into(), attempts.into());
-    body.insert(
-        "completed_at".into(),
-        chrono::Utc::now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            .into(),
-    );
-    if let Some(e) = error {
-        body.insert(
-            "error".into(),
-            serde_json::json!({ "kind": e.kind.as_str(), "message": e.message }),
-        );
-    }
-    body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_bodies_carry_the_contract_fields() {
-        let id = Uuid::now_v7();
-        let f = Failure::new(ErrorKind::Exhausted, "vendor kept failing");
-        let body = event_body("request_id", id, "failed", 4, Some(&f));
-        assert_eq!(body["request_id"], id.to_string());
-        assert_eq!(body["status"], "failed");
-        assert_eq!(body["attempts"], 4);
-        assert_eq!(body["error"]["kind"], "exhausted");
-        let at = body["completed_at"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok());
-        assert!(!event_body("request_id", id, "sent", 1, None).contains_key("error"));
-    }
 }

@@ -3,132 +3,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use crate::store::error::DbError;
+
 refinery::embed_migrations!("../migrations");
-
-/// A database failure, typed so callers can tell "wait and try again" from "this is wrong".
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// `DATABASE_URL` cannot be used (the URL itself is not printed: it may hold a password).
-    #[error("DATABASE_URL is not usable: {0}")]
-    Config(String),
-    /// A statement or connection failed.
-    #[error("database error: {}", describe(.0))]
-    Postgres(#[from] tokio_postgres::Error),
-    /// No connection could be had from the pool.
-    #[error("database pool: {0}")]
-    Pool(#[from] PoolError),
-    /// A migration failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] refinery::Error),
-}
-
-/// The server's own words for a failed statement (tokio-postgres prints only "db error"); the message,
-/// never the detail, which may quote row values.
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
-}
-
-impl DbError {
-    /// Whether waiting and trying again may succeed: the server is away, restarting or overloaded.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            DbError::Config(_) | DbError::Migrate(_) => false,
-            DbError::Pool(PoolError::Backend(e)) | DbError::Postgres(e) => postgres_transient(e),
-            DbError::Pool(PoolError::Closed) => false,
-            DbError::Pool(_) => true,
-        }
-    }
-}
-
-/// A failure that may pass if the same operation is tried again after a wait.
-pub trait Transient: std::fmt::Display {
-    /// Whether waiting and trying again may succeed.
-    fn transient(&self) -> bool;
-}
-
-impl Transient for DbError {
-    fn transient(&self) -> bool {
-        self.is_transient()
-    }
-}
-
-/// The database as a worker's parts see it: the pool, and one way to wait out an outage.
-#[derive(Clone)]
-pub struct Database {
-    pool: Pool,
-    health: crate::health::Health,
-}
-
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database")
-            .field("status", &self.pool.status())
-            .finish()
-    }
-}
-
-impl Database {
-    /// Wraps `pool`; outages are reported to `health` so the worker says not-ready meanwhile.
-    pub fn new(pool: Pool, health: crate::health::Health) -> Self {
-        Self { pool, health }
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// Runs `op`, waiting out a database outage with backoff for at most ten minutes (well inside the
-    /// broker's consumer timeout, so a held delivery is never taken away meanwhile).
-    pub async fn retrying<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, E>
-    where
-        E: Transient,
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
-    {
-        let deadline = std::time::Instant::now() + Duration::from_secs(600);
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.transient() && std::time::Instant::now() < deadline => {
-                    self.health.set_database(false);
-                    tracing::warn!(error = %e, retry_in = ?delay, "database unavailable during {what}; waiting");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-fn postgres_transient(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    match e.code() {
-        // No SQLSTATE: an I/O or protocol failure on the connection.
-        None => true,
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08")
-                || c.starts_with("53")
-                || c.starts_with("57P")
-                || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::READ_ONLY_SQL_TRANSACTION
-        }
-    }
-}
 
 /// Parses `DATABASE_URL`.
 pub fn parse_url(url: &SecretString) -> Result<tokio_postgres::Config, DbError> {

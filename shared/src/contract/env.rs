@@ -1,0 +1,113 @@
+//! Settings read once from the environment (docs/CONTRACT.md, "Environment"), checked at start.
+//!
+//! Nothing else in pasarela reads environment variables: binaries call [`Settings::from_env`] and pass
+//! the result down. Secrets are [`SecretString`]s so that `{:?}` of any settings value prints
+//! `[REDACTED]` instead of a password.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::contract::retry::parse_duration;
+
+/// A setting that is present but cannot be used; names the variable and what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: String,
+    /// What is wrong with its value (never the value itself: it may be a secret).
+    pub problem: String,
+}
+
+/// A snapshot of environment variables; tests build one from a map instead of the process env.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment, after reading `.env` when one is present.
+    pub fn from_process() -> Self {
+        // A missing .env file is the normal case; a malformed one is reported by the variables it leaves unset.
+        let _ = dotenvy::dotenv();
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// An environment made of the given pairs only.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `name`, treating an empty value as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name` or `default`.
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_string()
+    }
+
+    /// A secret value or `default`, wrapped so it never prints.
+    pub fn secret(&self, name: &str, default: &str) -> SecretString {
+        SecretString::from(self.string(name, default))
+    }
+
+    /// A parsed value or `default`; a value that does not parse names the variable.
+    pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+                variable: name.to_string(),
+                problem: format!("cannot parse {raw:?}: {e}"),
+            }),
+        }
+    }
+
+    /// A duration written like `250ms`, `5s`, `2m` or `1h`, or `default`.
+    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => parse_duration(raw).map_err(|problem| ConfigError {
+                variable: name.to_string(),
+                problem,
+            }),
+        }
+    }
+}
+
+/// Settings read from the environment: every settings struct of pasarela reads itself this one way.
+pub trait FromEnv: Sized {
+    /// Reads the settings, refusing a value that cannot be used.
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+}
+
+/// The URL in `variable`, or `default`; a value that is not a URL names the variable.
+pub fn base_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {
+    let raw = env.string(variable, default);
+    url::Url::parse(&raw).map_err(|e| ConfigError {
+        variable: variable.into(),
+        problem: format!("not a URL: {e}"),
+    })?;
+    Ok(raw)
+}

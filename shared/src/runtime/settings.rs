@@ -1,0 +1,178 @@
+//! The runtime's own settings: connections, the consumer loop, retries and shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::contract::env::{ConfigError, Env};
+use crate::contract::retry::{RetryPolicy, parse_delays};
+
+/// Defaults that differ per worker binary.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerDefaults {
+    /// The service name used in logs and traces.
+    pub service: &'static str,
+    /// Deliveries the broker may push before they are acked.
+    pub prefetch: u16,
+    /// Deliveries handled at once by one process.
+    pub concurrency: usize,
+    /// Default listen address of `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_addr: &'static str,
+}
+
+/// Settings of the broker and database connections and the consumer loop.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// `AMQP_URL`; holds a password, so it is secret.
+    pub amqp_url: SecretString,
+    /// `DATABASE_URL`; may hold a password.
+    pub database_url: SecretString,
+    /// `PASARELA_NAMESPACE`: prefix of every exchange and queue name.
+    pub namespace: String,
+    /// `PASARELA_PREFETCH`.
+    pub prefetch: u16,
+    /// `PASARELA_CONCURRENCY`.
+    pub concurrency: usize,
+    /// `PASARELA_METRICS_ADDR`; `off` disables the HTTP endpoint.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `PASARELA_RETRY_DELAYS` and `PASARELA_MAX_ATTEMPTS`.
+    pub retry: RetryPolicy,
+    /// `PASARELA_DELIVERY_LIMIT`: the quorum queues' last guard against a message that crashes workers.
+    pub delivery_limit: u32,
+    /// `PASARELA_CLAIM_LEASE`: how long a claimed message is considered in progress by its holder.
+    pub claim_lease: Duration,
+    /// `PASARELA_SHUTDOWN_GRACE`: how long SIGTERM waits for in-flight work.
+    pub shutdown_grace: Duration,
+    /// `PASARELA_DB_POOL_SIZE`.
+    pub db_pool_size: usize,
+    /// `PASARELA_GROUP_COMMIT_MAX`: most operations committed in one transaction.
+    pub group_commit_max: usize,
+    /// `PASARELA_OUTBOX_RELAY_INTERVAL`.
+    pub outbox_relay_interval: Duration,
+    /// `PASARELA_OUTBOX_RELAY_AFTER`: how old an unsent outbox row is before the relay takes it.
+    pub outbox_relay_after: Duration,
+}
+
+impl RuntimeSettings {
+    /// Reads the runtime settings, with `defaults` for what the environment leaves unset.
+    pub fn from_env(env: &Env, defaults: WorkerDefaults) -> Result<Self, ConfigError> {
+        let metrics_raw = env.string("PASARELA_METRICS_ADDR", defaults.metrics_addr);
+        let metrics_addr = if metrics_raw.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(metrics_raw.parse().map_err(|e| ConfigError {
+                variable: "PASARELA_METRICS_ADDR".into(),
+                problem: format!("not a socket address ({e}); use host:port or off"),
+            })?)
+        };
+        let delays = match env.get("PASARELA_RETRY_DELAYS") {
+            None => RetryPolicy::default_delays(),
+            Some(raw) => parse_delays(raw).map_err(|problem| ConfigError {
+                variable: "PASARELA_RETRY_DELAYS".into(),
+                problem,
+            })?,
+        };
+        let max_attempts = env.parse("PASARELA_MAX_ATTEMPTS", delays.len() as u32 + 1)?;
+        if max_attempts == 0 {
+            return Err(ConfigError {
+                variable: "PASARELA_MAX_ATTEMPTS".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        let concurrency: usize = env.parse("PASARELA_CONCURRENCY", defaults.concurrency)?;
+        let prefetch: u16 = env.parse("PASARELA_PREFETCH", defaults.prefetch)?;
+        if concurrency == 0 || prefetch == 0 {
+            return Err(ConfigError {
+                variable: "PASARELA_CONCURRENCY/PASARELA_PREFETCH".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            amqp_url: env.secret("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            database_url: env.secret(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/pasarela",
+            ),
+            namespace: env.string("PASARELA_NAMESPACE", ""),
+            prefetch,
+            concurrency,
+            metrics_addr,
+            retry: RetryPolicy::new(delays, max_attempts),
+            delivery_limit: env.parse("PASARELA_DELIVERY_LIMIT", 20)?,
+            claim_lease: env.duration("PASARELA_CLAIM_LEASE", Duration::from_secs(60))?,
+            shutdown_grace: env.duration("PASARELA_SHUTDOWN_GRACE", Duration::from_secs(25))?,
+            db_pool_size: env.parse("PASARELA_DB_POOL_SIZE", 8)?,
+            group_commit_max: env.parse("PASARELA_GROUP_COMMIT_MAX", 128)?,
+            outbox_relay_interval: env
+                .duration("PASARELA_OUTBOX_RELAY_INTERVAL", Duration::from_secs(1))?,
+            outbox_relay_after: env
+                .duration("PASARELA_OUTBOX_RELAY_AFTER", Duration::from_secs(5))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "test",
+        prefetch: 10,
+        concurrency: 5,
+        metrics_addr: "127.0.0.1:0",
+    };
+
+    #[test]
+    fn defaults_serve_a_local_machine() {
+        let s = RuntimeSettings::from_env(&Env::default(), DEFAULTS).unwrap();
+        assert_eq!(s.namespace, "");
+        assert_eq!(s.prefetch, 10);
+        assert_eq!(s.concurrency, 5);
+        assert_eq!(s.retry.delays().len(), 6);
+        assert_eq!(s.retry.max_attempts(), 7);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let env = Env::from_pairs([
+            ("AMQP_URL", "amqp://u:hunter2@h:5672/%2f"),
+            ("DATABASE_URL", "postgres://u:s3cr3t-pw@h/db"),
+        ]);
+        let runtime = RuntimeSettings::from_env(&env, DEFAULTS).unwrap();
+        let printed = format!("{runtime:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cr3t-pw"), "{printed}");
+        assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let env = Env::from_pairs([("PASARELA_RETRY_DELAYS", "1s,soon")]);
+        let err = RuntimeSettings::from_env(&env, DEFAULTS).unwrap_err();
+        assert_eq!(err.variable, "PASARELA_RETRY_DELAYS");
+        let env = Env::from_pairs([("PASARELA_CONCURRENCY", "many")]);
+        assert_eq!(
+            RuntimeSettings::from_env(&env, DEFAULTS)
+                .unwrap_err()
+                .variable,
+            "PASARELA_CONCURRENCY"
+        );
+    }
+
+    #[test]
+    fn retry_settings_are_read() {
+        let env = Env::from_pairs([
+            ("PASARELA_RETRY_DELAYS", "100ms,200ms"),
+            ("PASARELA_MAX_ATTEMPTS", "4"),
+            ("PASARELA_METRICS_ADDR", "off"),
+        ]);
+        let s = RuntimeSettings::from_env(&env, DEFAULTS).unwrap();
+        assert_eq!(
+            s.retry.delays(),
+            &[Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        assert_eq!(s.retry.max_attempts(), 4);
+        assert!(s.metrics_addr.is_none());
+    }
+}

@@ -1,0 +1,262 @@
+//! The hot-path writes, committed in groups.
+//!
+//! A commit costs more than a broker hop here, so concurrent deliveries do not commit one by one: each
+//! hands its claim or outcome to [`Store`], whose committer puts whatever is waiting into one transaction
+//! (up to `PASARELA_GROUP_COMMIT_MAX` operations) and wakes every waiter with its own answer. Claims and
+//! outbox clean-up commit with `synchronous_commit = off`: losing them in a database crash loses no work
+//! (a lost claim only hides a possible duplicate; a lost clean-up re-publishes an event), while outcomes
+//! commit durably. The statements are the table modules'; this module only groups them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, Transaction};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::contract::envelope::OutboundMessage;
+use crate::store::dead_letters::DeadLetterRow;
+use crate::store::error::{DbError, StoreError};
+use crate::store::work_items::{self, Claim, ClaimRequest, WorkUpdate};
+use crate::store::{SqlWrite, dead_letters, outbox};
+
+/// Everything one attempt's outcome writes, committed together.
+#[derive(Debug, Default)]
+pub struct Finish {
+    /// The message, when it had a usable `message_id`.
+    pub message_id: Option<Uuid>,
+    /// The work row's new state (none for a message that never got one).
+    pub work: Option<WorkUpdate>,
+    /// Domain rows.
+    pub writes: Vec<SqlWrite>,
+    /// Messages to publish once committed.
+    pub outbox: Vec<OutboundMessage>,
+    /// A dead-letter record.
+    pub dead_letter: Option<DeadLetterRow>,
+}
+
+enum Op {
+    Claim(ClaimRequest, oneshot::Sender<Result<Claim, StoreError>>),
+    Finish(Arc<Finish>, oneshot::Sender<Result<(), StoreError>>),
+    Forget(Vec<Uuid>),
+}
+
+/// Group-committing access to the state of one work queue.
+#[derive(Clone)]
+pub struct Store {
+    ops: mpsc::Sender<Op>,
+    pool: Pool,
+    queue: Arc<str>,
+}
+
+/// How the committer groups work.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSettings {
+    /// Most operations in one transaction.
+    pub max_batch: usize,
+    /// Transactions in flight at once.
+    pub parallel: usize,
+    /// How long a claim holds a message before another holder may take it over.
+    pub claim_lease: Duration,
+}
+
+impl Store {
+    /// Starts the committer for `queue` over `pool`.
+    pub fn start(pool: Pool, queue: &str, settings: StoreSettings) -> Self {
+        let (tx, rx) = mpsc::channel(settings.max_batch * settings.parallel * 4);
+        let queue: Arc<str> = Arc::from(queue);
+        let committer = Committer {
+            pool: pool.clone(),
+            queue: queue.clone(),
+            lease_secs: settings.claim_lease.as_secs_f64(),
+        };
+        tokio::spawn(committer.run(rx, settings.max_batch.max(1), settings.parallel.max(1)));
+        Self {
+            ops: tx,
+            pool,
+            queue,
+        }
+    }
+
+    /// The pool, for the rare paths that need no grouping.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The work queue whose rows this store writes.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    fn closed() -> StoreError {
+        StoreError {
+            transient: false,
+            message: "the store is shut down".into(),
+        }
+    }
+
+    /// Claims a message for an attempt (see [`Claim`]).
+    pub async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Claim(request, tx))
+            .await
+            .map_err(|_| Self::closed())?;
+        rx.await.map_err(|_| Self::closed())?
+    }
+
+    /// Commits an attempt's outcome and its outbox rows.
+    pub async fn finish(&self, finish: Arc<Finish>) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(Op::Finish(finish, tx))
+            .await
+            .map_err(|_| Self::closed())?;
+        rx.await.map_err(|_| Self::closed())?
+    }
+
+    /// Deletes outbox rows the broker has confirmed; grouped with whatever commits next.
+    pub async fn forget(&self, ids: Vec<Uuid>) {
+        if !ids.is_empty() {
+            // If the committer is gone the rows stay, and the relay publishes them once more.
+            let _ = self.ops.send(Op::Forget(ids)).await;
+        }
+    }
+}
+
+struct Committer {
+    pool: Pool,
+    queue: Arc<str>,
+    lease_secs: f64,
+}
+
+impl Committer {
+    async fn run(self, mut rx: mpsc::Receiver<Op>, max_batch: usize, parallel: usize) {
+        let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(parallel));
+        loop {
+            // Wait for a free transaction slot first: while all are busy, operations pile up in the
+            // channel and the next group is larger, which is the point.
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let this = this.clone();
+            tokio::spawn(async move {
+                this.commit_group(batch).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn commit_group(&self, batch: Vec<Op>) {
+        metrics::histogram!("pasarela_group_commit_size").record(batch.len() as f64);
+        let mut claims = Vec::new();
+        let mut finishes = Vec::new();
+        let mut forgets = Vec::new();
+        for op in batch {
+            match op {
+                Op::Claim(r, tx) => claims.push((r, tx)),
+                Op::Finish(f, tx) => finishes.push((f, tx)),
+                Op::Forget(ids) => forgets.extend(ids),
+            }
+        }
+        let claim_reqs: Vec<ClaimRequest> = claims.iter().map(|(r, _)| *r).collect();
+        let finish_refs: Vec<&Finish> = finishes.iter().map(|(f, _)| f.as_ref()).collect();
+        match self.transaction(&claim_reqs, &finish_refs, &forgets).await {
+            Ok(answers) => {
+                for ((_, tx), answer) in claims.into_iter().zip(answers) {
+                    let _ = tx.send(Ok(answer));
+                }
+                for (_, tx) in finishes {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) if e.transient || claims.len() + finishes.len() <= 1 => {
+                for (_, tx) in claims {
+                    let _ = tx.send(Err(e.clone()));
+                }
+                for (_, tx) in finishes {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+            Err(_) => {
+                // One bad operation must not fail its neighbours: commit each on its own.
+                for (r, tx) in claims {
+                    let res = self.transaction(&[r], &[], &[]).await;
+                    let _ = tx.send(res.map(|mut v| v.remove(0)));
+                }
+                for (f, tx) in finishes {
+                    let _ = tx.send(self.transaction(&[], &[&f], &[]).await.map(|_| ()));
+                }
+                if !forgets.is_empty() {
+                    let _ = self.transaction(&[], &[], &forgets).await;
+                }
+            }
+        }
+    }
+
+    async fn transaction(
+        &self,
+        claims: &[ClaimRequest],
+        finishes: &[&Finish],
+        forgets: &[Uuid],
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(DbError::from)?;
+        let txn = conn.transaction().await?;
+        if finishes.is_empty() {
+            txn.batch_execute("SET LOCAL synchronous_commit TO off")
+                .await?;
+        }
+        let answers = if claims.is_empty() {
+            Vec::new()
+        } else {
+            work_items::claim_all(&txn, &self.queue, self.lease_secs, claims).await?
+        };
+        if !finishes.is_empty() {
+            self.finish_all(&txn, finishes).await?;
+        }
+        if !forgets.is_empty() {
+            outbox::delete(&txn, forgets).await?;
+        }
+        txn.commit().await?;
+        Ok(answers)
+    }
+
+    /// Writes every outcome of a group: each table's rows in one statement, all pipelined.
+    async fn finish_all(
+        &self,
+        txn: &Transaction<'_>,
+        finishes: &[&Finish],
+    ) -> Result<(), StoreError> {
+        let queue = &*self.queue;
+        let outcomes: Vec<(Uuid, &WorkUpdate)> = finishes
+            .iter()
+            .filter_map(|f| Some((f.message_id?, f.work.as_ref()?)))
+            .collect();
+        let writes: Vec<&SqlWrite> = finishes.iter().flat_map(|f| f.writes.iter()).collect();
+        let messages: Vec<(Option<Uuid>, &OutboundMessage)> = finishes
+            .iter()
+            .flat_map(|f| f.outbox.iter().map(move |m| (f.message_id, m)))
+            .collect();
+        let dead: Vec<&DeadLetterRow> = finishes
+            .iter()
+            .filter_map(|f| f.dead_letter.as_ref())
+            .collect();
+        // tokio-postgres pipelines statements issued together on one connection: one round trip.
+        futures::try_join!(
+            work_items::record(txn, queue, &outcomes),
+            crate::store::write_all(txn, &writes),
+            outbox::insert(txn, queue, &messages),
+            dead_letters::insert(txn, queue, &dead),
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! Database failures, typed so that callers can tell "wait and try again" from "this is wrong".
+
+use deadpool_postgres::PoolError;
+use tokio_postgres::error::SqlState;
+
+/// A database failure, typed so callers can tell "wait and try again" from "this is wrong".
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// `DATABASE_URL` cannot be used (the URL itself is not printed: it may hold a password).
+    #[error("DATABASE_URL is not usable: {0}")]
+    Config(String),
+    /// A statement or connection failed.
+    #[error("database error: {}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("database pool: {0}")]
+    Pool(#[from] PoolError),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+/// The server's own words for a failed statement (tokio-postgres prints only "db error"); the message,
+/// never the detail, which may quote row values.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl DbError {
+    /// Whether waiting and trying again may succeed: the server is away, restarting or overloaded.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Config(_) | DbError::Migrate(_) => false,
+            DbError::Pool(PoolError::Backend(e)) | DbError::Postgres(e) => postgres_transient(e),
+            DbError::Pool(PoolError::Closed) => false,
+            DbError::Pool(_) => true,
+        }
+    }
+}
+
+/// A failure that may pass if the same operation is tried again after a wait.
+pub trait Transient: std::fmt::Display {
+    /// Whether waiting and trying again may succeed.
+    fn transient(&self) -> bool;
+}
+
+impl Transient for DbError {
+    fn transient(&self) -> bool {
+        self.is_transient()
+    }
+}
+
+fn postgres_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // No SQLSTATE: an I/O or protocol failure on the connection.
+        None => true,
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+        }
+    }
+}
+
+/// A store failure as every waiter of a failed group sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// Whether trying again later may succeed (the database is away or restarting).
+    pub transient: bool,
+    /// What failed.
+    pub message: String,
+}
+
+impl Transient for StoreError {
+    fn transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}

@@ -1,0 +1,388 @@
+//! The `work_items` table: one row per message and queue, the claim that decides who works on a
+//! message, and the outcome recorded when it is finished or scheduled for retry.
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::contract::errors::Failure;
+use crate::store::error::StoreError;
+
+/// A request to work on a message.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest {
+    /// The producer's `message_id`.
+    pub message_id: Uuid,
+    /// The attempt number the delivery carries.
+    pub header_attempt: u32,
+    /// Set by `pasarela dlq replay`: a failed message may start over.
+    pub replay: bool,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Work on it: this is attempt `attempt`.
+    Take {
+        /// The attempt number, counting from 1.
+        attempt: u32,
+        /// Its previous holder vanished mid-call, so the vendor may have seen it already.
+        possible_duplicate: bool,
+    },
+    /// Already finished: publish the stored result again.
+    Done {
+        /// Routing key of the stored event.
+        routing_key: String,
+        /// The stored event.
+        result: Value,
+    },
+    /// A newer copy of this message is already scheduled for retry; this one is spent.
+    Stale,
+    /// Another holder is working on it right now.
+    Busy,
+}
+
+/// The work row's new state after an attempt.
+#[derive(Debug, Clone)]
+pub enum WorkUpdate {
+    /// Finished for good.
+    Done {
+        /// Terminal status.
+        status: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Routing key of the result event.
+        routing_key: String,
+        /// The result event, kept to answer duplicates.
+        result: Value,
+        /// The failure, if the status is one.
+        error: Option<Failure>,
+    },
+    /// A retry copy carrying `next_attempt` is on its way through a tier.
+    RetryScheduled {
+        /// Attempts made.
+        attempts: u32,
+        /// The attempt number of the scheduled copy.
+        next_attempt: u32,
+        /// Why the attempt failed.
+        error: Failure,
+    },
+}
+
+/// Claims every message of a group in one statement, then settles the conflicts row by row.
+pub(crate) async fn claim_all(
+    txn: &Transaction<'_>,
+    queue: &str,
+    lease_secs: f64,
+    claims: &[ClaimRequest],
+) -> Result<Vec<Claim>, StoreError> {
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.message_id).collect();
+    let attempts: Vec<i32> = claims.iter().map(|c| c.header_attempt as i32).collect();
+    let insert = txn
+            .prepare_cached(
+                "INSERT INTO work_items (queue, message_id, state, attempts, next_attempt, claimed_until)
+                 SELECT $1, t.m, 'in_flight', t.a, t.a, now() + make_interval(secs => $4)
+                 FROM unnest($2::uuid[], $3::int4[]) AS t(m, a)
+                 ON CONFLICT (queue, message_id) DO NOTHING
+                 RETURNING message_id",
+            )
+            .await?;
+    let inserted: HashSet<Uuid> = txn
+        .query(&insert, &[&queue, &ids, &attempts, &lease_secs])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let mut answers: Vec<Option<Claim>> = vec![None; claims.len()];
+    let mut fresh_taken = HashSet::new();
+    let mut conflicts = Vec::new();
+    for (i, c) in claims.iter().enumerate() {
+        if inserted.contains(&c.message_id) && fresh_taken.insert(c.message_id) {
+            answers[i] = Some(Claim::Take {
+                attempt: c.header_attempt,
+                possible_duplicate: false,
+            });
+        } else {
+            conflicts.push(i);
+        }
+    }
+    if !conflicts.is_empty() {
+        let conflict_ids: Vec<Uuid> = conflicts.iter().map(|i| claims[*i].message_id).collect();
+        let select = txn
+            .prepare_cached(
+                "SELECT message_id, state, status, attempts, next_attempt,
+                            coalesce(claimed_until > now(), false), result_routing_key, result
+                     FROM work_items WHERE queue = $1 AND message_id = ANY($2) FOR UPDATE",
+            )
+            .await?;
+        let mut rows: HashMap<Uuid, WorkRow> = txn
+            .query(&select, &[&queue, &conflict_ids])
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    WorkRow {
+                        state: r.get(1),
+                        status: r.get(2),
+                        attempts: r.get::<_, i32>(3) as u32,
+                        next_attempt: r.get::<_, i32>(4) as u32,
+                        leased: r.get(5),
+                        routing_key: r.get(6),
+                        result: r.get(7),
+                    },
+                )
+            })
+            .collect();
+        let take = txn
+            .prepare_cached(
+                "UPDATE work_items SET state = 'in_flight', status = NULL, attempts = $3,
+                            claimed_until = now() + make_interval(secs => $4),
+                            possible_duplicates = possible_duplicates + $5, updated_at = now()
+                     WHERE queue = $1 AND message_id = $2",
+            )
+            .await?;
+        for i in conflicts {
+            let c = claims[i];
+            let Some(row) = rows.get_mut(&c.message_id) else {
+                // Inserted by this very group for an earlier claim in it: that one holds it.
+                answers[i] = Some(Claim::Busy);
+                continue;
+            };
+            let answer = decide(row, &c);
+            if let Claim::Take {
+                attempt,
+                possible_duplicate,
+            } = answer
+            {
+                let dup = i32::from(possible_duplicate);
+                txn.execute(
+                    &take,
+                    &[&queue, &c.message_id, &(attempt as i32), &lease_secs, &dup],
+                )
+                .await?;
+                row.state = "in_flight".into();
+                row.leased = true;
+                row.attempts = attempt;
+            }
+            answers[i] = Some(answer);
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Claim::Busy))
+        .collect())
+}
+
+/// The finished messages of one group, as the columns of one `unnest`.
+#[derive(Default)]
+struct DoneRows<'a> {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'a str>,
+    attempts: Vec<i32>,
+    routing_keys: Vec<&'a str>,
+    results: Vec<&'a Value>,
+    errors: Vec<Option<Value>>,
+}
+
+/// Records the outcomes of a group: every finished message in one statement, then each retry.
+pub(crate) async fn record(
+    txn: &Transaction<'_>,
+    queue: &str,
+    outcomes: &[(Uuid, &WorkUpdate)],
+) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut done = DoneRows::default();
+    let mut retries = Vec::new();
+    for (id, work) in outcomes {
+        match work {
+            WorkUpdate::Done {
+                status,
+                attempts,
+                routing_key,
+                result,
+                error,
+            } => {
+                done.ids.push(*id);
+                done.statuses.push(status.as_str());
+                done.attempts.push(*attempts as i32);
+                done.routing_keys.push(routing_key.as_str());
+                done.results.push(result);
+                done.errors
+                    .push(error.as_ref().and_then(|e| serde_json::to_value(e).ok()));
+            }
+            WorkUpdate::RetryScheduled {
+                attempts,
+                next_attempt,
+                error,
+            } => retries.push((
+                *id,
+                *attempts as i32,
+                *next_attempt as i32,
+                serde_json::to_value(error).ok(),
+            )),
+        }
+    }
+    let mark_done = txn.prepare_cached(MARK_DONE).await?;
+    let mark_retry = txn.prepare_cached(MARK_RETRY).await?;
+    let d = &done;
+    let finished = async {
+        if d.ids.is_empty() {
+            return Ok(0);
+        }
+        txn.execute(
+            &mark_done,
+            &[
+                &queue,
+                &d.ids,
+                &d.statuses,
+                &d.attempts,
+                &d.routing_keys,
+                &d.results,
+                &d.errors,
+            ],
+        )
+        .await
+    };
+    let mark_retry = &mark_retry;
+    let retried = futures::future::try_join_all(retries.iter().map(
+        |(id, attempts, next, error)| async move {
+            txn.execute(mark_retry, &[&queue, id, attempts, next, error])
+                .await
+        },
+    ));
+    futures::try_join!(finished, retried)?;
+    Ok(())
+}
+
+/// Every finished message of a group in one statement: one execution, not one per row.
+const MARK_DONE: &str = "UPDATE work_items AS w SET state = 'done', status = t.status,
+        attempts = t.attempts, result_routing_key = t.routing_key, result = t.result,
+        last_error = t.error, claimed_until = NULL, completed_at = now(), updated_at = now()
+    FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::jsonb[], $7::jsonb[])
+         AS t(message_id, status, attempts, routing_key, result, error)
+    WHERE w.queue = $1 AND w.message_id = t.message_id";
+
+/// A message whose retry copy is on its way through a tier.
+const MARK_RETRY: &str = "UPDATE work_items SET state = 'retry_scheduled', attempts = $3,
+        next_attempt = $4, last_error = $5, claimed_until = NULL, updated_at = now()
+    WHERE queue = $1 AND message_id = $2";
+
+struct WorkRow {
+    state: String,
+    status: Option<String>,
+    attempts: u32,
+    next_attempt: u32,
+    leased: bool,
+    routing_key: Option<String>,
+    result: Option<Value>,
+}
+
+/// What a claim on an existing work row gets.
+fn decide(row: &WorkRow, c: &ClaimRequest) -> Claim {
+    match row.state.as_str() {
+        "done" => {
+            let failed = row.status.as_deref() == Some("failed");
+            match (&row.routing_key, &row.result) {
+                (Some(rk), Some(result)) if !(c.replay && failed) => Claim::Done {
+                    routing_key: rk.clone(),
+                    result: result.clone(),
+                },
+                _ => Claim::Take {
+                    attempt: 1,
+                    possible_duplicate: false,
+                },
+            }
+        }
+        "retry_scheduled" if c.header_attempt >= row.next_attempt || c.replay => Claim::Take {
+            attempt: row.next_attempt.max(c.header_attempt),
+            possible_duplicate: false,
+        },
+        "retry_scheduled" => Claim::Stale,
+        _ if row.leased => Claim::Busy,
+        // Its holder's lease ran out without an outcome: the holder died, maybe mid-call.
+        _ => Claim::Take {
+            attempt: row.attempts + 1,
+            possible_duplicate: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, status: Option<&str>, next_attempt: u32, leased: bool) -> WorkRow {
+        WorkRow {
+            state: state.into(),
+            status: status.map(Into::into),
+            attempts: next_attempt.saturating_sub(1).max(1),
+            next_attempt,
+            leased,
+            routing_key: Some("otp.send.completed".into()),
+            result: Some(serde_json::json!({"status": status})),
+        }
+    }
+
+    fn req(header_attempt: u32, replay: bool) -> ClaimRequest {
+        ClaimRequest {
+            message_id: Uuid::nil(),
+            header_attempt,
+            replay,
+        }
+    }
+
+    #[test]
+    fn finished_work_is_answered_from_the_stored_result() {
+        let r = row("done", Some("sent"), 1, false);
+        assert!(matches!(decide(&r, &req(1, false)), Claim::Done { .. }));
+        assert!(matches!(decide(&r, &req(1, true)), Claim::Done { .. }));
+    }
+
+    #[test]
+    fn only_a_replay_restarts_failed_work() {
+        let r = row("done", Some("failed"), 3, false);
+        assert!(matches!(decide(&r, &req(3, false)), Claim::Done { .. }));
+        assert_eq!(
+            decide(&r, &req(1, true)),
+            Claim::Take {
+                attempt: 1,
+                possible_duplicate: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_scheduled_copy_proceeds_and_older_copies_are_stale() {
+        let r = row("retry_scheduled", None, 3, false);
+        assert_eq!(
+            decide(&r, &req(3, false)),
+            Claim::Take {
+                attempt: 3,
+                possible_duplicate: false
+            }
+        );
+        assert_eq!(decide(&r, &req(2, false)), Claim::Stale);
+    }
+
+    #[test]
+    fn a_held_message_is_busy_until_its_lease_runs_out() {
+        assert_eq!(
+            decide(&row("in_flight", None, 1, true), &req(1, false)),
+            Claim::Busy
+        );
+        let orphan = row("in_flight", None, 2, false);
+        assert_eq!(
+            decide(&orphan, &req(2, false)),
+            Claim::Take {
+                attempt: orphan.attempts + 1,
+                possible_duplicate: true
+            }
+        );
+    }
+}
