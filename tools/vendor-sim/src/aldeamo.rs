@@ -1,4 +1,4 @@
-//! Aldeamo's OTP API as its document describes it (seed 002, vendors.md §3).
+//! Aldeamo's OTP API as its document describes it (docs/vendors/aldeamo.md).
 //!
 //! Basic auth with the account's user and password. A code's channel, length (4..8), alphabet and
 //! lifetime (up to 120 minutes) belong to a configuration (`configId`) set in Aldeamo's web app, not

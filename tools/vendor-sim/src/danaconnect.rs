@@ -1,4 +1,4 @@
-//! DANAConnect's OTP API as its document describes it (seed 001, vendors.md §2).
+//! DANAConnect's OTP API as its document describes it (docs/vendors/danaconnect.md).
 //!
 //! Basic auth with `user@IDCompany`; `/send` checks type (1|2 → 07), length (3..12 → 08),
 //! secondsExpiration (1..3200 → 09), the conversation (→ 10) and the request's shape (→ 15), then

@@ -1,4 +1,4 @@
-//! GestoPago's PortalVentas.net security scheme as its document describes it (seed 004, vendors.md §5).
+//! GestoPago's PortalVentas.net security scheme as its document describes it (docs/vendors/gestopago.md).
 //!
 //! The credentials `idDistribuidor`, `codigoDispositivo` and `password` go form-url-encoded by POST to
 //! an authentication endpoint, which answers an `accessToken` valid 24 hours. Every later call carries

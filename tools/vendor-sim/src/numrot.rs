@@ -1,4 +1,4 @@
-//! NumRot's token service as its document describes it (seed 000, vendors.md §1).
+//! NumRot's token service as its document describes it (docs/vendors/numrot.md).
 //!
 //! `POST /v2/api/Token` with JSON `{"Username", "Password"}` answers 200 with a token, 500 "user not
 //! registered" for credentials NumRot does not know, and later calls answer 401 once the token is past

@@ -1,6 +1,6 @@
-//! The Aldeamo simulator over HTTP: credentials, the request rules of seed 002, codes shaped by their
-//! configuration, single use, the attempt limit, expiry, scripted sending failures and the
-//! configuration control endpoint.
+//! The Aldeamo simulator over HTTP: credentials, the request rules of docs/vendors/aldeamo.md, codes
+//! shaped by their configuration, single use, the attempt limit, expiry, scripted sending failures
+//! and the configuration control endpoint.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! The DANAConnect simulator over HTTP: credentials, every range check, single use, the attempt limit
-//! and expiry, as seed 001 describes them.
+//! and expiry, as docs/vendors/danaconnect.md describes them.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
-//! The GestoPago simulator over HTTP: the form-url-encoded token call of seed 004 (200, 401, 415),
-//! bearer calls (401 missing or incorrect, 403 expired or invalidated), the AES-256-CBC/PKCS7 `signed`
-//! payload by POST form and GET query, a configured token path, key and IV, and scripted statuses.
+//! The GestoPago simulator over HTTP: the form-url-encoded token call of docs/vendors/gestopago.md
+//! (200, 401, 415), bearer calls (401 missing or incorrect, 403 expired or invalidated), the
+//! AES-256-CBC/PKCS7 `signed` payload by POST form and GET query, a configured token path, key and
+//! IV, and scripted statuses.
 
 use std::collections::HashMap;
 use std::time::Duration;

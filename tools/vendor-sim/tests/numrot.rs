@@ -1,6 +1,6 @@
-//! The NumRot simulator over HTTP: the token call of seed 000 (200, 500 "user not registered", 400 for a
-//! malformed body), bearer calls (401 missing, unknown or expired), the lifetime, invalidation, the
-//! bare-string token shape and scripted statuses.
+//! The NumRot simulator over HTTP: the token call of docs/vendors/numrot.md (200, 500 "user not
+//! registered", 400 for a malformed body), bearer calls (401 missing, unknown or expired), the
+//! lifetime, invalidation, the bare-string token shape and scripted statuses.
 
 use std::time::Duration;
 
