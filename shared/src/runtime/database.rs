@@ -1,11 +1,23 @@
-//! The database as a worker's parts see it: the pool, and one way to wait out an outage.
+//! The database as a worker's parts see it: waiting for it at start, watching it, and waiting out an
+//! outage in the middle of a call.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
+use secrecy::SecretString;
 
+use crate::runtime::backoff;
 use crate::runtime::health::Health;
-use crate::store::error::Transient;
+use crate::runtime::stop::StopSignal;
+use crate::store::database as db;
+use crate::store::error::{DbError, Transient};
+
+/// How long a call waits out an outage: well inside the broker's consumer timeout, so a held delivery
+/// is never taken away meanwhile.
+const OUTAGE_BUDGET: Duration = Duration::from_secs(600);
+
+/// How often the watchdog checks the database.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// The database as a worker's parts see it: the pool, and one way to wait out an outage.
 #[derive(Clone)]
@@ -33,27 +45,64 @@ impl Database {
         &self.pool
     }
 
-    /// Runs `op`, waiting out a database outage with backoff for at most ten minutes (well inside the
-    /// broker's consumer timeout, so a held delivery is never taken away meanwhile).
+    /// Runs `op`, waiting out a database outage with backoff for at most ten minutes.
     pub async fn retrying<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, E>
     where
         E: Transient,
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
-        let deadline = std::time::Instant::now() + Duration::from_secs(600);
-        let mut delay = Duration::from_millis(50);
+        let mut delays = backoff::outage(OUTAGE_BUDGET);
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.transient() && std::time::Instant::now() < deadline => {
+                Err(e) if e.transient() => {
+                    let Some(delay) = delays.next() else {
+                        return Err(e);
+                    };
                     self.health.set_database(false);
                     tracing::warn!(error = %e, retry_in = ?delay, "database unavailable during {what}; waiting");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Connects to the database, waiting with backoff while it is away; `None` when stopped first. A
+/// database that cannot be used (a bad URL, a failed migration) is an error at once.
+pub async fn wait_for(
+    url: &SecretString,
+    pool_size: usize,
+    health: &Health,
+    stop: &mut StopSignal,
+) -> Result<Option<Pool>, DbError> {
+    let mut delays = backoff::reconnect();
+    let since = Instant::now();
+    loop {
+        match db::connect(url, pool_size).await {
+            Ok(pool) => {
+                health.set_database(true);
+                return Ok(Some(pool));
+            }
+            Err(e) if e.is_transient() => {
+                health.set_database(false);
+                let delay = delays.next().unwrap_or(WATCH_EVERY);
+                tracing::warn!(error = %e, retry_in = ?delay, waited = ?since.elapsed(),
+                    "database unavailable; retrying");
+                if !stop.sleep(delay).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reports the database's health every two seconds until stopped.
+pub async fn watch(pool: Pool, health: Health, mut stop: StopSignal) {
+    while stop.sleep(WATCH_EVERY).await {
+        health.set_database(db::ping(&pool).await);
     }
 }

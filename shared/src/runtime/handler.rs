@@ -26,7 +26,7 @@ pub struct Background {
     /// Names under the worker's namespace.
     pub names: crate::contract::queue::Names,
     /// Set when the worker is shutting down.
-    pub stop: crate::runtime::consumer::StopSignal,
+    pub stop: crate::runtime::stop::StopSignal,
 }
 
 /// A finished message: its status, the event to publish, and the writes that record it.

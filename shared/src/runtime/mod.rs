@@ -1,15 +1,22 @@
 //! The only code that consumes, acks, publishes, sleeps or loops.
 //!
-//! A worker is a [`handler::Handler`]; [`consumer::run`] connects, declares, consumes, and for each
-//! delivery turns the handler's outcome into an ack, a retry tier or a dead letter
-//! (docs/ARCHITECTURE.md, "The life of one message").
+//! A worker is a [`handler::Handler`]; [`consumer::run`] waits for the database, keeps a broker session
+//! ([`session`]) and turns each delivery ([`delivery`], [`attempt`]) into an ack, a retry tier or a dead
+//! letter (docs/ARCHITECTURE.md, "The life of one message").
 
+pub mod attempt;
+pub mod backoff;
 pub mod consumer;
 pub mod database;
+pub mod delivery;
 pub mod handler;
 pub mod health;
 pub mod publisher;
+pub mod relay;
+pub mod session;
 pub mod settings;
+pub mod stop;
 pub mod topology;
 
-pub use consumer::{StopSignal, run, shutdown_signal};
+pub use consumer::run;
+pub use stop::{StopSignal, shutdown_signal};

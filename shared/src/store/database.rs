@@ -112,6 +112,14 @@ pub fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, DbErro
         .map_err(|e| DbError::Config(e.to_string()))
 }
 
+/// Whether the database answers a trivial query.
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,298 @@
+//! One attempt at a claimed message: run the handler, turn its outcome into what must be written
+//! (a result, a retry copy, or a dead letter), commit it, publish, and only then ack.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use uuid::Uuid;
+
+use crate::contract::envelope::OutboundMessage;
+use crate::contract::errors::{ErrorKind, Failure};
+use crate::contract::headers::{
+    ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, ERROR_KIND_HEADER, HeaderValue,
+};
+use crate::contract::retry::format_duration;
+use crate::runtime::consumer::Worker;
+use crate::runtime::delivery::Inbound;
+use crate::runtime::handler::{Completion, HandleContext, Handler, NO_EVENT, Outcome};
+use crate::store::committer::Finish;
+use crate::store::dead_letters::DeadLetterRow;
+use crate::store::work_items::WorkUpdate;
+
+impl<H: Handler> Worker<H> {
+    /// One attempt at a claimed message, from the handler's outcome to the ack.
+    pub(crate) async fn attempt(
+        &self,
+        delivery: &Inbound,
+        message: &H::Message,
+        ctx: HandleContext,
+    ) -> &'static str {
+        tracing::Span::current().record("attempt", ctx.attempt);
+        if ctx.possible_duplicate {
+            metrics::counter!("pasarela_possible_duplicates_total", "queue" => self.routes.queue)
+                .increment(1);
+            tracing::warn!(
+                "taking over a message whose previous holder vanished mid-attempt: the vendor may be called twice"
+            );
+        }
+        let (finish, label) = match self.handle(message, &ctx).await {
+            Outcome::Complete(c) => (self.complete(delivery, &ctx, c, None), "completed"),
+            Outcome::Retry {
+                failure,
+                retry_after,
+            } if self.handler.retries_in_tiers() && self.settings.retry.may_retry(ctx.attempt) => {
+                (self.retry(delivery, &ctx, failure, retry_after), "retry")
+            }
+            Outcome::Retry { failure, .. } => {
+                (self.give_up(delivery, message, &ctx, &failure), "dead")
+            }
+        };
+        self.record_then_ack(delivery, finish, label).await
+    }
+
+    /// Runs the handler; a panic is a failed attempt, not a dead worker.
+    async fn handle(&self, message: &H::Message, ctx: &HandleContext) -> Outcome {
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(self.handler.handle(message, ctx))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("the handler panicked; treating the attempt as failed");
+                Outcome::Retry {
+                    failure: Failure::new(ErrorKind::Internal, "the handler panicked"),
+                    retry_after: None,
+                }
+            });
+        metrics::histogram!("pasarela_handler_seconds", "queue" => self.routes.queue)
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// A retry: the copy for the tier the policy picks, and the work row's new state.
+    fn retry(
+        &self,
+        delivery: &Inbound,
+        ctx: &HandleContext,
+        failure: Failure,
+        retry_after: Option<Duration>,
+    ) -> Finish {
+        let tier = self.settings.retry.tier_after(ctx.attempt, retry_after);
+        let mut copy = self.copy_of(delivery);
+        copy.routing_key = self
+            .topology
+            .names
+            .tier_queue(&self.topology.queue, tier.delay);
+        copy.expiration_ms = Some(tier.expiration.as_millis() as u64);
+        copy.headers.insert(
+            ATTEMPT_HEADER.into(),
+            HeaderValue::Int(i64::from(ctx.attempt + 1)),
+        );
+        copy.headers.remove(DEFERRED_HEADER);
+        tracing::info!(error = %failure, tier = ?tier.delay, "attempt failed; retry scheduled");
+        metrics::counter!("pasarela_retries_total", "queue" => self.routes.queue,
+            "tier" => format_duration(tier.delay))
+        .increment(1);
+        Finish {
+            message_id: Some(ctx.message_id),
+            work: Some(WorkUpdate::RetryScheduled {
+                attempts: ctx.attempt,
+                next_attempt: ctx.attempt + 1,
+                error: failure,
+            }),
+            outbox: vec![copy],
+            ..Default::default()
+        }
+    }
+
+    /// Every attempt spent: the handler's exhausted result, and the message to `.dead`.
+    fn give_up(
+        &self,
+        delivery: &Inbound,
+        message: &H::Message,
+        ctx: &HandleContext,
+        failure: &Failure,
+    ) -> Finish {
+        tracing::warn!(error = %failure, attempts = ctx.attempt, "retries exhausted; dead-lettering");
+        let completion = self.handler.exhausted(message, ctx, failure);
+        let reason = format!("exhausted after {} attempts: {failure}", ctx.attempt);
+        let mut finish = self.complete(delivery, ctx, completion, Some(&reason));
+        finish.dead_letter = Some(self.dead_letter_row(
+            delivery,
+            Some(ctx.message_id.to_string()),
+            ErrorKind::Exhausted,
+            reason,
+            Some(ctx.attempt),
+        ));
+        metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "exhausted").increment(1);
+        finish
+    }
+
+    /// Builds the writes of a finished message: its state, domain rows, event, reply, and for a
+    /// dead-lettered one the copy for `.dead`.
+    fn complete(
+        &self,
+        delivery: &Inbound,
+        ctx: &HandleContext,
+        c: Completion,
+        dead_reason: Option<&str>,
+    ) -> Finish {
+        let mut outbox = Vec::with_capacity(2);
+        if c.routing_key != NO_EVENT {
+            outbox.push(self.event(c.routing_key, &c.event));
+        }
+        outbox.extend(self.reply(delivery, &c.event));
+        if let Some(reason) = dead_reason {
+            outbox.push(self.dead_copy(delivery, reason, ErrorKind::Exhausted));
+        }
+        Finish {
+            message_id: Some(ctx.message_id),
+            work: Some(WorkUpdate::Done {
+                status: c.status,
+                attempts: ctx.attempt,
+                routing_key: c.routing_key.to_string(),
+                result: c.event,
+                error: c.error,
+            }),
+            writes: c.writes,
+            outbox,
+            dead_letter: None,
+        }
+    }
+
+    /// Dead-letters a message that cannot be read: no claim, no handler, a reason in the header.
+    pub(crate) async fn dead_letter_input(
+        &self,
+        delivery: &Inbound,
+        message_id: Option<String>,
+        reason: &str,
+    ) -> &'static str {
+        tracing::warn!(%reason, "dead-lettering unreadable message");
+        metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "invalid").increment(1);
+        let copy = self.dead_copy(delivery, reason, ErrorKind::Internal);
+        let row = self.dead_letter_row(
+            delivery,
+            message_id,
+            ErrorKind::Internal,
+            reason.into(),
+            None,
+        );
+        let finish = Finish {
+            outbox: vec![copy],
+            dead_letter: Some(row),
+            ..Default::default()
+        };
+        self.record_then_ack(delivery, finish, "dead").await
+    }
+
+    /// Commits `finish`, publishes what it holds, and acks; or requeues when either fails.
+    async fn record_then_ack(
+        &self,
+        delivery: &Inbound,
+        finish: Finish,
+        label: &'static str,
+    ) -> &'static str {
+        let store = self.store.clone();
+        let finish = Arc::new(finish);
+        // The outcome must land: the vendor has been called. Hold the delivery until it does.
+        let committed = self
+            .db
+            .retrying("record outcome", || store.finish(finish.clone()))
+            .await;
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "could not record the outcome; the message will be redelivered");
+            return self.requeue(delivery).await;
+        }
+        match self.publisher.publish_all(&finish.outbox).await {
+            Ok(()) => {
+                self.ack(delivery).await;
+                let ids: Vec<Uuid> = finish.outbox.iter().map(|m| m.id).collect();
+                self.store.forget(ids).await;
+                label
+            }
+            Err(e) => {
+                // Committed but not confirmed: the outbox keeps the messages. Requeue so the
+                // redelivery (or the relay) publishes them before anything is acked.
+                tracing::warn!(error = %e, "publish not confirmed; the outbox keeps the messages");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.requeue(delivery).await;
+                label
+            }
+        }
+    }
+
+    /// The result event on the events exchange.
+    pub(crate) fn event(&self, routing_key: &str, body: &serde_json::Value) -> OutboundMessage {
+        let mut m = OutboundMessage::json(&self.routes.events_exchange, routing_key, body);
+        m.message_id = Some(m.id.to_string());
+        crate::telemetry::inject_current(&mut m.headers);
+        m
+    }
+
+    /// The reply to an RPC caller, when the delivery named `reply_to`.
+    pub(crate) fn reply(
+        &self,
+        delivery: &Inbound,
+        body: &serde_json::Value,
+    ) -> Option<OutboundMessage> {
+        let reply_to = delivery.properties.reply_to().as_ref()?;
+        let mut m = OutboundMessage::json("", reply_to.as_str(), body);
+        m.correlation_id = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_string());
+        crate::telemetry::inject_current(&mut m.headers);
+        Some(m)
+    }
+
+    /// The delivery as it came, ready to be published elsewhere.
+    pub(crate) fn copy_of(&self, delivery: &Inbound) -> OutboundMessage {
+        let p = &delivery.properties;
+        OutboundMessage {
+            id: Uuid::now_v7(),
+            exchange: String::new(),
+            routing_key: String::new(),
+            message_id: p.message_id().as_ref().map(|s| s.as_str().to_string()),
+            correlation_id: p.correlation_id().as_ref().map(|s| s.as_str().to_string()),
+            content_type: p.content_type().as_ref().map(|s| s.as_str().to_string()),
+            expiration_ms: None,
+            headers: delivery.headers.clone(),
+            body: delivery.body.to_vec(),
+        }
+    }
+
+    fn dead_copy(&self, delivery: &Inbound, reason: &str, kind: ErrorKind) -> OutboundMessage {
+        let mut copy = self.copy_of(delivery);
+        // The copy passes through the outbox table: it carries only what a table may keep.
+        copy.body = self.handler.stored_body(&delivery.body);
+        copy.routing_key = self.routes.dead_queue.clone();
+        copy.headers
+            .insert(ERROR_HEADER.into(), HeaderValue::Text(reason.to_string()));
+        copy.headers.insert(
+            ERROR_KIND_HEADER.into(),
+            HeaderValue::Text(kind.as_str().into()),
+        );
+        // reply_to is dropped on purpose: a replay must not answer a caller that gave up long ago.
+        copy
+    }
+
+    fn dead_letter_row(
+        &self,
+        delivery: &Inbound,
+        message_id: Option<String>,
+        kind: ErrorKind,
+        reason: String,
+        attempts: Option<u32>,
+    ) -> DeadLetterRow {
+        DeadLetterRow {
+            message_id,
+            kind,
+            reason,
+            attempts,
+            headers: serde_json::to_value(&delivery.headers).unwrap_or_default(),
+            body: self.handler.stored_body(&delivery.body),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! What happens to one delivery, as small steps: decode, claim, then by the claim's answer attempt
+//! the message, answer a duplicate from the stored result, drop a stale copy, or defer a busy one.
+//! Every path ends in exactly one ack or requeue, and an ack only after what it caused is confirmed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::contract::headers::{DEFERRED_HEADER, HeaderValue, REPLAY_HEADER, attempt_of};
+use crate::runtime::consumer::Worker;
+use crate::runtime::handler::{HandleContext, Handler, NO_EVENT};
+use crate::runtime::publisher;
+use crate::store::outbox;
+use crate::store::work_items::{Claim, ClaimRequest};
+use crate::telemetry;
+
+/// A delivery whose body is shared bytes: a handler may keep a part of it (a document) without a
+/// copy. Everything else is the delivery's.
+pub(crate) struct Inbound {
+    delivery: Delivery,
+    pub(crate) body: bytes::Bytes,
+    pub(crate) headers: BTreeMap<String, HeaderValue>,
+}
+
+impl From<Delivery> for Inbound {
+    fn from(mut delivery: Delivery) -> Self {
+        let body = bytes::Bytes::from(std::mem::take(&mut delivery.data));
+        let headers = publisher::headers_from_table(delivery.properties.headers().as_ref());
+        Self {
+            delivery,
+            body,
+            headers,
+        }
+    }
+}
+
+impl std::ops::Deref for Inbound {
+    type Target = Delivery;
+
+    fn deref(&self) -> &Delivery {
+        &self.delivery
+    }
+}
+
+impl Inbound {
+    /// The producer's `message_id` as it came, if any.
+    fn raw_message_id(&self) -> Option<String> {
+        self.properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// Handles one delivery inside its span, and counts what became of it.
+    pub(crate) async fn process(
+        self: Arc<Self>,
+        delivery: Delivery,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let delivery = Inbound::from(delivery);
+        let message_id = delivery.raw_message_id();
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %self.routes.span_name,
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
+            messaging.destination.name = self.routes.queue,
+            messaging.message.id = message_id.as_deref().unwrap_or(""),
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        telemetry::adopt_parent(&span, &delivery.headers);
+        let started = Instant::now();
+        let label = self
+            .deliver(&delivery, message_id)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", label);
+        metrics::counter!("pasarela_messages_total", "queue" => self.routes.queue, "outcome" => label)
+            .increment(1);
+        metrics::histogram!("pasarela_message_seconds", "queue" => self.routes.queue)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Decode, claim, and follow the claim's answer; returns what became of the delivery.
+    async fn deliver(&self, delivery: &Inbound, raw_id: Option<String>) -> &'static str {
+        let (message_id, message) = match self.decode(delivery, raw_id.as_deref()) {
+            Ok(decoded) => decoded,
+            Err(reason) => return self.dead_letter_input(delivery, raw_id, &reason).await,
+        };
+        let request = ClaimRequest {
+            message_id,
+            header_attempt: attempt_of(&delivery.headers),
+            replay: delivery.headers.contains_key(REPLAY_HEADER),
+        };
+        let store = self.store.clone();
+        let claim = match self.db.retrying("claim", || store.claim(request)).await {
+            Ok(claim) => claim,
+            Err(e) => {
+                tracing::error!(error = %e, "could not claim; returning the message to the queue");
+                return self.requeue(delivery).await;
+            }
+        };
+        match claim {
+            Claim::Take {
+                attempt,
+                possible_duplicate,
+            } => {
+                let ctx = HandleContext {
+                    message_id,
+                    attempt,
+                    possible_duplicate,
+                };
+                self.attempt(delivery, &message, ctx).await
+            }
+            Claim::Done {
+                routing_key,
+                result,
+            } => {
+                self.answer_again(delivery, message_id, &routing_key, &result)
+                    .await
+            }
+            Claim::Stale => self.drop_stale(delivery, message_id).await,
+            Claim::Busy => self.defer(delivery).await,
+        }
+    }
+
+    /// The message's id and body, or why it cannot be read.
+    fn decode(
+        &self,
+        delivery: &Inbound,
+        raw_id: Option<&str>,
+    ) -> Result<(Uuid, H::Message), String> {
+        let message_id = match raw_id.map(Uuid::parse_str) {
+            Some(Ok(id)) => id,
+            None => {
+                return Err(
+                    "missing message_id: every work message needs a message_id property (a UUID)"
+                        .into(),
+                );
+            }
+            Some(Err(_)) => return Err("message_id is not a UUID".into()),
+        };
+        let limit = self.handler.max_message_bytes();
+        if delivery.body.len() > limit {
+            let size = delivery.body.len();
+            return Err(format!("body of {size} bytes is over the limit of {limit}"));
+        }
+        let message = self
+            .handler
+            .decode(&delivery.body)
+            .map_err(|e| format!("invalid {} message: {e}", self.routes.queue))?;
+        Ok((message_id, message))
+    }
+
+    /// A message already finished: publish its stored result again (and any copy still waiting in the
+    /// outbox after a crash before its confirm), then ack.
+    async fn answer_again(
+        &self,
+        delivery: &Inbound,
+        message_id: Uuid,
+        routing_key: &str,
+        result: &serde_json::Value,
+    ) -> &'static str {
+        let mut out = Vec::with_capacity(2);
+        if routing_key != NO_EVENT {
+            out.push(self.event(routing_key, result));
+        }
+        out.extend(self.reply(delivery, result));
+        let flushed = self.flush_outbox(message_id).await;
+        match (flushed, self.publisher.publish_all(&out).await) {
+            (Ok(_), Ok(())) => {
+                self.ack(delivery).await;
+                "duplicate"
+            }
+            (Err(e), _) => {
+                tracing::warn!(error = %e, "could not flush the outbox for a duplicate");
+                self.requeue(delivery).await
+            }
+            (_, Err(e)) => {
+                tracing::warn!(error = %e, "could not re-publish the stored result");
+                self.requeue(delivery).await
+            }
+        }
+    }
+
+    /// A copy older than the scheduled retry: what it caused is sent, and it is dropped.
+    async fn drop_stale(&self, delivery: &Inbound, message_id: Uuid) -> &'static str {
+        match self.flush_outbox(message_id).await {
+            Ok(_) => {
+                self.ack(delivery).await;
+                "stale"
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not flush the outbox for a stale copy");
+                self.requeue(delivery).await
+            }
+        }
+    }
+
+    /// Another holder is on it: set this copy aside in the shortest tier and look again later,
+    /// instead of calling the vendor a second time.
+    async fn defer(&self, delivery: &Inbound) -> &'static str {
+        let mut copy = self.copy_of(delivery);
+        copy.routing_key = self.routes.defer_queue.clone();
+        let deferred = match delivery.headers.get(DEFERRED_HEADER) {
+            Some(HeaderValue::Int(n)) => n + 1,
+            _ => 1,
+        };
+        copy.headers
+            .insert(DEFERRED_HEADER.into(), HeaderValue::Int(deferred));
+        match self.publisher.publish(&copy).await {
+            Ok(()) => {
+                self.ack(delivery).await;
+                "deferred"
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not defer a busy message");
+                self.requeue(delivery).await
+            }
+        }
+    }
+
+    /// Sends the message's outbox rows a crash left behind.
+    async fn flush_outbox(
+        &self,
+        message_id: Uuid,
+    ) -> Result<usize, outbox::FlushError<publisher::PublishError>> {
+        outbox::flush(
+            self.store.pool(),
+            &self.publisher,
+            self.routes.queue,
+            message_id,
+            self.settings.outbox_relay_after,
+        )
+        .await
+    }
+
+    /// Acks a delivery whose outcome is committed and confirmed.
+    pub(crate) async fn ack(&self, delivery: &Inbound) {
+        if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+            // The channel is gone; the broker redelivers and the claim answers from the stored state.
+            tracing::debug!(error = %e, "ack failed");
+        }
+    }
+
+    /// Returns a delivery to its queue; says so.
+    pub(crate) async fn requeue(&self, delivery: &Inbound) -> &'static str {
+        let opts = BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
+        if let Err(e) = delivery.acker.nack(opts).await {
+            tracing::debug!(error = %e, "nack failed");
+        }
+        "requeued"
+    }
+}

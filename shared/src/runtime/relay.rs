@@ -1,0 +1,50 @@
+//! The outbox relay: publishes rows that a crash or a broker outage left behind, and the last flush
+//! on the way out.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use crate::runtime::publisher::Publisher;
+use crate::runtime::stop::StopSignal;
+use crate::store::outbox;
+
+/// Rows one relay pass takes at most.
+const PASS_ROWS: i64 = 500;
+
+/// Rows the last flush takes at most.
+const FLUSH_ROWS: i64 = 10_000;
+
+/// Every `every`, publishes outbox rows older than `after` while the broker is there, until stopped.
+pub async fn run(
+    pool: Pool,
+    publisher: Publisher,
+    every: Duration,
+    after: Duration,
+    mut stop: StopSignal,
+) {
+    while stop.sleep(every).await {
+        if !publisher.is_connected() {
+            continue;
+        }
+        match outbox::relay(&pool, &publisher, after, PASS_ROWS).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("pasarela_outbox_relayed_total").increment(n as u64);
+                tracing::info!(published = n, "relayed outbox rows left behind");
+            }
+            Err(e) => tracing::debug!(error = %e, "outbox relay pass failed"),
+        }
+    }
+}
+
+/// Publishes whatever the outbox still holds, once, before the process leaves.
+pub async fn flush_all(pool: &Pool, publisher: &Publisher) {
+    match outbox::relay(pool, publisher, Duration::ZERO, FLUSH_ROWS).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(published = n, "flushed the outbox"),
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox left for the relay of another replica or restart")
+        }
+    }
+}

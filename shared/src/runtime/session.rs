@@ -1,0 +1,136 @@
+//! The broker session: connect, declare the topology, hand the publisher its channel, consume, and
+//! reconnect with backoff when the broker goes away. On stop: cancel the consumer, let in-flight work
+//! finish within the grace period, close.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::runtime::backoff;
+use crate::runtime::consumer::Worker;
+use crate::runtime::handler::Handler;
+use crate::runtime::publisher;
+use crate::runtime::stop::StopSignal;
+
+/// How a session ended.
+enum SessionEnd {
+    Stopped,
+    Lost,
+}
+
+/// A session's open connection, its consuming channel and the consumer.
+struct Open {
+    connection: Connection,
+    channel: Channel,
+    consumer: Consumer,
+}
+
+impl<H: Handler> Worker<H> {
+    /// Keeps a broker session up until stopped, reconnecting with backoff.
+    pub(crate) async fn supervise(self: Arc<Self>, mut stop: StopSignal) {
+        let mut delays = backoff::reconnect();
+        while !stop.is_set() {
+            match self.session(&mut stop).await {
+                Ok(SessionEnd::Stopped) => return,
+                Ok(SessionEnd::Lost) => {
+                    tracing::warn!("lost the broker; reconnecting");
+                    delays = backoff::reconnect();
+                }
+                Err(e) => tracing::warn!(error = %e, "broker unavailable; retrying"),
+            }
+            self.publisher.detach();
+            self.health.set_broker(false);
+            let delay = delays.next().unwrap_or_default();
+            if !stop.sleep(delay).await {
+                return;
+            }
+        }
+    }
+
+    /// Connects, declares the whole topology of this worker's queue, and starts consuming.
+    async fn open(&self) -> Result<Open, lapin::Error> {
+        let connection = publisher::connect(&self.settings.amqp_url, self.service).await?;
+        let setup = connection.create_channel().await?;
+        self.topology.declare(&setup).await?;
+        let _ = setup.close(200, "topology declared".into()).await;
+        self.publisher.attach(&connection).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let work_queue = self.topology.names.work_queue(&self.topology.queue);
+        let consumer = channel
+            .basic_consume(
+                work_queue.as_str().into(),
+                format!("{}-{}", self.service, Uuid::now_v7()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %work_queue, prefetch = self.settings.prefetch,
+            concurrency = self.settings.concurrency, "consuming");
+        Ok(Open {
+            connection,
+            channel,
+            consumer,
+        })
+    }
+
+    /// One session: deliveries are handed to tasks, at most `concurrency` at once, until the broker
+    /// goes away or the worker stops.
+    async fn session(self: &Arc<Self>, stop: &mut StopSignal) -> Result<SessionEnd, lapin::Error> {
+        let mut open = self.open().await?;
+        self.health.set_broker(true);
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let end = loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                _ = stop.wait() => break SessionEnd::Stopped,
+            };
+            let next = tokio::select! {
+                d = open.consumer.next() => d,
+                _ = stop.wait() => break SessionEnd::Stopped,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.process(delivery, permit).await });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer failed");
+                    break SessionEnd::Lost;
+                }
+                None => break SessionEnd::Lost,
+            }
+        };
+        if let SessionEnd::Stopped = end {
+            self.drain(open, &slots).await;
+        }
+        Ok(end)
+    }
+
+    /// Stops the broker pushing more and waits, within the grace period, for in-flight work.
+    /// Prefetched deliveries not yet started go back to the queue when the channel closes.
+    async fn drain(&self, open: Open, slots: &Semaphore) {
+        let _ = open
+            .channel
+            .basic_cancel(open.consumer.tag(), BasicCancelOptions::default())
+            .await;
+        let all = self.settings.concurrency as u32;
+        let grace = self.settings.shutdown_grace;
+        match tokio::time::timeout(grace, slots.acquire_many(all)).await {
+            Ok(_) => tracing::info!("in-flight work finished"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "in-flight work did not finish within the grace period; it will be redelivered"
+            ),
+        }
+        let _ = open.channel.close(200, "shutdown".into()).await;
+        let _ = open.connection.close(200, "shutdown".into()).await;
+    }
+}
