@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine;
-use pasarela_e2e::{EnvOptions, TEST_WEBHOOK_SECRET, TestEnv};
+use pasarela_e2e::{TEST_WEBHOOK_SECRET, TestEnv};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -104,22 +104,19 @@ fn doc_sign(id: Uuid, content: &[u8], callback: Option<String>) -> Value {
     body
 }
 
+/// Starts the signing path's three workers; `doc-sign` first, as `callback-ingress` listens before
+/// its database is migrated and so cannot be the worker that migrates it.
 async fn signing_env(extra: &[(&str, &str)]) -> TestEnv {
-    let mut options = EnvOptions::default();
-    options
-        .worker_env
-        .push(("PASARELA_WEBHOOK_ALLOW_HOSTS".into(), "127.0.0.1".into()));
-    options
-        .worker_env
-        .push(("PASARELA_WEBHOOK_SCHEDULE".into(), "0s,1s,1s,1s".into()));
+    let mut options = TestEnv::builder()
+        .worker("doc-sign")
+        .worker("doc-callback")
+        .worker("callback-ingress")
+        .env("PASARELA_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
+        .env("PASARELA_WEBHOOK_SCHEDULE", "0s,1s,1s,1s");
     for (k, v) in extra {
-        options.worker_env.push((k.to_string(), v.to_string()));
+        options = options.env(k, v);
     }
-    let mut env = TestEnv::start_with(options).await;
-    env.start_ingress().await;
-    env.start_extra("doc-sign", "doc.sign", 1).await;
-    env.start_extra("doc-callback", "doc.callback", 1).await;
-    env
+    options.start().await
 }
 
 /// Waits for `count` events with `routing_key`, ignoring others; fails with the worker log.
@@ -510,12 +507,11 @@ async fn a_failing_endpoint_gets_it_later_and_a_hanging_one_delays_no_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn private_callbacks_non_pdfs_and_oversize_documents_are_rejected_without_a_vendor_call() {
-    let mut options = EnvOptions::default();
-    options
-        .worker_env
-        .push(("PASARELA_MAX_DOCUMENT_BYTES".into(), "2000".into()));
-    let mut env = TestEnv::start_with(options).await;
-    env.start_extra("doc-sign", "doc.sign", 1).await;
+    let mut env = TestEnv::builder()
+        .worker("doc-sign")
+        .env("PASARELA_MAX_DOCUMENT_BYTES", "2000")
+        .start()
+        .await;
 
     let private = Uuid::now_v7();
     env.publish_to(

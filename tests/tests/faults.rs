@@ -109,7 +109,6 @@ async fn ride_out(fault: Fault) {
         "vendor calls {calls}"
     );
     assert!(env.worker_running(), "the worker stayed up");
-    assert_eq!(env.worker_starts, 1);
     env.teardown().await;
 }
 

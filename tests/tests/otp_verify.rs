@@ -4,24 +4,28 @@
 
 use std::time::Duration;
 
-use pasarela_e2e::{EnvOptions, TestEnv, mobile_for};
+use pasarela_e2e::{TestEnv, mobile_for};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Starts an environment with `otp-send` and one `otp-verify`, with extra worker settings.
-async fn start(extra_env: &[(&str, &str)]) -> TestEnv {
-    let mut options = EnvOptions::default();
-    options
-        .worker_env
-        .push(("PASARELA_OTP_SWEEP_INTERVAL".into(), "1s".into()));
-    for (k, v) in extra_env {
-        options.worker_env.push((k.to_string(), v.to_string()));
+/// The workers of a test that sends codes and verifies them.
+const SEND_AND_VERIFY: &[&str] = &["otp-send", "otp-verify"];
+
+/// The worker of a test that only sends.
+const SEND: &[&str] = &["otp-send"];
+
+/// Starts an environment with `workers` (one process each), with extra worker settings.
+async fn start(workers: &[&str], extra_env: &[(&str, &str)]) -> TestEnv {
+    let mut options = TestEnv::builder().env("PASARELA_OTP_SWEEP_INTERVAL", "1s");
+    for w in workers {
+        options = options.worker(w);
     }
-    let mut env = TestEnv::start_with(options).await;
-    env.start_extra("otp-verify", "otp.verify", 1).await;
-    env
+    for (k, v) in extra_env {
+        options = options.env(k, v);
+    }
+    options.start().await
 }
 
 fn danaconnect_send(request_id: Uuid, code_type: &str, length: u32, expires: u32) -> Value {
@@ -106,7 +110,7 @@ fn wrong(code: &str) -> String {
 
 #[tokio::test]
 async fn danaconnect_send_then_wrong_right_and_again() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND_AND_VERIFY, &[]).await;
     let id = Uuid::new_v4();
     let sent = send(&mut env, &danaconnect_send(id, "numeric", 6, 300)).await;
     assert_eq!(sent["status"], "sent", "{sent}");
@@ -137,7 +141,7 @@ async fn danaconnect_send_then_wrong_right_and_again() {
 
 #[tokio::test]
 async fn aldeamo_send_then_wrong_right_and_again() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND_AND_VERIFY, &[]).await;
     let id = Uuid::new_v4();
     let sent = send(&mut env, &aldeamo_send(id, "cfg-sms", "sms")).await;
     assert_eq!(sent["status"], "sent", "{sent}");
@@ -167,7 +171,7 @@ async fn aldeamo_send_then_wrong_right_and_again() {
 
 #[tokio::test]
 async fn expiry_max_attempts_and_unknown_requests() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND_AND_VERIFY, &[]).await;
     // Expired: a one-second code verified after it ran out; and one never verified is swept.
     let late = Uuid::new_v4();
     let swept = Uuid::new_v4();
@@ -209,7 +213,7 @@ async fn expiry_max_attempts_and_unknown_requests() {
 
 #[tokio::test]
 async fn aldeamo_rejections_make_no_vendor_call() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND, &[]).await;
     let mut long_id = aldeamo_send(Uuid::new_v4(), "cfg-sms", "sms");
     long_id["aldeamo"]["otp_id"] = json!("a".repeat(21));
     let e = send(&mut env, &long_id).await;
@@ -238,7 +242,7 @@ async fn aldeamo_rejections_make_no_vendor_call() {
 
 #[tokio::test]
 async fn failover_sends_through_aldeamo_when_danaconnect_is_in_maintenance() {
-    let mut env = start(&[("PASARELA_OTP_BREAKER_FAILURES", "2")]).await;
+    let mut env = start(SEND_AND_VERIFY, &[("PASARELA_OTP_BREAKER_FAILURES", "2")]).await;
     env.sim
         .faults(json!({ "vendor": "danaconnect", "script": vec!["05"; 50] }))
         .await;
@@ -277,7 +281,7 @@ async fn failover_sends_through_aldeamo_when_danaconnect_is_in_maintenance() {
 
 #[tokio::test]
 async fn the_fraud_guard_allows_exactly_the_limit_across_two_workers() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND, &[]).await;
     // One destination, default limit 5 per 10 minutes: the sixth is refused without a vendor call.
     let mobile = "+573009990001";
     let body = |id: Uuid| {
@@ -303,7 +307,7 @@ async fn the_fraud_guard_allows_exactly_the_limit_across_two_workers() {
     assert_eq!(env.sim.calls("danaconnect", "send").await, 5);
 
     // Two worker processes racing on another destination still allow exactly five.
-    env.start_extra("otp-send", "otp.send", 2).await;
+    env.add_worker("otp-send").await;
     let mobile2 = "+573009990002";
     let ids: Vec<Uuid> = (0..16).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
@@ -329,7 +333,7 @@ async fn the_fraud_guard_allows_exactly_the_limit_across_two_workers() {
 
 #[tokio::test]
 async fn no_code_is_kept_in_the_database_or_the_logs() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND_AND_VERIFY, &[]).await;
     // Long alphanumeric codes: no chance of meeting one by accident in a dump.
     let dana = Uuid::new_v4();
     send(&mut env, &danaconnect_send(dana, "alphanumeric", 12, 300)).await;
@@ -381,7 +385,7 @@ async fn no_code_is_kept_in_the_database_or_the_logs() {
 
 #[tokio::test]
 async fn the_cli_sends_and_verifies() {
-    let env = start(&[]).await;
+    let env = start(SEND_AND_VERIFY, &[]).await;
     let id = Uuid::new_v4();
     let mobile = mobile_for(id);
     let (ok, out) = env
@@ -419,11 +423,14 @@ async fn the_cli_sends_and_verifies() {
 
 #[tokio::test]
 async fn the_tenant_limit_and_the_country_allow_list_refuse_without_a_vendor_call() {
-    let mut env = start(&[
-        ("PASARELA_OTP_TENANT_LIMIT", "3"),
-        ("PASARELA_OTP_TENANT_WINDOW", "1h"),
-        ("PASARELA_OTP_ALLOWED_PREFIXES", "+57,+52"),
-    ])
+    let mut env = start(
+        SEND,
+        &[
+            ("PASARELA_OTP_TENANT_LIMIT", "3"),
+            ("PASARELA_OTP_TENANT_WINDOW", "1h"),
+            ("PASARELA_OTP_ALLOWED_PREFIXES", "+57,+52"),
+        ],
+    )
     .await;
     // A mobile outside the allowed prefixes is refused before anything is counted.
     let mut abroad = danaconnect_send(Uuid::new_v4(), "numeric", 6, 300);
@@ -466,7 +473,7 @@ async fn the_tenant_limit_and_the_country_allow_list_refuse_without_a_vendor_cal
 
 #[tokio::test]
 async fn a_reused_verification_id_is_refused_and_changes_nothing() {
-    let mut env = start(&[]).await;
+    let mut env = start(SEND_AND_VERIFY, &[]).await;
     let id = Uuid::new_v4();
     send(&mut env, &danaconnect_send(id, "numeric", 6, 300)).await;
     let code = env.sim.latest_code(&mobile_for(id)).await;
@@ -507,7 +514,7 @@ async fn a_reused_verification_id_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn a_later_providers_refusal_does_not_end_a_send_the_first_may_still_serve() {
     // Aldeamo refuses pasarela's credentials; DANAConnect is in maintenance once, then well.
-    let mut env = start(&[("ALDEAMO_PASSWORD", "not-the-password")]).await;
+    let mut env = start(SEND, &[("ALDEAMO_PASSWORD", "not-the-password")]).await;
     env.sim
         .faults(json!({ "vendor": "danaconnect", "script": ["05"] }))
         .await;

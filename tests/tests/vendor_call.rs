@@ -3,22 +3,22 @@
 
 use std::time::Duration;
 
-use pasarela_e2e::{EnvOptions, TestEnv};
+use pasarela_e2e::TestEnv;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Starts an environment with `workers` vendor-call processes and no other worker.
 async fn start(workers: u32, extra_env: &[(&str, &str)]) -> TestEnv {
-    let mut options = EnvOptions::default();
+    let mut options = TestEnv::builder();
+    for _ in 0..workers {
+        options = options.worker("vendor-call");
+    }
     for (k, v) in extra_env {
-        options.worker_env.push((k.to_string(), v.to_string()));
+        options = options.env(k, v);
     }
-    let mut env = TestEnv::start_with(options).await;
-    for n in 1..=workers {
-        env.start_extra("vendor-call", "vendor.call", n).await;
-    }
-    env
+    options.start().await
 }
 
 fn call(vendor: &str, method: &str, path: &str, body: Value) -> (String, Value) {
