@@ -221,8 +221,9 @@ async fn numrot_refetches_once_after_expiry_and_never_storms_on_bad_credentials(
         .unwrap_err();
     match &err {
         CallError::Vendor(e @ VendorError::Credentials { .. }) => {
-            let (f, retryable, _) = e.classify();
-            assert!(!retryable);
+            let verdict = e.verdict();
+            assert!(!verdict.is_retry());
+            let f = verdict.failure();
             assert_eq!(f.kind.as_str(), "auth");
             assert!(f.message.contains("not registered"), "{}", f.message);
             assert!(!f.message.contains("not-the-password"));
@@ -305,8 +306,9 @@ async fn signing_grants_refreshes_and_revokes_through_the_shared_store() {
         ..doc.clone()
     };
     let err = client.submit(&w.stores[0], &bad).await.unwrap_err();
-    let (failure, retry, _) = err.classify();
-    assert!(!retry, "{err}");
+    let verdict = err.verdict();
+    assert!(!verdict.is_retry(), "{err}");
+    let failure = verdict.failure();
     assert_eq!(
         failure.kind,
         pasarela_shared::contract::errors::ErrorKind::Rejected

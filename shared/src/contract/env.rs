@@ -21,6 +21,16 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+impl ConfigError {
+    /// `variable` cannot be used because of `problem` (which never quotes a secret value).
+    pub fn new(variable: &str, problem: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
 /// A snapshot of environment variables; tests build one from a map instead of the process env.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -101,6 +111,19 @@ pub trait FromEnv: Sized {
     /// Reads the settings, refusing a value that cannot be used.
     fn from_env(env: &Env) -> Result<Self, ConfigError>;
 }
+
+/// Settings made of several parts, each read its own way.
+macro_rules! from_env_for_tuples {
+    ($(($($part:ident),+)),+) => {$(
+        impl<$($part: FromEnv),+> FromEnv for ($($part,)+) {
+            fn from_env(env: &Env) -> Result<Self, ConfigError> {
+                Ok(($($part::from_env(env)?,)+))
+            }
+        }
+    )+};
+}
+
+from_env_for_tuples!((A, B), (A, B, C), (A, B, C, D));
 
 /// The URL in `variable`, or `default`; a value that is not a URL names the variable.
 pub fn base_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {

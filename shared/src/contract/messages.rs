@@ -1,4 +1,4 @@
-//! The work messages of the contract (DESIGN.md §2) as serde types.
+//! The work messages of the contract (docs/CONTRACT.md) as serde types.
 //!
 //! Unknown fields are ignored and new fields are optional, so messages already queued keep parsing when
 //! producers or pasarela move ahead. Values with a fixed set of choices (provider, channel, code type)

@@ -14,14 +14,14 @@ use crate::contract::headers::{
     ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, ERROR_KIND_HEADER, HeaderValue,
 };
 use crate::contract::retry::format_duration;
-use crate::runtime::consumer::Worker;
+use crate::runtime::consumer::Consumer;
 use crate::runtime::delivery::Inbound;
 use crate::runtime::handler::{Completion, HandleContext, Handler, NO_EVENT, Outcome};
 use crate::store::committer::Finish;
 use crate::store::dead_letters::DeadLetterRow;
 use crate::store::work_items::WorkUpdate;
 
-impl<H: Handler> Worker<H> {
+impl<H: Handler> Consumer<H> {
     /// One attempt at a claimed message, from the handler's outcome to the ack.
     pub(crate) async fn attempt(
         &self,
@@ -155,7 +155,7 @@ impl<H: Handler> Worker<H> {
                 result: c.event,
                 error: c.error,
             }),
-            writes: c.writes,
+            records: c.records,
             outbox,
             dead_letter: None,
         }

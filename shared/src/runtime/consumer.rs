@@ -45,8 +45,8 @@ pub(crate) struct Routes {
     pub(crate) defer_queue: String,
 }
 
-/// One worker: its handler and everything the runtime holds for it.
-pub(crate) struct Worker<H: Handler> {
+/// One consuming worker: its handler and everything the runtime holds for it.
+pub(crate) struct Consumer<H: Handler> {
     pub(crate) routes: Routes,
     pub(crate) handler: H,
     pub(crate) settings: RuntimeSettings,
@@ -81,7 +81,7 @@ pub async fn run<H: Handler>(
     };
     let db = Database::new(pool, health.clone());
     let handler = build(&db);
-    let worker = Arc::new(Worker::new(handler, settings, service, db, health));
+    let worker = Arc::new(Consumer::new(handler, settings, service, db, health));
     let companions = Companions::start(&worker, &stop);
     worker.clone().supervise(stop).await;
     companions.wind_down(&worker).await;
@@ -89,7 +89,7 @@ pub async fn run<H: Handler>(
     Ok(())
 }
 
-impl<H: Handler> Worker<H> {
+impl<H: Handler> Consumer<H> {
     fn new(
         handler: H,
         settings: RuntimeSettings,
@@ -144,7 +144,7 @@ struct Companions {
 }
 
 impl Companions {
-    fn start<H: Handler>(worker: &Arc<Worker<H>>, stop: &StopSignal) -> Self {
+    fn start<H: Handler>(worker: &Arc<Consumer<H>>, stop: &StopSignal) -> Self {
         let services = Background {
             db: worker.db.clone(),
             publisher: worker.publisher.clone(),
@@ -171,7 +171,7 @@ impl Companions {
     }
 
     /// Gives background work the grace period, then sends what the outbox still holds.
-    async fn wind_down<H: Handler>(self, worker: &Worker<H>) {
+    async fn wind_down<H: Handler>(self, worker: &Consumer<H>) {
         let _ = self.watchdog.await;
         // Background work saw the same stop; give it the grace period to wind down.
         if tokio::time::timeout(worker.settings.shutdown_grace, self.background)
@@ -187,7 +187,7 @@ impl Companions {
     }
 }
 
-async fn housekeeping<H: Handler>(worker: Arc<Worker<H>>, mut stop: StopSignal) {
+async fn housekeeping<H: Handler>(worker: Arc<Consumer<H>>, mut stop: StopSignal) {
     let Some(every) = worker.handler.housekeeping_interval() else {
         return;
     };

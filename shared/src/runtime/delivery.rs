@@ -13,7 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::contract::headers::{DEFERRED_HEADER, HeaderValue, REPLAY_HEADER, attempt_of};
-use crate::runtime::consumer::Worker;
+use crate::runtime::consumer::Consumer;
 use crate::runtime::handler::{HandleContext, Handler, NO_EVENT};
 use crate::runtime::publisher;
 use crate::store::outbox;
@@ -58,7 +58,7 @@ impl Inbound {
     }
 }
 
-impl<H: Handler> Worker<H> {
+impl<H: Handler> Consumer<H> {
     /// Handles one delivery inside its span, and counts what became of it.
     pub(crate) async fn process(
         self: Arc<Self>,

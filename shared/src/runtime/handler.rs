@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::contract::errors::{ErrorKind, Failure};
-use crate::store::SqlWrite;
+use crate::contract::errors::{ErrorKind, Failure, Verdict};
+use crate::store::Record;
 
 /// The routing key of a completion that publishes no event (an internal message whose outcome only
 /// changes rows).
@@ -41,7 +41,7 @@ pub struct Completion {
     /// The failure, when the status is one.
     pub error: Option<Failure>,
     /// Domain rows to write with it.
-    pub writes: Vec<SqlWrite>,
+    pub records: Vec<Record>,
 }
 
 /// What became of one attempt at a message.
@@ -132,21 +132,21 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Splits a classified vendor failure (failure, retryable, `Retry-After`): a retryable one becomes the
-/// retry outcome (`Break`); a permanent one is returned (`Continue`), and when it is the vendor refusing pasarela's
-/// credentials an alert is logged, since no retry fixes that and someone must.
-pub fn permanent_or_retry(
-    vendor: &str,
-    (failure, retryable, retry_after): (Failure, bool, Option<Duration>),
-) -> std::ops::ControlFlow<Outcome, Failure> {
-    if retryable {
-        return std::ops::ControlFlow::Break(Outcome::Retry {
+/// A verdict as a handler follows it: a retry becomes the retry outcome (`Break`); a give-up returns
+/// its failure for the handler to finish with (`Continue`), and when it is the vendor refusing
+/// pasarela's credentials an alert is logged, since no retry fixes that and someone must.
+pub fn retry_or_failure(vendor: &str, verdict: Verdict) -> std::ops::ControlFlow<Outcome, Failure> {
+    match verdict {
+        Verdict::Retry { failure, after } => std::ops::ControlFlow::Break(Outcome::Retry {
             failure,
-            retry_after,
-        });
+            retry_after: after,
+        }),
+        Verdict::GiveUp(failure) => {
+            if failure.kind == ErrorKind::Auth {
+                tracing::error!(alert = true, vendor, error = %failure,
+                    "the vendor refused pasarela's credentials");
+            }
+            std::ops::ControlFlow::Continue(failure)
+        }
     }
-    if failure.kind == ErrorKind::Auth {
-        tracing::error!(alert = true, vendor, error = %failure, "the vendor refused pasarela's credentials");
-    }
-    std::ops::ControlFlow::Continue(failure)
 }

@@ -1,7 +1,7 @@
 //! `/metrics`, `/healthz` and `/readyz`: what an operator and an orchestrator ask a worker.
 //!
 //! Live means the process answers; ready means it has the broker and the database right now. A worker
-//! that lost either stays up, reconnects, and says not-ready meanwhile (DESIGN.md §3 rule 7).
+//! that lost either stays up, reconnects, and says not-ready meanwhile (docs/ARCHITECTURE.md).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

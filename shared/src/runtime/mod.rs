@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod backoff;
+pub mod binary;
 pub mod consumer;
 pub mod database;
 pub mod delivery;
@@ -18,5 +19,6 @@ pub mod settings;
 pub mod stop;
 pub mod topology;
 
+pub use binary::{Worker, main};
 pub use consumer::run;
 pub use stop::{StopSignal, shutdown_signal};

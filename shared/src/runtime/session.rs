@@ -7,12 +7,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
+use lapin::{Channel, Connection};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::runtime::backoff;
-use crate::runtime::consumer::Worker;
+use crate::runtime::consumer::Consumer;
 use crate::runtime::handler::Handler;
 use crate::runtime::publisher;
 use crate::runtime::stop::StopSignal;
@@ -27,10 +27,10 @@ enum SessionEnd {
 struct Open {
     connection: Connection,
     channel: Channel,
-    consumer: Consumer,
+    consumer: lapin::Consumer,
 }
 
-impl<H: Handler> Worker<H> {
+impl<H: Handler> Consumer<H> {
     /// Keeps a broker session up until stopped, reconnecting with backoff.
     pub(crate) async fn supervise(self: Arc<Self>, mut stop: StopSignal) {
         let mut delays = backoff::reconnect();

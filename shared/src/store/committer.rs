@@ -18,7 +18,7 @@ use crate::contract::envelope::OutboundMessage;
 use crate::store::dead_letters::DeadLetterRow;
 use crate::store::error::{DbError, StoreError};
 use crate::store::work_items::{self, Claim, ClaimRequest, WorkUpdate};
-use crate::store::{SqlWrite, dead_letters, outbox};
+use crate::store::{Record, dead_letters, outbox};
 
 /// Everything one attempt's outcome writes, committed together.
 #[derive(Debug, Default)]
@@ -28,7 +28,7 @@ pub struct Finish {
     /// The work row's new state (none for a message that never got one).
     pub work: Option<WorkUpdate>,
     /// Domain rows.
-    pub writes: Vec<SqlWrite>,
+    pub records: Vec<Record>,
     /// Messages to publish once committed.
     pub outbox: Vec<OutboundMessage>,
     /// A dead-letter record.
@@ -241,7 +241,7 @@ impl Committer {
             .iter()
             .filter_map(|f| Some((f.message_id?, f.work.as_ref()?)))
             .collect();
-        let writes: Vec<&SqlWrite> = finishes.iter().flat_map(|f| f.writes.iter()).collect();
+        let records: Vec<&Record> = finishes.iter().flat_map(|f| f.records.iter()).collect();
         let messages: Vec<(Option<Uuid>, &OutboundMessage)> = finishes
             .iter()
             .flat_map(|f| f.outbox.iter().map(move |m| (f.message_id, m)))
@@ -253,7 +253,7 @@ impl Committer {
         // tokio-postgres pipelines statements issued together on one connection: one round trip.
         futures::try_join!(
             work_items::record(txn, queue, &outcomes),
-            crate::store::write_all(txn, &writes),
+            crate::store::write_all(txn, &records),
             outbox::insert(txn, queue, &messages),
             dead_letters::insert(txn, queue, &dead),
         )?;

@@ -8,49 +8,49 @@ pub mod database;
 pub mod dead_letters;
 pub mod documents;
 pub mod error;
+pub mod otp;
 pub mod outbox;
+pub mod vendor_calls;
 pub mod vendor_tokens;
 pub mod work_items;
 
-use tokio_postgres::types::ToSql;
+use deadpool_postgres::Transaction;
 
 use crate::store::error::StoreError;
 
-/// One domain statement written in the same transaction as the outcome it belongs to.
-pub struct SqlWrite {
-    /// The statement (prepared once per connection and cached).
-    pub sql: &'static str,
-    /// Its parameters.
-    pub params: Vec<Box<dyn ToSql + Sync + Send>>,
+/// A domain row written in the same transaction as the outcome it belongs to: what a handler asks
+/// the store to record, by table, never as SQL.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// An OTP send (`otp_requests`).
+    OtpSend(otp::SendRow),
+    /// An OTP verification (`otp_verifications`, and its send's state).
+    OtpVerification(otp::VerificationRow),
+    /// A document the vendor accepted (`documents`).
+    DocumentSubmitted(documents::SubmittedRow),
+    /// A document that failed for good (`documents`).
+    DocumentFailed(documents::FailedRow),
+    /// A vendor call (`vendor_calls`).
+    VendorCall(vendor_calls::CallRow),
 }
 
-impl std::fmt::Debug for SqlWrite {
-    // Parameters may hold personal data; the statement is enough to recognise a write.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlWrite")
-            .field("sql", &self.sql)
-            .field("params", &self.params.len())
-            .finish()
+impl Record {
+    async fn write(&self, txn: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        match self {
+            Record::OtpSend(row) => row.write(txn).await,
+            Record::OtpVerification(row) => row.write(txn).await,
+            Record::DocumentSubmitted(row) => row.write(txn).await,
+            Record::DocumentFailed(row) => row.write(txn).await,
+            Record::VendorCall(row) => row.write(txn).await,
+        }
     }
 }
 
 /// Writes the domain rows of a group, all statements pipelined.
 pub(crate) async fn write_all(
-    txn: &deadpool_postgres::Transaction<'_>,
-    writes: &[&SqlWrite],
+    txn: &Transaction<'_>,
+    records: &[&Record],
 ) -> Result<(), StoreError> {
-    let mut prepared = Vec::with_capacity(writes.len());
-    for w in writes {
-        prepared.push(txn.prepare_cached(w.sql).await?);
-    }
-    futures::future::try_join_all(writes.iter().zip(&prepared).map(|(w, stmt)| {
-        let params: Vec<&(dyn ToSql + Sync)> = w
-            .params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        async move { txn.execute(stmt, &params).await }
-    }))
-    .await?;
+    futures::future::try_join_all(records.iter().map(|r| r.write(txn))).await?;
     Ok(())
 }

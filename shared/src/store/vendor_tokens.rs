@@ -18,11 +18,28 @@ use secrecy::{ExposeSecret, SecretString};
 
 use futures::future::BoxFuture;
 
+use crate::contract::env::{ConfigError, Env, FromEnv};
 use crate::store::error::DbError;
 use crate::vendors::tokens::{Fetch, FetchedToken, Token, TokenError, TokenVault, VaultError};
 
 /// The key tokens are encrypted with (`PASARELA_SECRET_KEY`: 32 random bytes, standard Base64).
 pub struct SecretKey(LessSafeKey);
+
+/// The variable the key is read from.
+const KEY_VARIABLE: &str = "PASARELA_SECRET_KEY";
+
+impl FromEnv for SecretKey {
+    /// Reads `PASARELA_SECRET_KEY`, which every worker that keeps a vendor token needs.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let raw = env.get(KEY_VARIABLE).ok_or_else(|| {
+            ConfigError::new(
+                KEY_VARIABLE,
+                "required: 32 random bytes in standard Base64 (openssl rand -base64 32)",
+            )
+        })?;
+        Self::from_base64(&raw.to_string().into())
+    }
+}
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,22 +49,18 @@ impl std::fmt::Debug for SecretKey {
 
 impl SecretKey {
     /// Reads the Base64 form; the error never quotes the value.
-    pub fn from_base64(raw: &SecretString) -> Result<Self, String> {
+    pub fn from_base64(raw: &SecretString) -> Result<Self, ConfigError> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(raw.expose_secret().trim())
-            .map_err(|_| "PASARELA_SECRET_KEY is not standard Base64".to_string())?;
-        let unbound = UnboundKey::new(&AES_256_GCM, &bytes)
-            .map_err(|_| format!("PASARELA_SECRET_KEY must be 32 bytes, got {}", bytes.len()))?;
+            .map_err(|_| ConfigError::new(KEY_VARIABLE, "not standard Base64"))?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| {
+            ConfigError::new(
+                KEY_VARIABLE,
+                format!("must be 32 bytes, got {}", bytes.len()),
+            )
+        })?;
         Ok(Self(LessSafeKey::new(unbound)))
-    }
-
-    /// Reads `PASARELA_SECRET_KEY`, which every worker that keeps a vendor token needs.
-    pub fn from_env(env: &crate::contract::env::Env) -> Result<Self, String> {
-        let raw = env.get("PASARELA_SECRET_KEY").ok_or(
-            "PASARELA_SECRET_KEY is required: 32 random bytes in standard Base64 (openssl rand -base64 32)",
-        )?;
-        Self::from_base64(&raw.to_string().into())
     }
 
     fn seal(&self, vendor: &str, plaintext: &str) -> (Vec<u8>, [u8; NONCE_LEN]) {
@@ -322,8 +335,9 @@ mod tests {
     #[test]
     fn a_bad_key_is_refused_without_echo() {
         let err = SecretKey::from_base64(&SecretString::from("c2hvcnQ=")).unwrap_err();
-        assert!(err.contains("32 bytes, got 5"), "{err}");
+        assert_eq!(err.variable, "PASARELA_SECRET_KEY");
+        assert!(err.problem.contains("32 bytes, got 5"), "{err}");
         let err = SecretKey::from_base64(&SecretString::from("not base64!")).unwrap_err();
-        assert!(!err.contains("not base64!"));
+        assert!(!err.to_string().contains("not base64!"));
     }
 }

@@ -1,4 +1,4 @@
-//! Aldeamo's OTP API (vendors.md §3): `POST /otp` and `POST /validateOtp` with HTTP Basic auth.
+//! Aldeamo's OTP API (docs/vendors/aldeamo.md): `POST /otp` and `POST /validateOtp` with HTTP Basic auth.
 //!
 //! The code's length, alphabet and lifetime belong to a configuration (`configId`) set in Aldeamo's
 //! web app, not to the request; `otpId` is the caller's key for the code, at most 20 alphanumeric

@@ -40,6 +40,8 @@ pub struct VendorResponse {
     pub status: u16,
     /// The body as JSON, or as a JSON string when it is not JSON.
     pub body: serde_json::Value,
+    /// The vendor's `Retry-After`, if it sent one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Joins a producer's `path` to the vendor's base URL, refusing anything that could leave the vendor:
@@ -118,6 +120,7 @@ pub async fn send_with(
     let body = serde_json::from_str(&answer.text).unwrap_or(serde_json::Value::String(answer.text));
     Ok(VendorResponse {
         status: answer.status.as_u16(),
+        retry_after: http::retry_after(&answer.headers),
         body,
     })
 }

@@ -1,7 +1,7 @@
-//! GestoPago's payload protection (vendors.md §5): the JSON payload encrypted with AES-256-CBC and
+//! GestoPago's payload protection (docs/vendors/gestopago.md): the JSON payload encrypted with AES-256-CBC and
 //! PKCS#7 padding under a key and IV the vendor hands out, then Base64 (standard alphabet, padded).
 //!
-//! Key and IV come from settings (DESIGN.md §6): their UTF-8 bytes, or decoded when prefixed `base64:`
+//! Key and IV come from settings (docs/CONTRACT.md, "Environment"): their UTF-8 bytes, or decoded when prefixed `base64:`
 //! or `hex:`. Both are secrets: they never print.
 
 use aes::Aes256;

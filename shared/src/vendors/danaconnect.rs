@@ -1,4 +1,4 @@
-//! DANAConnect's OTP API (vendors.md §2): `POST /send` and `POST /verify`, HTTP Basic auth with the
+//! DANAConnect's OTP API (docs/vendors/danaconnect.md): `POST /send` and `POST /verify`, HTTP Basic auth with the
 //! login `user@IDCompany`, and every documented response code mapped to what pasarela does with it.
 
 use std::time::Duration;
@@ -130,7 +130,7 @@ impl SendCode {
         }
     }
 
-    /// The verdict of vendors.md §2.
+    /// The verdict docs/vendors/danaconnect.md gives this code.
     pub fn verdict(self) -> SendVerdict {
         match self {
             Self::Success => SendVerdict::Sent,

@@ -1,4 +1,4 @@
-//! GestoPago (vendors.md §5): a 24-hour `accessToken` from a form-url-encoded POST of `idDistribuidor`,
+//! GestoPago (docs/vendors/gestopago.md): a 24-hour `accessToken` from a form-url-encoded POST of `idDistribuidor`,
 //! `codigoDispositivo` and `password` to `GESTOPAGO_TOKEN_PATH`, shared by every replica (a token per
 //! request is forbidden), sent as a Bearer credential; the payload JSON is encrypted (AES-256-CBC,
 //! PKCS#7, Base64) and sent as `signed`: a form field on POST, a query parameter on GET. 401 (missing or
@@ -206,5 +206,13 @@ impl FromEnv for GestoPagoSettings {
             aes_iv: env.secret("GESTOPAGO_AES_IV", demo::GESTOPAGO_AES_IV),
             timeout: env.duration("GESTOPAGO_TIMEOUT", Duration::from_secs(15))?,
         })
+    }
+}
+
+impl FromEnv for GestoPagoClient {
+    /// Reads `GESTOPAGO_*` and builds the client.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::new(&GestoPagoSettings::from_env(env)?)
+            .map_err(|e| ConfigError::new("GESTOPAGO_*", e.to_string()))
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::contract::errors::{ErrorKind, Failure};
+use crate::contract::errors::{ErrorKind, Failure, Verdict};
 
 /// A vendor call that did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -65,30 +65,42 @@ fn body_hint(body: &str) -> String {
 }
 
 impl VendorError {
-    /// The failure this is, whether another attempt may succeed, and the vendor's `Retry-After`.
-    pub fn classify(&self) -> (Failure, bool, Option<Duration>) {
-        let msg = self.to_string();
+    /// What this failure means for the message that caused it.
+    pub fn verdict(&self) -> Verdict {
+        let message = self.to_string();
         match self {
-            VendorError::Connect { .. } => (Failure::new(ErrorKind::Vendor, msg), true, None),
-            VendorError::Timeout { .. } => (Failure::new(ErrorKind::Timeout, msg), true, None),
-            VendorError::Decode { .. } => (Failure::new(ErrorKind::Vendor, msg), true, None),
-            VendorError::Credentials { .. } => (Failure::new(ErrorKind::Auth, msg), false, None),
+            VendorError::Connect { .. } | VendorError::Decode { .. } => {
+                Verdict::retry(Failure::new(ErrorKind::Vendor, message))
+            }
+            VendorError::Timeout { .. } => {
+                Verdict::retry(Failure::new(ErrorKind::Timeout, message))
+            }
+            VendorError::Credentials { .. } => {
+                Verdict::GiveUp(Failure::new(ErrorKind::Auth, message))
+            }
             VendorError::Status {
                 status,
                 retry_after,
                 ..
-            } => match *status {
-                429 => (
-                    Failure::new(ErrorKind::RateLimited, msg),
-                    true,
-                    *retry_after,
-                ),
-                408 => (Failure::new(ErrorKind::Timeout, msg), true, *retry_after),
-                500..=599 => (Failure::new(ErrorKind::Vendor, msg), true, *retry_after),
-                401 | 403 => (Failure::new(ErrorKind::Auth, msg), false, None),
-                _ => (Failure::new(ErrorKind::Vendor, msg), false, None),
-            },
+            } => verdict_of_status(*status, *retry_after, message),
         }
+    }
+}
+
+/// The one table from an HTTP status that carries no documented answer to a verdict: 429, 408 and
+/// 5xx may pass (not before the vendor's `Retry-After`), 401 and 403 are pasarela's credentials, and
+/// anything else will not pass however often it is sent.
+pub fn verdict_of_status(status: u16, retry_after: Option<Duration>, message: String) -> Verdict {
+    let retry = |kind| Verdict::Retry {
+        failure: Failure::new(kind, message.clone()),
+        after: retry_after,
+    };
+    match status {
+        429 => retry(ErrorKind::RateLimited),
+        408 => retry(ErrorKind::Timeout),
+        500..=599 => retry(ErrorKind::Vendor),
+        401 | 403 => Verdict::GiveUp(Failure::new(ErrorKind::Auth, message)),
+        _ => Verdict::GiveUp(Failure::new(ErrorKind::Vendor, message)),
     }
 }
 
@@ -130,16 +142,23 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
-/// Reads `Retry-After` given in seconds (the form vendors use; dates are treated as absent).
+/// Reads `Retry-After`, in seconds or as an HTTP date (a date in the past is no wait at all).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
+    let raw = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+        .trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // An HTTP date (IMF-fixdate, e.g. `Wed, 21 Oct 2026 07:28:00 GMT`) is an RFC 2822 date.
+    let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    Some(
+        (at.to_utc() - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The first 200 characters of a body, for error messages.
@@ -284,25 +303,69 @@ mod tests {
         }
     }
 
+    fn kind_and_after(v: &Verdict) -> (ErrorKind, bool, Option<Duration>) {
+        match v {
+            Verdict::Retry { failure, after } => (failure.kind, true, *after),
+            Verdict::GiveUp(failure) => (failure.kind, false, None),
+        }
+    }
+
     #[test]
-    fn statuses_classify_as_the_design_says() {
-        let (f, retry, after) = status(429, Some(7)).classify();
+    fn every_status_has_one_verdict() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let table = [
+            (429, secs(7), (ErrorKind::RateLimited, true, secs(7))),
+            (408, secs(2), (ErrorKind::Timeout, true, secs(2))),
+            (500, None, (ErrorKind::Vendor, true, None)),
+            (503, secs(30), (ErrorKind::Vendor, true, secs(30))),
+            (401, None, (ErrorKind::Auth, false, None)),
+            (403, secs(9), (ErrorKind::Auth, false, None)),
+            (404, None, (ErrorKind::Vendor, false, None)),
+            (400, secs(5), (ErrorKind::Vendor, false, None)),
+        ];
+        for (code, after, expected) in table {
+            let verdict = status(code, after.map(|d: Duration| d.as_secs())).verdict();
+            assert_eq!(kind_and_after(&verdict), expected, "HTTP {code}");
+            assert!(verdict.failure().message.contains(&code.to_string()));
+        }
+        let timeout = VendorError::Timeout {
+            vendor: "v",
+            timeout: Duration::from_secs(1),
+        };
         assert_eq!(
-            (f.kind, retry, after),
-            (ErrorKind::RateLimited, true, Some(Duration::from_secs(7)))
+            kind_and_after(&timeout.verdict()),
+            (ErrorKind::Timeout, true, None)
         );
-        assert!(status(503, None).classify().1);
-        assert!(status(408, None).classify().1);
-        let (f, retry, _) = status(401, None).classify();
-        assert_eq!((f.kind, retry), (ErrorKind::Auth, false));
-        assert!(!status(404, None).classify().1);
+        let refused = VendorError::Credentials {
+            vendor: "v",
+            detail: "user not registered".into(),
+        };
+        assert_eq!(
+            kind_and_after(&refused.verdict()),
+            (ErrorKind::Auth, false, None)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_an_http_date() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(90);
+        let date = soon.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        headers.insert(reqwest::header::RETRY_AFTER, date.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
         assert!(
-            VendorError::Timeout {
-                vendor: "v",
-                timeout: Duration::from_secs(1)
-            }
-            .classify()
-            .1
+            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
+            "{wait:?}"
         );
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 }

@@ -1,4 +1,4 @@
-//! NumRot (vendors.md §1): a token from `POST /v2/api/Token` with `Username`/`Password` as JSON, valid
+//! NumRot (docs/vendors/numrot.md): a token from `POST /v2/api/Token` with `Username`/`Password` as JSON, valid
 //! at most 60 minutes, sent as a Bearer credential on every call. A 500 from the token service means
 //! the user is not registered (permanent); a 401 on a call means the token's session ended.
 
@@ -157,6 +157,14 @@ impl FromEnv for NumRotSettings {
             password: env.secret("NUMROT_PASSWORD", demo::NUMROT_PASSWORD),
             timeout: env.duration("NUMROT_TIMEOUT", Duration::from_secs(15))?,
         })
+    }
+}
+
+impl FromEnv for NumRotClient {
+    /// Reads `NUMROT_*` and builds the client.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::new(&NumRotSettings::from_env(env)?)
+            .map_err(|e| ConfigError::new("NUMROT_BASE_URL", format!("not a URL: {e}")))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The document signing API (vendors.md §4): OAuth2 password and refresh grants at
+//! The document signing API (docs/vendors/signing.md): OAuth2 password and refresh grants at
 //! `/api/v1/auth/token`, revocation (RFC 7009), and the documents: submit, status, download.
 //!
 //! One access token serves every task of every replica: it lives in the shared [`TokenStore`] with its
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::demo;
 use super::http::{self, VendorError};
 use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
-use crate::contract::errors::{ErrorKind, Failure};
+use crate::contract::errors::{ErrorKind, Failure, Verdict};
 use crate::vendors::tokens::{FetchedToken, TokenError, TokenVault, VaultError};
 
 const VENDOR: &str = "signing";
@@ -66,15 +66,17 @@ impl From<TokenError<VendorError>> for SigningError {
 }
 
 impl SigningError {
-    /// The failure this is, whether another attempt may succeed, and the vendor's `Retry-After`.
-    pub fn classify(&self) -> (Failure, bool, Option<Duration>) {
+    /// What this failure means for the message that caused it.
+    pub fn verdict(&self) -> Verdict {
         let msg = self.to_string();
         match self {
-            SigningError::Vendor(v) => v.classify(),
-            SigningError::Store(_) => (Failure::new(ErrorKind::Internal, msg), true, None),
-            SigningError::Refused { .. } => (Failure::new(ErrorKind::Rejected, msg), false, None),
-            SigningError::UnknownDocument(_) => (Failure::new(ErrorKind::Vendor, msg), false, None),
-            SigningError::NotSigned(_) => (Failure::new(ErrorKind::Vendor, msg), true, None),
+            SigningError::Vendor(v) => v.verdict(),
+            SigningError::Store(_) => Verdict::retry(Failure::new(ErrorKind::Internal, msg)),
+            SigningError::Refused { .. } => Verdict::GiveUp(Failure::new(ErrorKind::Rejected, msg)),
+            SigningError::UnknownDocument(_) => {
+                Verdict::GiveUp(Failure::new(ErrorKind::Vendor, msg))
+            }
+            SigningError::NotSigned(_) => Verdict::retry(Failure::new(ErrorKind::Vendor, msg)),
         }
     }
 }
@@ -409,7 +411,7 @@ impl SigningClient {
         if let Some(refresh) = refresh {
             match self.refresh_grant(&refresh).await {
                 Ok(t) => return Ok(t),
-                Err(SigningError::Vendor(v)) if v.classify().1 => return Err(v),
+                Err(SigningError::Vendor(v)) if v.verdict().is_retry() => return Err(v),
                 Err(e) => {
                     tracing::info!(error = %e, "refresh grant refused; using the password grant");
                 }
@@ -730,6 +732,14 @@ impl FromEnv for SigningSettings {
     }
 }
 
+impl FromEnv for SigningClient {
+    /// Reads `SIGNING_*` and builds the client.
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::new(&SigningSettings::from_env(env)?)
+            .map_err(|e| ConfigError::new("SIGNING_BASE_URL", format!("not a URL: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,16 +764,19 @@ mod tests {
             &headers,
             r#"{"error":"invalid_request","message":"document_content is not a PDF"}"#,
         );
-        let (failure, retry, _) = e.classify();
-        assert_eq!(failure.kind, ErrorKind::Rejected);
-        assert!(!retry);
-        assert!(failure.message.contains("document_content is not a PDF"));
-        let (failure, retry, _) =
-            refused(StatusCode::SERVICE_UNAVAILABLE, &headers, "down").classify();
-        assert_eq!(failure.kind, ErrorKind::Vendor);
-        assert!(retry);
-        let (_, retry, _) = SigningError::NotSigned("x".into()).classify();
-        assert!(retry);
+        let verdict = e.verdict();
+        assert_eq!(verdict.failure().kind, ErrorKind::Rejected);
+        assert!(!verdict.is_retry());
+        assert!(
+            verdict
+                .failure()
+                .message
+                .contains("document_content is not a PDF")
+        );
+        let verdict = refused(StatusCode::SERVICE_UNAVAILABLE, &headers, "down").verdict();
+        assert_eq!(verdict.failure().kind, ErrorKind::Vendor);
+        assert!(verdict.is_retry());
+        assert!(SigningError::NotSigned("x".into()).verdict().is_retry());
     }
 
     #[test]

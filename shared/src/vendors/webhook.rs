@@ -1,4 +1,4 @@
-//! Client webhooks: Standard Webhooks signatures (DESIGN.md §5) and the guard that keeps a producer's
+//! Client webhooks: Standard Webhooks signatures (docs/CONTRACT.md, "Client webhooks") and the guard that keeps a producer's
 //! callback URL from pointing pasarela at its own network.
 //!
 //! Signing is the `standardwebhooks` crate's, the reference implementation of the specification, so a
@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::contract::env::ConfigError;
 use secrecy::{ExposeSecret, SecretString};
 
 /// The three Standard Webhooks headers of one delivery.
@@ -30,10 +31,15 @@ impl std::fmt::Debug for WebhookSigner {
 
 impl WebhookSigner {
     /// A signer for `secret`; the error never quotes it.
-    pub fn new(secret: &SecretString) -> Result<Self, String> {
+    pub fn new(secret: &SecretString) -> Result<Self, ConfigError> {
         standardwebhooks::Webhook::new(secret.expose_secret())
             .map(Self)
-            .map_err(|_| "PASARELA_WEBHOOK_SECRET must be whsec_ followed by Base64".to_string())
+            .map_err(|_| {
+                ConfigError::new(
+                    "PASARELA_WEBHOOK_SECRET",
+                    "must be whsec_ followed by Base64",
+                )
+            })
     }
 
     /// The headers for delivering `body` as message `id` at `timestamp`.

@@ -1,4 +1,4 @@
-//! callback-ingress: the HTTP endpoint the signing vendor calls when a document is done (DESIGN.md §5).
+//! callback-ingress: the HTTP endpoint the signing vendor calls when a document is done (docs/CONTRACT.md, `doc.callback`).
 //!
 //! It checks the capability URL, refuses replays of final documents, publishes `doc.callback` with a
 //! publisher confirm and answers at once; the doc-callback worker does the slow, trusted part (asking the

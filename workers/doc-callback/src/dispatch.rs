@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pasarela_shared::contract::envelope::OutboundMessage;
-use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::errors::{ErrorKind, Failure, Verdict};
 use pasarela_shared::contract::events::DocumentFacts;
 use pasarela_shared::contract::settings::WebhookSettings;
 use pasarela_shared::runtime::handler::Background;
 use pasarela_shared::store;
+use pasarela_shared::vendors::http;
 use pasarela_shared::vendors::signing::DocumentStatus;
 use pasarela_shared::vendors::webhook as webhooks;
 use pasarela_shared::vendors::webhook::WebhookSigner;
@@ -31,7 +32,7 @@ const OUTBOX_QUEUE: &str = "doc.webhook";
 /// The longest `Retry-After` honoured: a longer one waits this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// The body of a client webhook (DESIGN.md §5): the vendor's callback fields with pasarela's ids.
+/// The body of a client webhook (docs/CONTRACT.md, "Client webhooks"): the vendor's callback fields with pasarela's ids.
 pub fn payload(
     event_type: &str,
     document_id: Uuid,
@@ -315,9 +316,13 @@ async fn attempt(job: &Job, settings: &WebhookSettings, signer: &WebhookSigner) 
         Ok(r) if r.status() == reqwest::StatusCode::GONE => AttemptResult::Gone,
         Ok(r) => {
             let status = r.status();
-            let retry_after = matches!(status.as_u16(), 429 | 503)
-                .then(|| pasarela_shared::vendors::http::retry_after(r.headers()))
-                .flatten();
+            let after = http::retry_after(r.headers());
+            // Every failed delivery follows the schedule; the table says when the endpoint asked for
+            // a later one.
+            let retry_after = match http::verdict_of_status(status.as_u16(), after, String::new()) {
+                Verdict::Retry { after, .. } => after,
+                Verdict::GiveUp(_) => None,
+            };
             AttemptResult::Failed {
                 http_status: Some(status.as_u16()),
                 error: format!("HTTP {status}"),

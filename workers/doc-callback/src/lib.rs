@@ -1,10 +1,12 @@
-//! The `doc.callback` handler (DESIGN.md §5): a vendor webhook or a status poll says a document may be
+//! The `doc.callback` handler (docs/CONTRACT.md, `doc.callback`): a vendor webhook or a status poll says a document may be
 //! done. Nothing in the message is trusted but the document id: the vendor's status is asked, a signed
 //! PDF is downloaded and stored, `doc.signed` (or `doc.sign.failed`) is published, and the client's
 //! webhook is queued for the [`dispatch`] task, which delivers it signed, with retries.
 //!
 //! The document's row is locked for the whole check, so a webhook and a poll racing for one document
 //! are served one after the other, and only the message that finished it announces it.
+
+mod settings;
 
 pub mod dispatch;
 pub mod poller;
@@ -17,16 +19,19 @@ use pasarela_shared::contract::events;
 use pasarela_shared::contract::events::DocumentFacts;
 use pasarela_shared::contract::messages::DocCallback;
 use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
+use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{
-    Background, Completion, HandleContext, Handler, NO_EVENT, Outcome, permanent_or_retry,
+    Background, Completion, HandleContext, Handler, NO_EVENT, Outcome, retry_or_failure,
 };
+use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
 use pasarela_shared::store::documents::{FileKind, StoreFileError};
 use pasarela_shared::store::error::DbError;
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{DocumentStatus, SigningClient, VendorStatus};
 use pasarela_shared::vendors::webhook::WebhookSigner;
+pub use settings::Settings;
 use uuid::Uuid;
 
 /// The routing key of a signed document.
@@ -62,7 +67,7 @@ struct Row {
 }
 
 /// What the check came to.
-enum Verdict {
+enum Finding {
     /// Finished now (or before, by this same message): publish it.
     Final {
         status: &'static str,
@@ -93,12 +98,12 @@ impl DocCallbackHandler {
         }
     }
 
-    async fn check(&self, m: &DocCallback, ctx: &HandleContext) -> Result<Verdict, CheckError> {
+    async fn check(&self, m: &DocCallback, ctx: &HandleContext) -> Result<Finding, CheckError> {
         let mut conn = self.db.pool().get().await.map_err(DbError::from)?;
         let txn = conn.transaction().await.map_err(DbError::from)?;
         let Some(row) = read_locked(&txn, m.document_id).await? else {
             tracing::warn!(document_id = %m.document_id, "doc.callback for an unknown document");
-            return Ok(Verdict::Quiet("unknown"));
+            return Ok(Finding::Quiet("unknown"));
         };
         match row.state.as_str() {
             "signed" | "failed" if row.completed_by == Some(ctx.message_id) => {
@@ -108,13 +113,13 @@ impl DocCallbackHandler {
                 } else {
                     "failed"
                 };
-                return Ok(Verdict::Final {
+                return Ok(Finding::Final {
                     status,
                     facts: row.facts,
                     failure: row.error,
                 });
             }
-            "signed" | "failed" => return Ok(Verdict::Quiet("already_final")),
+            "signed" | "failed" => return Ok(Finding::Quiet("already_final")),
             "stored" => return Err(CheckError::NotYetSubmitted),
             _ => {}
         }
@@ -190,7 +195,7 @@ impl DocCallbackHandler {
             txn.commit().await.map_err(DbError::from)?;
             metrics::counter!("pasarela_documents_signed_total").increment(1);
             tracing::info!(document_id = %m.document_id, source = %m.source, bytes = size, "document signed and stored");
-            return Ok(Verdict::Final {
+            return Ok(Finding::Final {
                 status: "signed",
                 facts,
                 failure: None,
@@ -244,7 +249,7 @@ impl DocCallbackHandler {
             .await?;
             txn.commit().await.map_err(DbError::from)?;
             metrics::counter!("pasarela_documents_failed_total").increment(1);
-            return Ok(Verdict::Final {
+            return Ok(Finding::Final {
                 status: "failed",
                 facts,
                 failure: Some(failure),
@@ -269,7 +274,7 @@ impl DocCallbackHandler {
         .await
         .map_err(DbError::from)?;
         txn.commit().await.map_err(DbError::from)?;
-        Ok(Verdict::Quiet(if m.source == "poll" {
+        Ok(Finding::Quiet(if m.source == "poll" {
             "pending"
         } else {
             "unconfirmed"
@@ -399,7 +404,7 @@ fn quiet(m: &DocCallback, ctx: &HandleContext, status: &str) -> Completion {
         routing_key: NO_EVENT,
         event: event.into(),
         error: None,
-        writes: vec![],
+        records: vec![],
     }
 }
 
@@ -412,7 +417,7 @@ impl Handler for DocCallbackHandler {
 
     async fn handle(&self, m: &DocCallback, ctx: &HandleContext) -> Outcome {
         match self.check(m, ctx).await {
-            Ok(Verdict::Final {
+            Ok(Finding::Final {
                 status,
                 facts,
                 failure,
@@ -429,10 +434,10 @@ impl Handler for DocCallbackHandler {
                     routing_key: if failure.is_none() { SIGNED } else { FAILED },
                     event: event.into(),
                     error: failure,
-                    writes: vec![],
+                    records: vec![],
                 })
             }
-            Ok(Verdict::Quiet(status)) => Outcome::Complete(quiet(m, ctx, status)),
+            Ok(Finding::Quiet(status)) => Outcome::Complete(quiet(m, ctx, status)),
             Err(CheckError::NotYetSubmitted) => Outcome::Retry {
                 failure: Failure::new(ErrorKind::Internal, CheckError::NotYetSubmitted.to_string()),
                 retry_after: None,
@@ -441,7 +446,7 @@ impl Handler for DocCallbackHandler {
                 failure: Failure::new(ErrorKind::Internal, e.to_string()),
                 retry_after: None,
             },
-            Err(CheckError::Signing(e)) => match permanent_or_retry("signing", e.classify()) {
+            Err(CheckError::Signing(e)) => match retry_or_failure("signing", e.verdict()) {
                 std::ops::ControlFlow::Break(retry) => retry,
                 std::ops::ControlFlow::Continue(failure) => {
                     // The poll keeps its schedule; this message has nothing more to do.
@@ -468,5 +473,21 @@ impl Handler for DocCallbackHandler {
         );
         let dispatcher = dispatch::Dispatcher::new(self.webhooks.clone(), self.signer.clone());
         tokio::join!(poller, dispatcher.run(services));
+    }
+}
+
+impl Worker for DocCallbackHandler {
+    // Each check may download a large document: few at a time keeps memory near one document's size.
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "doc-callback",
+        prefetch: 4,
+        concurrency: 2,
+        metrics_addr: "0.0.0.0:9105",
+    };
+
+    type Settings = Settings;
+
+    fn build(s: Settings, db: &Database) -> Self {
+        Self::new(s.client, s.key, s.documents, s.webhooks, s.signer, db)
     }
 }

@@ -1,6 +1,8 @@
-//! The `doc.sign` handler (DESIGN.md §5): checks the document (base64 PDF, size, fields, the client's
+//! The `doc.sign` handler (docs/CONTRACT.md, `doc.sign`): checks the document (base64 PDF, size, fields, the client's
 //! callback URL), stores it, submits it to the signing vendor with pasarela's capability URL for its
 //! webhook, and schedules status polls in case that webhook never comes.
+
+mod settings;
 
 use std::time::Duration;
 
@@ -10,17 +12,20 @@ use pasarela_shared::contract::events;
 use pasarela_shared::contract::events::DocumentFacts;
 use pasarela_shared::contract::messages::DocSign;
 use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
+use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{
-    Completion, HandleContext, Handler, Outcome, permanent_or_retry,
+    Completion, HandleContext, Handler, Outcome, retry_or_failure,
 };
+use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
-use pasarela_shared::store::SqlWrite;
-use pasarela_shared::store::documents::{FileKind, StoreFileError};
+use pasarela_shared::store::Record;
+use pasarela_shared::store::documents::{FailedRow, FileKind, StoreFileError, SubmittedRow};
 use pasarela_shared::store::error::DbError;
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{SigningClient, SubmitDocument};
 use pasarela_shared::vendors::webhook;
+pub use settings::Settings;
 
 /// The routing key once the vendor has the document.
 pub const SUBMITTED: &str = "doc.sign.submitted";
@@ -172,53 +177,31 @@ fn completion(
 ) -> Completion {
     let event =
         events::document_event(m.document_id, status, ctx.attempt, failure.as_ref(), &facts);
-    let write = match &failure {
-        None => SqlWrite {
-            sql: "UPDATE documents SET state = 'submitted', vendor_document_id = $2,
-                      vendor_status = 'received', submitted_at = now(),
-                      next_poll_at = now() + make_interval(secs => $3),
-                      poll_until = now() + make_interval(secs => $4)
-                  WHERE document_id = $1 AND state = 'stored'",
-            params: vec![
-                Box::new(m.document_id),
-                Box::new(facts.vendor_document_id.clone()),
-                Box::new(settings.poll_delay(0).as_secs_f64()),
-                Box::new(settings.poll_for.as_secs_f64()),
-            ],
-        },
-        // A document refused before it was stored still gets a row, so its status can be read.
-        Some(f) => SqlWrite {
-            sql: "INSERT INTO documents (document_id, message_id, tenant, document_name,
-                      active_directory_user, signature_type, client_callback_url,
-                      callback_token_sha256, state, document_bytes, error_kind, error_message,
-                      completed_at)
-                  VALUES ($1, $2, left($3, 500), left($4, 500), left($5, 500), left($6, 100),
-                          left($7, 2000), '\\x', 'failed', $8, $9, $10, now())
-                  ON CONFLICT (document_id) DO UPDATE SET state = 'failed',
-                      error_kind = EXCLUDED.error_kind, error_message = EXCLUDED.error_message,
-                      completed_at = now(), next_poll_at = NULL
-                  WHERE documents.message_id = EXCLUDED.message_id
-                    AND documents.state IN ('stored', 'failed')",
-            params: vec![
-                Box::new(m.document_id),
-                Box::new(ctx.message_id),
-                Box::new(m.tenant.clone()),
-                Box::new(m.document_name.clone()),
-                Box::new(m.active_directory_user.clone()),
-                Box::new(m.signature_type.clone()),
-                Box::new(m.callback_url.clone()),
-                Box::new((m.document_content.len() / 4 * 3) as i64),
-                Box::new(f.kind.as_str().to_string()),
-                Box::new(f.message.clone()),
-            ],
-        },
+    let record = match &failure {
+        None => Record::DocumentSubmitted(SubmittedRow {
+            document_id: m.document_id,
+            vendor_document_id: facts.vendor_document_id.clone(),
+            first_poll: settings.poll_delay(0),
+            poll_for: settings.poll_for,
+        }),
+        Some(f) => Record::DocumentFailed(FailedRow {
+            document_id: m.document_id,
+            message_id: ctx.message_id,
+            tenant: m.tenant.clone(),
+            document_name: m.document_name.clone(),
+            active_directory_user: m.active_directory_user.clone(),
+            signature_type: m.signature_type.clone(),
+            client_callback_url: m.callback_url.clone(),
+            document_bytes: (m.document_content.len() / 4 * 3) as i64,
+            error: f.clone(),
+        }),
     };
     Completion {
         status: status.to_string(),
         routing_key: if failure.is_none() { SUBMITTED } else { FAILED },
         event: event.into(),
         error: failure,
-        writes: vec![write],
+        records: vec![record],
     }
 }
 
@@ -301,7 +284,7 @@ impl Handler for DocSignHandler {
                 self.finish(m, ctx, "submitted", facts, None)
             }
             Err(e) => {
-                let failure = match permanent_or_retry("signing", e.classify()) {
+                let failure = match retry_or_failure("signing", e.verdict()) {
                     std::ops::ControlFlow::Continue(failure) => failure,
                     std::ops::ControlFlow::Break(retry) => return retry,
                 };
@@ -362,5 +345,21 @@ impl Handler for DocSignHandler {
             metrics::counter!("pasarela_documents_purged_total").increment(documents);
             tracing::info!(documents, bytes, "retention erased document PDFs");
         }
+    }
+}
+
+impl Worker for DocSignHandler {
+    // Documents are large: few in flight keeps memory near a few times one document.
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "doc-sign",
+        prefetch: 2,
+        concurrency: 2,
+        metrics_addr: "0.0.0.0:9104",
+    };
+
+    type Settings = Settings;
+
+    fn build(s: Settings, db: &Database) -> Self {
+        Self::new(s.client, s.key, s.documents, &s.webhooks, db)
     }
 }

@@ -7,14 +7,17 @@ mod providers;
 
 use std::time::Duration;
 
-use guard::{AdmissionBatcher, Verdict};
+use guard::AdmissionBatcher;
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
 use pasarela_shared::contract::events::event_body;
 use pasarela_shared::contract::messages::OtpSend;
 use pasarela_shared::contract::settings::OtpSettings;
+use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{Completion, HandleContext, Handler, Outcome};
-use pasarela_shared::store::SqlWrite;
+use pasarela_shared::runtime::settings::WorkerDefaults;
+use pasarela_shared::store::Record;
+use pasarela_shared::store::otp::{OtpState, SendAdmission, SendRow, SendToAdmit};
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::AldeamoClient;
 use pasarela_shared::vendors::breaker::{Admission, CircuitBreakers};
@@ -100,63 +103,42 @@ impl OtpSendHandler {
         event.insert("vendor_request_id".into(), served.request_id.clone().into());
         event.insert("vendor_code".into(), served.code.clone().into());
         let state = if status == "sent" {
-            "generated"
+            OtpState::Generated
         } else {
-            "errored"
+            OtpState::Errored
         };
         let max_tries = message
             .code
             .max_tries
             .unwrap_or(providers::DEFAULT_MAX_TRIES);
-        let tried: Vec<String> = served.tried.iter().map(|p| p.to_string()).collect();
-        let write = SqlWrite {
-            sql: "INSERT INTO otp_requests (request_id, message_id, tenant, provider, channel,
-                      destination_mobile, destination_email, code_type, code_length, expires_in_s,
-                      max_tries, status, attempts, vendor_request_id, vendor_code, error_kind,
-                      error_message, state, requested_provider, providers_tried, vendor_otp_id,
-                      completed_at, generated_at, expires_at)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                      $18, $19, $20, $21, now(),
-                      CASE WHEN $18 = 'generated' THEN now() END,
-                      CASE WHEN $18 = 'generated' THEN now() + make_interval(secs => $10::integer) END)
-                  ON CONFLICT (request_id) DO UPDATE SET message_id = EXCLUDED.message_id,
-                      provider = EXCLUDED.provider, status = EXCLUDED.status,
-                      attempts = EXCLUDED.attempts, vendor_request_id = EXCLUDED.vendor_request_id,
-                      vendor_code = EXCLUDED.vendor_code, error_kind = EXCLUDED.error_kind,
-                      error_message = EXCLUDED.error_message, state = EXCLUDED.state,
-                      providers_tried = EXCLUDED.providers_tried,
-                      vendor_otp_id = EXCLUDED.vendor_otp_id, completed_at = now(),
-                      generated_at = EXCLUDED.generated_at, expires_at = EXCLUDED.expires_at",
-            params: vec![
-                Box::new(message.request_id),
-                Box::new(ctx.message_id),
-                Box::new(message.tenant.clone()),
-                Box::new(provider),
-                Box::new(message.channel.clone()),
-                Box::new(message.destination.mobile.clone()),
-                Box::new(message.destination.email.clone()),
-                Box::new(message.code.code_type.clone()),
-                Box::new(message.code.length as i32),
-                Box::new(message.code.expires_in_s as i32),
-                Box::new(max_tries as i32),
-                Box::new(status.to_string()),
-                Box::new(ctx.attempt as i32),
-                Box::new(served.request_id),
-                Box::new(served.code),
-                Box::new(error.as_ref().map(|e| e.kind.as_str().to_string())),
-                Box::new(error.as_ref().map(|e| e.message.clone())),
-                Box::new(state.to_string()),
-                Box::new(requested),
-                Box::new(tried),
-                Box::new(served.otp_id),
-            ],
+        let row = SendRow {
+            request_id: message.request_id,
+            message_id: ctx.message_id,
+            tenant: message.tenant.clone(),
+            provider,
+            channel: message.channel.clone(),
+            mobile: message.destination.mobile.clone(),
+            email: message.destination.email.clone(),
+            code_type: message.code.code_type.clone(),
+            code_length: message.code.length as i32,
+            expires_in_s: message.code.expires_in_s as i32,
+            max_tries: max_tries as i32,
+            status: status.to_string(),
+            attempts: ctx.attempt as i32,
+            vendor_request_id: served.request_id,
+            vendor_code: served.code,
+            error: error.clone(),
+            state,
+            requested_provider: requested,
+            providers_tried: served.tried.iter().map(|p| p.to_string()).collect(),
+            vendor_otp_id: served.otp_id,
         };
         Completion {
             status: status.to_string(),
             routing_key: COMPLETED,
             event: event.into(),
             error,
-            writes: vec![write],
+            records: vec![Record::OtpSend(row)],
         }
     }
 
@@ -189,19 +171,19 @@ impl OtpSendHandler {
         if s.destination_limit == 0 && s.tenant_limit == 0 {
             return Ok(());
         }
-        let admission = guard::Admission {
+        let send = SendToAdmit {
             request_id: message.request_id,
             tenant: message.tenant.clone(),
             destination: providers::guard_key(message),
         };
-        let verdict = self
+        let admission = self
             .admissions
-            .admit(admission)
+            .admit(send)
             .await
-            .map_err(|why| Failure::new(ErrorKind::Internal, why))?;
-        match verdict {
-            Verdict::Admitted => Ok(()),
-            Verdict::DestinationLimit => {
+            .map_err(|why| Failure::new(ErrorKind::Internal, why.to_string()))?;
+        match admission {
+            SendAdmission::Admitted => Ok(()),
+            SendAdmission::DestinationLimit => {
                 metrics::counter!("pasarela_otp_limited_total", "limit" => "destination")
                     .increment(1);
                 Err(Failure::new(
@@ -213,7 +195,7 @@ impl OtpSendHandler {
                     ),
                 ))
             }
-            Verdict::TenantLimit => {
+            SendAdmission::TenantLimit => {
                 metrics::counter!("pasarela_otp_limited_total", "limit" => "tenant").increment(1);
                 Err(Failure::new(
                     ErrorKind::RateLimited,
@@ -371,5 +353,20 @@ impl Handler for OtpSendHandler {
     fn exhausted(&self, message: &OtpSend, ctx: &HandleContext, last: &Failure) -> Completion {
         let failure = Failure::exhausted(ctx.attempt, last);
         Self::completion(message, ctx, "failed", Some(failure), Served::default())
+    }
+}
+
+impl Worker for OtpSendHandler {
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "otp-send",
+        prefetch: 200,
+        concurrency: 100,
+        metrics_addr: "0.0.0.0:9101",
+    };
+
+    type Settings = (OtpClients, OtpSettings);
+
+    fn build((clients, otp): (OtpClients, OtpSettings), db: &Database) -> Self {
+        Self::new(clients, otp, db)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::errors::{ErrorKind, Failure, Verdict};
 use pasarela_shared::contract::messages::{OtpSend, ProviderChoice};
 use pasarela_shared::contract::settings::OTP_PROVIDERS;
 use pasarela_shared::vendors::aldeamo::{self, AldeamoClient};
@@ -90,27 +90,27 @@ pub struct ProviderAnswer {
 
 impl ProviderAnswer {
     fn failed(e: &VendorError) -> Self {
-        let (failure, retryable, retry_after) = e.classify();
-        let verdict = if retryable {
-            SendFailure::Retryable {
+        let verdict = match e.verdict() {
+            Verdict::Retry { failure, after } => SendFailure::Retryable {
                 failure,
-                retry_after,
+                retry_after: after,
+            },
+            Verdict::GiveUp(failure) if failure.kind == ErrorKind::Auth => {
+                SendFailure::Credentials(failure)
             }
-        } else if failure.kind == ErrorKind::Auth {
-            SendFailure::Credentials(failure)
-        } else if let VendorError::Status { status, .. } = e
-            && (400..500).contains(status)
-        {
-            // A 4xx the vendor gives for a request it will not take: the input is wrong.
-            SendFailure::Final {
-                status: "rejected",
-                failure: Failure::new(ErrorKind::Rejected, failure.message),
-            }
-        } else {
-            SendFailure::Final {
-                status: "failed",
-                failure,
-            }
+            Verdict::GiveUp(failure) => match e {
+                // A 4xx the vendor gives for a request it will not take: the input is wrong.
+                VendorError::Status { status, .. } if (400..500).contains(status) => {
+                    SendFailure::Final {
+                        status: "rejected",
+                        failure: Failure::new(ErrorKind::Rejected, failure.message),
+                    }
+                }
+                _ => SendFailure::Final {
+                    status: "failed",
+                    failure,
+                },
+            },
         };
         Self {
             request_id: None,

@@ -16,10 +16,13 @@ use pasarela_shared::contract::errors::{ErrorKind, Failure};
 use pasarela_shared::contract::events::event_body;
 use pasarela_shared::contract::messages::OtpVerify;
 use pasarela_shared::contract::settings::OtpSettings;
+use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{Completion, HandleContext, Handler, Outcome};
-use pasarela_shared::store::SqlWrite;
+use pasarela_shared::runtime::settings::WorkerDefaults;
+use pasarela_shared::store::Record;
 use pasarela_shared::store::error::DbError;
+use pasarela_shared::store::otp::{self, SendRecord, VerificationRow};
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::{self, AldeamoClient, ValidateStatus};
 use pasarela_shared::vendors::danaconnect::{self, DanaConnectClient, VerifyCode};
@@ -117,31 +120,6 @@ impl VerifyOutcome {
     }
 }
 
-/// The send a verification refers to, as `pasarela_admit_otp_verify` returns it.
-#[derive(Debug, Clone)]
-pub struct SendRecord {
-    /// Whether this verification was counted and may go to the vendor.
-    pub counted: bool,
-    /// Its verification_id was already used by another message.
-    pub reused: bool,
-    /// The send's status (`sent`, `rejected`, `failed`).
-    pub status: String,
-    /// The send's OTP state.
-    pub state: String,
-    /// The provider that sent it.
-    pub provider: String,
-    /// The vendor's request id (DANAConnect's `idRequest`).
-    pub vendor_request_id: Option<String>,
-    /// Aldeamo's `otpId`.
-    pub vendor_otp_id: Option<String>,
-    /// The tenant.
-    pub tenant: String,
-    /// Verifications allowed.
-    pub max_tries: Option<i32>,
-    /// Verifications counted so far.
-    pub verify_attempts: i32,
-}
-
 /// What happens to a verification before any vendor call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precheck {
@@ -216,37 +194,13 @@ impl OtpVerifyHandler {
         ctx: &HandleContext,
     ) -> Result<Option<SendRecord>, DbError> {
         self.db
-            .retrying("look up the send", || async {
-                let client = self.db.pool().get().await?;
-                let stmt = client
-                    .prepare_cached(
-                        "SELECT counted, reused, status, state, provider, vendor_request_id,
-                                vendor_otp_id, tenant, max_tries, verify_attempts
-                         FROM pasarela_admit_otp_verify($1, $2, $3)",
-                    )
-                    .await?;
-                let row = client
-                    .query_opt(
-                        &stmt,
-                        &[
-                            &message.verification_id,
-                            &ctx.message_id,
-                            &message.request_id,
-                        ],
-                    )
-                    .await?;
-                Ok(row.map(|r| SendRecord {
-                    counted: r.get(0),
-                    reused: r.get(1),
-                    status: r.get(2),
-                    state: r.get(3),
-                    provider: r.get(4),
-                    vendor_request_id: r.get(5),
-                    vendor_otp_id: r.get(6),
-                    tenant: r.get(7),
-                    max_tries: r.get(8),
-                    verify_attempts: r.get(9),
-                }))
+            .retrying("look up the send", || {
+                otp::admit_verification(
+                    self.db.pool(),
+                    message.verification_id,
+                    ctx.message_id,
+                    message.request_id,
+                )
             })
             .await
     }
@@ -269,8 +223,9 @@ impl OtpVerifyHandler {
             match answer {
                 Ok(decided) => return decided,
                 Err(e) => {
-                    let (failure, retryable, _) = e.classify();
-                    let failure = scrubbed(failure, &e, message);
+                    let verdict = e.verdict();
+                    let retryable = verdict.is_retry();
+                    let failure = scrubbed(verdict.failure().clone(), &e, message);
                     match pauses.next() {
                         Some(pause) if retryable => {
                             tracing::info!(error = %failure, "vendor failed; trying again");
@@ -343,53 +298,24 @@ impl OtpVerifyHandler {
         event.insert("outcome".into(), outcome.as_str().into());
         event.insert("provider".into(), record.map(|r| r.provider.clone()).into());
         event.insert("tenant".into(), record.map(|r| r.tenant.clone()).into());
-        let mut writes = vec![SqlWrite {
-            sql: "INSERT INTO otp_verifications (verification_id, message_id, request_id, tenant,
-                      provider, status, outcome, attempts, error_kind, error_message, completed_at)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-                  ON CONFLICT (verification_id) DO UPDATE SET status = EXCLUDED.status,
-                      outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts,
-                      error_kind = EXCLUDED.error_kind, error_message = EXCLUDED.error_message,
-                      completed_at = now()
-                  WHERE otp_verifications.message_id = EXCLUDED.message_id",
-            params: vec![
-                Box::new(message.verification_id),
-                Box::new(ctx.message_id),
-                Box::new(message.request_id),
-                Box::new(record.map(|r| r.tenant.clone())),
-                Box::new(record.map(|r| r.provider.clone())),
-                Box::new(status.to_string()),
-                Box::new(outcome.as_str().to_string()),
-                Box::new(ctx.attempt as i32),
-                Box::new(error.as_ref().map(|e| e.kind.as_str().to_string())),
-                Box::new(error.as_ref().map(|e| e.message.clone())),
-            ],
-        }];
-        if record.is_some() {
-            // The send's state follows its verifications; a validated code stays validated.
-            writes.push(SqlWrite {
-                sql: "UPDATE otp_requests SET
-                          state = CASE
-                              WHEN state = 'validated_ok' THEN state
-                              WHEN $2 = 'verified' THEN 'validated_ok'
-                              WHEN $2 = 'expired' THEN 'expired'
-                              WHEN $2 IN ('incorrect', 'max_attempts') THEN 'validated_failed'
-                              ELSE state END,
-                          validated_at = CASE WHEN $2 = 'verified' AND state <> 'validated_ok'
-                              THEN now() ELSE validated_at END
-                      WHERE request_id = $1",
-                params: vec![
-                    Box::new(message.request_id),
-                    Box::new(outcome.as_str().to_string()),
-                ],
-            });
-        }
+        let row = VerificationRow {
+            verification_id: message.verification_id,
+            message_id: ctx.message_id,
+            request_id: message.request_id,
+            tenant: record.map(|r| r.tenant.clone()),
+            provider: record.map(|r| r.provider.clone()),
+            status: status.to_string(),
+            outcome: outcome.as_str().to_string(),
+            attempts: ctx.attempt as i32,
+            error: error.clone(),
+            send_known: record.is_some(),
+        };
         Completion {
             status: status.to_string(),
             routing_key: COMPLETED,
             event: event.into(),
             error,
-            writes,
+            records: vec![Record::OtpVerification(row)],
         }
     }
 }
@@ -562,7 +488,13 @@ impl Handler for OtpVerifyHandler {
         // without any one transaction holding many row locks.
         let (mut expired, mut forgotten) = (0, 0);
         for _ in 0..SWEEP_MAX_BATCHES {
-            match sweep(&self.db, self.settings.longest_window()).await {
+            match otp::sweep(
+                self.db.pool(),
+                self.settings.longest_window(),
+                SWEEP_BATCH as i64,
+            )
+            .await
+            {
                 Ok((e, f)) => {
                     expired += e;
                     forgotten += f;
@@ -588,49 +520,19 @@ const SWEEP_BATCH: u64 = 5000;
 /// Sweep transactions per turn at most.
 const SWEEP_MAX_BATCHES: usize = 50;
 
-/// Marks codes that were never validated in time as expired, and forgets fraud-guard admissions older
-/// than the longest window. One replica at a time does it (a transaction-scoped advisory lock); each
-/// pass takes a bounded batch so it never holds locks for long.
-pub async fn sweep(db: &Database, keep_admissions: Duration) -> Result<(u64, u64), DbError> {
-    let mut client = db.pool().get().await?;
-    let tx = client.transaction().await?;
-    let locked: bool = tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended('pasarela.otp.sweep', 0))",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !locked {
-        return Ok((0, 0));
+impl Worker for OtpVerifyHandler {
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "otp-verify",
+        prefetch: 200,
+        concurrency: 100,
+        metrics_addr: "0.0.0.0:9102",
+    };
+
+    type Settings = (OtpClients, OtpSettings);
+
+    fn build((clients, otp): (OtpClients, OtpSettings), db: &Database) -> Self {
+        Self::new(clients, otp, db)
     }
-    let expired = tx
-        .execute(
-            "UPDATE otp_requests SET state = 'expired'
-             WHERE request_id IN (
-                 SELECT request_id FROM otp_requests
-                 WHERE state = 'generated' AND expires_at < now()
-                 ORDER BY expires_at LIMIT $1)
-               AND state = 'generated'",
-            &[&(SWEEP_BATCH as i64)],
-        )
-        .await?;
-    let forgotten = tx
-        .execute(
-            "DELETE FROM otp_send_admissions
-             WHERE request_id IN (
-                 SELECT request_id FROM otp_send_admissions
-                 WHERE admitted_at < now() - $2::bigint * interval '1 second' LIMIT $1)",
-            &[&(SWEEP_BATCH as i64), &(keep_admissions.as_secs() as i64)],
-        )
-        .await?;
-    tx.execute(
-        "DELETE FROM otp_tenant_sends WHERE minute < now() - $1::bigint * interval '1 second'",
-        &[&(keep_admissions.as_secs() as i64 + 60)],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((expired, forgotten))
 }
 
 #[cfg(test)]
@@ -732,7 +634,7 @@ mod tests {
             retry_after: None,
             body: r#"{"error":"pin 4821x invalid"}"#.into(),
         };
-        let (f, _, _) = e.classify();
+        let f = e.verdict().failure().clone();
         assert!(f.message.contains("4821x"), "the raw failure would leak it");
         let clean = scrubbed(f, &e, &m);
         assert_eq!(clean.message, "aldeamo: HTTP 400");
@@ -740,7 +642,7 @@ mod tests {
             vendor: "aldeamo",
             detail: "reset while sending 4821x".into(),
         };
-        let clean = scrubbed(e.classify().0, &e, &m);
+        let clean = scrubbed(e.verdict().failure().clone(), &e, &m);
         assert!(!clean.message.contains("4821x"), "{}", clean.message);
     }
 

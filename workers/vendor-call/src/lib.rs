@@ -2,20 +2,27 @@
 //! tokens, the AES key and IV never leave the worker; the producer gives the vendor, the method, a path
 //! that must stay on the vendor's host, and a JSON body, and gets the vendor's status and answer.
 
+mod settings;
+
 use std::time::{Duration, Instant};
 
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
 use pasarela_shared::contract::events::event_body;
 use pasarela_shared::contract::messages::VendorCall;
+use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{
-    Completion, HandleContext, Handler, Outcome, permanent_or_retry,
+    Completion, HandleContext, Handler, Outcome, retry_or_failure,
 };
-use pasarela_shared::store::SqlWrite;
+use pasarela_shared::runtime::settings::WorkerDefaults;
+use pasarela_shared::store::Record;
+use pasarela_shared::store::vendor_calls::CallRow;
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::bearer::{CallError, VendorResponse};
 use pasarela_shared::vendors::gestopago::GestoPagoClient;
+use pasarela_shared::vendors::http;
 use pasarela_shared::vendors::numrot::NumRotClient;
+pub use settings::Settings;
 
 /// The routing key of the result event.
 pub const COMPLETED: &str = "vendor.call.completed";
@@ -82,35 +89,24 @@ impl VendorCallHandler {
             .chars()
             .take(500)
             .collect();
-        let write = SqlWrite {
-            sql: "INSERT INTO vendor_calls (call_id, message_id, vendor, method, path, status,
-                      http_status, latency_ms, attempts, error_kind, error_message, completed_at)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
-                  ON CONFLICT (call_id) DO UPDATE SET status = EXCLUDED.status,
-                      http_status = EXCLUDED.http_status, latency_ms = EXCLUDED.latency_ms,
-                      attempts = EXCLUDED.attempts, error_kind = EXCLUDED.error_kind,
-                      error_message = EXCLUDED.error_message, completed_at = now()
-                  WHERE vendor_calls.message_id = EXCLUDED.message_id",
-            params: vec![
-                Box::new(message.call_id),
-                Box::new(ctx.message_id),
-                Box::new(message.vendor.chars().take(40).collect::<String>()),
-                Box::new(message.method.chars().take(10).collect::<String>()),
-                Box::new(path),
-                Box::new(done.status.to_string()),
-                Box::new(http_status.map(i32::from)),
-                Box::new(done.latency.map(|l| l.as_millis() as i32)),
-                Box::new(ctx.attempt as i32),
-                Box::new(done.error.as_ref().map(|e| e.kind.as_str().to_string())),
-                Box::new(done.error.as_ref().map(|e| e.message.clone())),
-            ],
+        let row = CallRow {
+            call_id: message.call_id,
+            message_id: ctx.message_id,
+            vendor: message.vendor.chars().take(40).collect(),
+            method: message.method.chars().take(10).collect(),
+            path,
+            status: done.status.to_string(),
+            http_status: http_status.map(i32::from),
+            latency_ms: done.latency.map(|l| l.as_millis() as i32),
+            attempts: ctx.attempt as i32,
+            error: done.error.clone(),
         };
         Completion {
             status: done.status.to_string(),
             routing_key: COMPLETED,
             event: event.into(),
             error: done.error,
-            writes: vec![write],
+            records: vec![Record::VendorCall(row)],
         }
     }
 
@@ -198,23 +194,13 @@ impl Handler for VendorCallHandler {
                     latency,
                 },
             ),
-            Ok(response) if response.status == 429 || response.status >= 500 => Outcome::Retry {
-                failure: Failure::new(
-                    ErrorKind::Vendor,
-                    format!("{}: HTTP {}", message.vendor, response.status),
-                ),
-                retry_after: None,
-            },
             Ok(response) => {
-                let kind = if matches!(response.status, 401 | 403) {
-                    ErrorKind::Auth
-                } else {
-                    ErrorKind::Vendor
+                let said = format!("{}: HTTP {}", message.vendor, response.status);
+                let verdict = http::verdict_of_status(response.status, response.retry_after, said);
+                let failure = match retry_or_failure(&message.vendor, verdict) {
+                    std::ops::ControlFlow::Continue(failure) => failure,
+                    std::ops::ControlFlow::Break(retry) => return retry,
                 };
-                let failure = Failure::new(
-                    kind,
-                    format!("{}: HTTP {}", message.vendor, response.status),
-                );
                 Self::finish(
                     message,
                     ctx,
@@ -232,7 +218,7 @@ impl Handler for VendorCallHandler {
                 retry_after: None,
             },
             Err(CallError::Vendor(e)) => {
-                let failure = match permanent_or_retry(&message.vendor, e.classify()) {
+                let failure = match retry_or_failure(&message.vendor, e.verdict()) {
                     std::ops::ControlFlow::Continue(failure) => failure,
                     std::ops::ControlFlow::Break(retry) => return retry,
                 };
@@ -262,5 +248,20 @@ impl Handler for VendorCallHandler {
                 latency: None,
             },
         )
+    }
+}
+
+impl Worker for VendorCallHandler {
+    const DEFAULTS: WorkerDefaults = WorkerDefaults {
+        service: "vendor-call",
+        prefetch: 100,
+        concurrency: 50,
+        metrics_addr: "0.0.0.0:9103",
+    };
+
+    type Settings = Settings;
+
+    fn build(s: Settings, db: &Database) -> Self {
+        Self::new(s.numrot, s.gestopago, s.key, s.log_payloads, db)
     }
 }

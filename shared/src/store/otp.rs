@@ -1,0 +1,402 @@
+//! The OTP tables: `otp_requests` (one row per send, with its lifecycle state), `otp_verifications`,
+//! and the fraud guard's admissions, counted in PostgreSQL so that every replica enforces one limit.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, Transaction};
+use uuid::Uuid;
+
+use crate::contract::errors::Failure;
+use crate::store::error::DbError;
+
+/// A send's lifecycle state (`otp_requests.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpState {
+    /// The vendor generated and sent the code.
+    Generated,
+    /// The send failed or was refused.
+    Errored,
+    /// A verification said the code was right.
+    ValidatedOk,
+    /// Verifications said the code was wrong, or ran out.
+    ValidatedFailed,
+    /// The code's time ran out before it was validated.
+    Expired,
+}
+
+impl OtpState {
+    /// The column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpState::Generated => "generated",
+            OtpState::Errored => "errored",
+            OtpState::ValidatedOk => "validated_ok",
+            OtpState::ValidatedFailed => "validated_failed",
+            OtpState::Expired => "expired",
+        }
+    }
+}
+
+/// A finished send, as `otp_requests` keeps it.
+#[derive(Debug, Clone)]
+pub struct SendRow {
+    /// The producer's `request_id`.
+    pub request_id: Uuid,
+    /// The message that finished it.
+    pub message_id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// The provider that served, or the one requested when none did.
+    pub provider: String,
+    /// `sms`, `email`, `whatsapp` or `voice`.
+    pub channel: String,
+    /// The mobile destination.
+    pub mobile: Option<String>,
+    /// The e-mail destination.
+    pub email: Option<String>,
+    /// `numeric`, `alphanumeric` or `alphabetic`.
+    pub code_type: String,
+    /// The code's length.
+    pub code_length: i32,
+    /// The code's lifetime in seconds.
+    pub expires_in_s: i32,
+    /// Verifications allowed.
+    pub max_tries: i32,
+    /// `sent`, `rejected` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The vendor's request id.
+    pub vendor_request_id: Option<String>,
+    /// The vendor's answer code.
+    pub vendor_code: Option<String>,
+    /// Why it failed, if it did.
+    pub error: Option<Failure>,
+    /// `Generated` when sent, else `Errored`.
+    pub state: OtpState,
+    /// The producer's `provider` as asked.
+    pub requested_provider: String,
+    /// The providers tried, in order.
+    pub providers_tried: Vec<String>,
+    /// Aldeamo's `otpId`.
+    pub vendor_otp_id: Option<String>,
+}
+
+const UPSERT_SEND: &str = "INSERT INTO otp_requests (request_id, message_id, tenant, provider,
+        channel, destination_mobile, destination_email, code_type, code_length, expires_in_s,
+        max_tries, status, attempts, vendor_request_id, vendor_code, error_kind, error_message, state,
+        requested_provider, providers_tried, vendor_otp_id, completed_at, generated_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        $18, $19, $20, $21, now(),
+        CASE WHEN $18 = 'generated' THEN now() END,
+        CASE WHEN $18 = 'generated' THEN now() + make_interval(secs => $10::integer) END)
+    ON CONFLICT (request_id) DO UPDATE SET message_id = EXCLUDED.message_id,
+        provider = EXCLUDED.provider, status = EXCLUDED.status,
+        attempts = EXCLUDED.attempts, vendor_request_id = EXCLUDED.vendor_request_id,
+        vendor_code = EXCLUDED.vendor_code, error_kind = EXCLUDED.error_kind,
+        error_message = EXCLUDED.error_message, state = EXCLUDED.state,
+        providers_tried = EXCLUDED.providers_tried,
+        vendor_otp_id = EXCLUDED.vendor_otp_id, completed_at = now(),
+        generated_at = EXCLUDED.generated_at, expires_at = EXCLUDED.expires_at";
+
+impl SendRow {
+    /// Records the send inside the group's transaction.
+    pub(crate) async fn write(&self, txn: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        let stmt = txn.prepare_cached(UPSERT_SEND).await?;
+        let kind = self.error.as_ref().map(|e| e.kind.as_str());
+        let message = self.error.as_ref().map(|e| e.message.as_str());
+        txn.execute(
+            &stmt,
+            &[
+                &self.request_id,
+                &self.message_id,
+                &self.tenant,
+                &self.provider,
+                &self.channel,
+                &self.mobile,
+                &self.email,
+                &self.code_type,
+                &self.code_length,
+                &self.expires_in_s,
+                &self.max_tries,
+                &self.status,
+                &self.attempts,
+                &self.vendor_request_id,
+                &self.vendor_code,
+                &kind,
+                &message,
+                &self.state.as_str(),
+                &self.requested_provider,
+                &self.providers_tried,
+                &self.vendor_otp_id,
+            ],
+        )
+        .await
+    }
+}
+
+/// A finished verification, as `otp_verifications` keeps it; when its send is known, the send's
+/// state follows it.
+#[derive(Debug, Clone)]
+pub struct VerificationRow {
+    /// The producer's `verification_id`.
+    pub verification_id: Uuid,
+    /// The message that finished it.
+    pub message_id: Uuid,
+    /// The send it verifies.
+    pub request_id: Uuid,
+    /// The send's tenant, when the send is known.
+    pub tenant: Option<String>,
+    /// The send's provider, when the send is known.
+    pub provider: Option<String>,
+    /// The event's status.
+    pub status: String,
+    /// `verified`, `incorrect`, `expired`, `max_attempts`, ...
+    pub outcome: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Why it failed, if it did.
+    pub error: Option<Failure>,
+    /// Whether the send exists, so its state follows this verification.
+    pub send_known: bool,
+}
+
+const UPSERT_VERIFICATION: &str = "INSERT INTO otp_verifications (verification_id, message_id,
+        request_id, tenant, provider, status, outcome, attempts, error_kind, error_message,
+        completed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+    ON CONFLICT (verification_id) DO UPDATE SET status = EXCLUDED.status,
+        outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts,
+        error_kind = EXCLUDED.error_kind, error_message = EXCLUDED.error_message,
+        completed_at = now()
+    WHERE otp_verifications.message_id = EXCLUDED.message_id";
+
+/// The send's state follows its verifications; a validated code stays validated.
+const FOLLOW_VERIFICATION: &str = "UPDATE otp_requests SET
+        state = CASE
+            WHEN state = 'validated_ok' THEN state
+            WHEN $2 = 'verified' THEN 'validated_ok'
+            WHEN $2 = 'expired' THEN 'expired'
+            WHEN $2 IN ('incorrect', 'max_attempts') THEN 'validated_failed'
+            ELSE state END,
+        validated_at = CASE WHEN $2 = 'verified' AND state <> 'validated_ok'
+            THEN now() ELSE validated_at END
+    WHERE request_id = $1";
+
+impl VerificationRow {
+    /// Records the verification, and its send's new state, inside the group's transaction.
+    pub(crate) async fn write(&self, txn: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        let stmt = txn.prepare_cached(UPSERT_VERIFICATION).await?;
+        let kind = self.error.as_ref().map(|e| e.kind.as_str());
+        let message = self.error.as_ref().map(|e| e.message.as_str());
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &self.verification_id,
+            &self.message_id,
+            &self.request_id,
+            &self.tenant,
+            &self.provider,
+            &self.status,
+            &self.outcome,
+            &self.attempts,
+            &kind,
+            &message,
+        ];
+        let written = txn.execute(&stmt, &params);
+        if !self.send_known {
+            return written.await;
+        }
+        let follow = txn.prepare_cached(FOLLOW_VERIFICATION).await?;
+        let follow_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&self.request_id, &self.outcome];
+        let followed = txn.execute(&follow, &follow_params);
+        let (w, f) = futures::try_join!(written, followed)?;
+        Ok(w + f)
+    }
+}
+
+/// What the fraud guard says about one send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendAdmission {
+    /// Within every limit: send it.
+    Admitted,
+    /// The destination's window is full.
+    DestinationLimit,
+    /// The tenant's window is full.
+    TenantLimit,
+}
+
+/// The fraud guard's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardLimits {
+    /// Sends allowed to one destination per window; 0 turns it off.
+    pub destination_limit: i32,
+    /// The destination window, in seconds.
+    pub destination_window_s: i32,
+    /// Sends allowed to one tenant per window; 0 turns it off.
+    pub tenant_limit: i32,
+    /// The tenant window, in seconds.
+    pub tenant_window_s: i32,
+}
+
+/// One send to admit.
+#[derive(Debug, Clone)]
+pub struct SendToAdmit {
+    /// The send's request id: a retried send is counted once.
+    pub request_id: Uuid,
+    /// Its tenant.
+    pub tenant: String,
+    /// The destination the guard counts.
+    pub destination: String,
+}
+
+/// Counts a batch of sends against the guard's windows in one statement; answers per request id.
+pub async fn admit_sends(
+    pool: &Pool,
+    limits: &GuardLimits,
+    sends: &[&SendToAdmit],
+) -> Result<HashMap<Uuid, SendAdmission>, DbError> {
+    let requests: Vec<Uuid> = sends.iter().map(|s| s.request_id).collect();
+    let tenants: Vec<&str> = sends.iter().map(|s| s.tenant.as_str()).collect();
+    let destinations: Vec<&str> = sends.iter().map(|s| s.destination.as_str()).collect();
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT admitted_request, verdict
+             FROM pasarela_admit_otp_sends($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &requests,
+                &tenants,
+                &destinations,
+                &limits.destination_limit,
+                &limits.destination_window_s,
+                &limits.tenant_limit,
+                &limits.tenant_window_s,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let admission = match r.get::<_, &str>(1) {
+                "admitted" => SendAdmission::Admitted,
+                "destination" => SendAdmission::DestinationLimit,
+                _ => SendAdmission::TenantLimit,
+            };
+            (r.get(0), admission)
+        })
+        .collect())
+}
+
+/// A send as a verification finds it, and whether this verification was counted.
+#[derive(Debug, Clone)]
+pub struct SendRecord {
+    /// Whether this verification was counted and may go to the vendor.
+    pub counted: bool,
+    /// Its verification_id was already used by another message.
+    pub reused: bool,
+    /// The send's status (`sent`, `rejected`, `failed`).
+    pub status: String,
+    /// The send's OTP state.
+    pub state: String,
+    /// The provider that sent it.
+    pub provider: String,
+    /// The vendor's request id (DANAConnect's `idRequest`).
+    pub vendor_request_id: Option<String>,
+    /// Aldeamo's `otpId`.
+    pub vendor_otp_id: Option<String>,
+    /// The tenant.
+    pub tenant: String,
+    /// Verifications allowed.
+    pub max_tries: Option<i32>,
+    /// Verifications counted so far.
+    pub verify_attempts: i32,
+}
+
+/// Finds the send a verification names and counts the verification against its tries, once per
+/// verification; `None` when no such send exists.
+pub async fn admit_verification(
+    pool: &Pool,
+    verification_id: Uuid,
+    message_id: Uuid,
+    request_id: Uuid,
+) -> Result<Option<SendRecord>, DbError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT counted, reused, status, state, provider, vendor_request_id,
+                    vendor_otp_id, tenant, max_tries, verify_attempts
+             FROM pasarela_admit_otp_verify($1, $2, $3)",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&verification_id, &message_id, &request_id])
+        .await?;
+    Ok(row.map(|r| SendRecord {
+        counted: r.get(0),
+        reused: r.get(1),
+        status: r.get(2),
+        state: r.get(3),
+        provider: r.get(4),
+        vendor_request_id: r.get(5),
+        vendor_otp_id: r.get(6),
+        tenant: r.get(7),
+        max_tries: r.get(8),
+        verify_attempts: r.get(9),
+    }))
+}
+
+/// Marks at most `batch` codes never validated in time as expired, and forgets at most `batch` guard
+/// admissions older than `keep_admissions`. One replica at a time does it (a transaction-scoped
+/// advisory lock); returns (expired, forgotten).
+pub async fn sweep(
+    pool: &Pool,
+    keep_admissions: Duration,
+    batch: i64,
+) -> Result<(u64, u64), DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('pasarela.otp.sweep', 0))",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok((0, 0));
+    }
+    let expired = tx
+        .execute(
+            "UPDATE otp_requests SET state = 'expired'
+             WHERE request_id IN (
+                 SELECT request_id FROM otp_requests
+                 WHERE state = 'generated' AND expires_at < now()
+                 ORDER BY expires_at LIMIT $1)
+               AND state = 'generated'",
+            &[&batch],
+        )
+        .await?;
+    let keep = keep_admissions.as_secs() as i64;
+    let forgotten = tx
+        .execute(
+            "DELETE FROM otp_send_admissions
+             WHERE request_id IN (
+                 SELECT request_id FROM otp_send_admissions
+                 WHERE admitted_at < now() - $2::bigint * interval '1 second' LIMIT $1)",
+            &[&batch, &keep],
+        )
+        .await?;
+    tx.execute(
+        "DELETE FROM otp_tenant_sends WHERE minute < now() - $1::bigint * interval '1 second'",
+        &[&(keep + 60)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((expired, forgotten))
+}
