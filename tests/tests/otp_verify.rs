@@ -534,3 +534,36 @@ async fn a_later_providers_refusal_does_not_end_a_send_the_first_may_still_serve
     );
     env.teardown().await;
 }
+
+/// Issue 12, hole 8: a vendor that does not answer usably is asked once, never again in process (a
+/// second question could count a right code twice), and the caller gets `vendor_unavailable`.
+#[tokio::test]
+async fn otp_verify_asks_the_vendor_once() {
+    let mut env = start(SEND_AND_VERIFY, &[]).await;
+    let id = Uuid::new_v4();
+    let sent = send(&mut env, &danaconnect_send(id, "numeric", 6, 300)).await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let code = env.sim.latest_code(&mobile_for(id)).await;
+    let before = env.sim.calls("danaconnect", "verify").await;
+    env.sim
+        .faults(json!({ "vendor": "danaconnect", "outage": true }))
+        .await;
+    let r = verify(&mut env, &id.to_string(), &code).await;
+    assert_eq!(r["outcome"], "vendor_unavailable", "{r}");
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["error"]["kind"], "vendor", "{r}");
+    assert!(
+        !r.to_string().contains(&code),
+        "the code is never echoed: {r}"
+    );
+    assert_eq!(
+        env.sim.calls("danaconnect", "verify").await,
+        before + 1,
+        "asked exactly once"
+    );
+    // The vendor back: the same code still verifies, since the first question never reached it whole.
+    env.sim.clear_faults().await;
+    let r = verify(&mut env, &id.to_string(), &code).await;
+    assert_eq!(r["outcome"], "verified", "{r}");
+    env.teardown().await;
+}

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -13,6 +14,7 @@ use crate::contract::queue::Names;
 use crate::runtime::database::{self, Database};
 use crate::runtime::handler::{Background, Handler};
 use crate::runtime::health::{self, Health};
+use crate::runtime::jobs::{self, Jobs};
 use crate::runtime::publisher::Publisher;
 use crate::runtime::relay;
 use crate::runtime::settings::RuntimeSettings;
@@ -187,11 +189,35 @@ impl Companions {
     }
 }
 
-async fn housekeeping<H: Handler>(worker: Arc<Consumer<H>>, mut stop: StopSignal) {
-    let Some(every) = worker.handler.housekeeping_interval() else {
-        return;
-    };
-    while stop.sleep(every).await {
-        worker.handler.housekeep().await;
+/// The handler's housekeeping as a job loop: one job a turn, every `housekeeping_interval`.
+struct Housekeeping<H: Handler> {
+    consumer: Arc<Consumer<H>>,
+    every: Duration,
+}
+
+impl<H: Handler> Jobs for Housekeeping<H> {
+    type Job = ();
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &'static str {
+        "housekeeping"
+    }
+
+    fn every(&self) -> Duration {
+        self.every
+    }
+
+    async fn take(&self, _free: usize) -> Result<Vec<()>, Self::Error> {
+        Ok(vec![()])
+    }
+
+    async fn run(self: Arc<Self>, _job: ()) {
+        self.consumer.handler.housekeep().await;
+    }
+}
+
+async fn housekeeping<H: Handler>(consumer: Arc<Consumer<H>>, stop: StopSignal) {
+    if let Some(every) = consumer.handler.housekeeping_interval() {
+        jobs::run(Arc::new(Housekeeping { consumer, every }), stop).await;
     }
 }

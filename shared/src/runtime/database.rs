@@ -70,21 +70,39 @@ impl Database {
     }
 }
 
-/// Connects to the database, waiting with backoff while it is away; `None` when stopped first. A
-/// database that cannot be used (a bad URL, a failed migration) is an error at once.
+/// Connects to the database, creating and migrating it first, and waiting with backoff while it is
+/// away; `None` when stopped first. A database that cannot be used (a bad URL, a failed migration) is
+/// an error at once.
 pub async fn wait_for(
     url: &SecretString,
     pool_size: usize,
     health: &Health,
     stop: &mut StopSignal,
 ) -> Result<Option<Pool>, DbError> {
+    let config = db::parse_url(url)?;
+    if !prepare(&config, health, stop).await? {
+        return Ok(None);
+    }
+    Ok(Some(db::pool(&config, pool_size)?))
+}
+
+/// Creates and migrates the database, waiting out an outage with backoff; `false` when stopped first.
+pub async fn prepare(
+    config: &tokio_postgres::Config,
+    health: &Health,
+    stop: &mut StopSignal,
+) -> Result<bool, DbError> {
     let mut delays = backoff::reconnect();
     let since = Instant::now();
     loop {
-        match db::connect(url, pool_size).await {
-            Ok(pool) => {
+        let attempt = async {
+            db::ensure_database(config).await?;
+            db::migrate(config).await
+        };
+        match attempt.await {
+            Ok(_) => {
                 health.set_database(true);
-                return Ok(Some(pool));
+                return Ok(true);
             }
             Err(e) if e.is_transient() => {
                 health.set_database(false);
@@ -92,7 +110,7 @@ pub async fn wait_for(
                 tracing::warn!(error = %e, retry_in = ?delay, waited = ?since.elapsed(),
                     "database unavailable; retrying");
                 if !stop.sleep(delay).await {
-                    return Ok(None);
+                    return Ok(false);
                 }
             }
             Err(e) => return Err(e),

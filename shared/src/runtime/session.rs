@@ -14,14 +14,8 @@ use uuid::Uuid;
 use crate::runtime::backoff;
 use crate::runtime::consumer::Consumer;
 use crate::runtime::handler::Handler;
-use crate::runtime::publisher;
+use crate::runtime::link::{Link, SessionEnd};
 use crate::runtime::stop::StopSignal;
-
-/// How a session ended.
-enum SessionEnd {
-    Stopped,
-    Lost,
-}
 
 /// A session's open connection, its consuming channel and the consumer.
 struct Open {
@@ -31,6 +25,17 @@ struct Open {
 }
 
 impl<H: Handler> Consumer<H> {
+    /// The broker link this consumer keeps: its queue's topology and its publisher.
+    fn link(&self) -> Link {
+        Link {
+            url: self.settings.amqp_url.clone(),
+            service: self.service,
+            topology: self.topology.clone(),
+            publisher: self.publisher.clone(),
+            health: self.health.clone(),
+        }
+    }
+
     /// Keeps a broker session up until stopped, reconnecting with backoff.
     pub(crate) async fn supervise(self: Arc<Self>, mut stop: StopSignal) {
         let mut delays = backoff::reconnect();
@@ -43,8 +48,7 @@ impl<H: Handler> Consumer<H> {
                 }
                 Err(e) => tracing::warn!(error = %e, "broker unavailable; retrying"),
             }
-            self.publisher.detach();
-            self.health.set_broker(false);
+            self.link().down();
             let delay = delays.next().unwrap_or_default();
             if !stop.sleep(delay).await {
                 return;
@@ -54,11 +58,7 @@ impl<H: Handler> Consumer<H> {
 
     /// Connects, declares the whole topology of this worker's queue, and starts consuming.
     async fn open(&self) -> Result<Open, lapin::Error> {
-        let connection = publisher::connect(&self.settings.amqp_url, self.service).await?;
-        let setup = connection.create_channel().await?;
-        self.topology.declare(&setup).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
-        self.publisher.attach(&connection).await?;
+        let connection = self.link().open().await?;
         let channel = connection.create_channel().await?;
         channel
             .basic_qos(self.settings.prefetch, BasicQosOptions::default())

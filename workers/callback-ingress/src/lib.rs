@@ -7,12 +7,9 @@
 
 mod callback;
 mod checks;
-mod session;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,15 +17,16 @@ use axum::middleware;
 use axum::routing::post;
 use pasarela_shared::contract::env::{ConfigError, Env};
 use pasarela_shared::contract::queue::Names;
-use pasarela_shared::runtime::health;
 use pasarela_shared::runtime::health::Health;
+use pasarela_shared::runtime::link::{self, Link};
 use pasarela_shared::runtime::publisher::Publisher;
 use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
+use pasarela_shared::runtime::stop::{self, StopSignal};
 use pasarela_shared::runtime::topology::QueueTopology;
+use pasarela_shared::runtime::{database, health, http};
 use pasarela_shared::store::database as db;
 use pasarela_shared::store::error::DbError;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use callback::{CALLBACK_ROUTE, Ingress, MAX_BODY_BYTES, Outcome};
 pub use checks::{
@@ -86,10 +84,6 @@ pub fn router(state: Ingress) -> Router {
         .with_state(state)
 }
 
-/// Backoff between reconnection attempts: 200 ms doubling up to 5 s.
-pub(crate) const BACKOFF_START: Duration = Duration::from_millis(200);
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
 /// Serves the vendor's webhooks on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish (within `PASARELA_SHUTDOWN_GRACE`) and closes the broker connection.
 /// `health` is the caller's so that a test can wait for readiness.
@@ -103,53 +97,52 @@ pub async fn run(
     let config = db::parse_url(&settings.database_url)?;
     let pool = db::pool(&config, settings.db_pool_size)?;
     let names = Names::new(&settings.namespace);
-    let topology = QueueTopology {
-        names: names.clone(),
-        queue: QUEUE.to_string(),
-        tiers: settings.retry.delays().to_vec(),
-        delivery_limit: settings.delivery_limit,
+    let link = Link {
+        url: settings.amqp_url.clone(),
+        service: DEFAULTS.service,
+        topology: QueueTopology {
+            names: names.clone(),
+            queue: QUEUE.to_string(),
+            tiers: settings.retry.delays().to_vec(),
+            delivery_limit: settings.delivery_limit,
+        },
+        publisher: Publisher::new(),
+        health: health.clone(),
     };
-    let publisher = Publisher::new();
-
     // Stops in this order: requests (on the signal), the broker (after the last request, so that
     // in-flight publishes get their confirms), the metrics endpoint (last, so the drain can be watched).
-    let (stop_tx, stop) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: no new requests, finishing in-flight ones");
-            stop_tx.send_replace(true);
-        });
-    }
-    let (broker_stop_tx, broker_stop) = watch::channel(false);
-    let (metrics_stop_tx, metrics_stop) = watch::channel(false);
-
+    let mut stop = stop::stop_on(shutdown);
+    let (broker_stop_tx, broker_stop) = StopSignal::new();
+    let (metrics_stop_tx, mut metrics_stop) = StopSignal::new();
     if let Some(addr) = settings.metrics_addr {
-        let bound = health::serve(addr, health.clone(), stopped(metrics_stop)).await?;
+        let bound = health::serve(
+            addr,
+            health.clone(),
+            async move { metrics_stop.wait().await },
+        )
+        .await?;
         tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
     }
-    let broker = tokio::spawn(session::supervise(
-        settings.amqp_url.clone(),
-        topology,
-        publisher.clone(),
-        health.clone(),
-        broker_stop,
-    ));
+    let broker = tokio::spawn(link::publish_only(link.clone(), broker_stop));
     let app = router(Ingress::new(
         pool.clone(),
-        publisher.clone(),
+        link.publisher.clone(),
         names,
         health.clone(),
     ));
     let bound = listener.local_addr()?;
     tracing::info!(%bound, route = CALLBACK_ROUTE, "receiving signing callbacks");
-    let server = tokio::spawn(serve(listener, app, stop.clone(), settings.shutdown_grace));
+    let (server_stop_tx, server_stop) = StopSignal::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        server_stop,
+        settings.shutdown_grace,
+    ));
 
-    let prepared = prepare_database(&config, &health, stop.clone()).await;
+    let prepared = database::prepare(&config, &health, &mut stop.clone()).await;
     let watchdog = match &prepared {
-        Ok(true) => Some(tokio::spawn(database_watchdog(
+        Ok(true) => Some(tokio::spawn(database::watch(
             pool.clone(),
             health.clone(),
             stop.clone(),
@@ -157,106 +150,28 @@ pub async fn run(
         Ok(false) => None,
         Err(e) => {
             tracing::error!(error = %e, "the database cannot be used; stopping");
-            stop_tx.send_replace(true);
             None
         }
     };
-
+    if prepared.is_ok() {
+        stop.wait().await;
+        tracing::info!("no new requests; finishing in-flight ones");
+    }
+    let _ = server_stop_tx.send(true);
     let served = match server.await {
         Ok(result) => result,
         Err(e) => Err(std::io::Error::other(format!("ingress server task: {e}"))),
     };
-    broker_stop_tx.send_replace(true);
+    let _ = broker_stop_tx.send(true);
     let _ = broker.await;
     if let Some(w) = watchdog {
         w.abort();
     }
     pool.close();
-    metrics_stop_tx.send_replace(true);
+    let _ = metrics_stop_tx.send(true);
     tracing::info!("stopped");
     prepared?;
     Ok(served?)
-}
-
-/// Resolves once `stop` is set (or its sender is gone, which means the same).
-pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// Sleeps `d` unless stopped first; says whether the sleep ran its course.
-pub(crate) async fn sleep_unless_stopped(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = stop.wait_for(|s| *s) => false,
-    }
-}
-
-/// Serves until stopped, then waits at most `grace` for the requests in flight.
-async fn serve(
-    listener: TcpListener,
-    app: axum::Router,
-    stop: watch::Receiver<bool>,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
-    let deadline = async {
-        stopped(stop).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = &mut server => result,
-        _ = deadline => {
-            tracing::warn!(?grace, "requests still in flight after the grace period; leaving them");
-            Ok(())
-        }
-    }
-}
-
-/// Creates and migrates the database, waiting out an outage with backoff. `Ok(false)`: stopped first.
-async fn prepare_database(
-    config: &tokio_postgres::Config,
-    health: &Health,
-    mut stop: watch::Receiver<bool>,
-) -> Result<bool, DbError> {
-    let mut delay = BACKOFF_START;
-    loop {
-        let attempt = async {
-            db::ensure_database(config).await?;
-            db::migrate(config).await
-        };
-        match attempt.await {
-            Ok(_) => {
-                health.set_database(true);
-                return Ok(true);
-            }
-            Err(e) if e.is_transient() => {
-                health.set_database(false);
-                tracing::warn!(error = %e, retry_in = ?delay, "database unavailable; retrying");
-                if !sleep_unless_stopped(delay, &mut stop).await {
-                    return Ok(false);
-                }
-                delay = (delay * 2).min(BACKOFF_MAX);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Keeps `/readyz` honest about the database between requests.
-async fn database_watchdog(
-    pool: deadpool_postgres::Pool,
-    health: Health,
-    mut stop: watch::Receiver<bool>,
-) {
-    while sleep_unless_stopped(Duration::from_secs(2), &mut stop).await {
-        let ok = match pool.get().await {
-            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
-        };
-        health.set_database(ok);
-    }
 }
 
 #[cfg(test)]

@@ -16,13 +16,14 @@ use pasarela_shared::contract::errors::{ErrorKind, Failure, Verdict};
 use pasarela_shared::contract::events::DocumentFacts;
 use pasarela_shared::contract::settings::WebhookSettings;
 use pasarela_shared::runtime::handler::Background;
+use pasarela_shared::runtime::jobs::Jobs;
 use pasarela_shared::store;
+use pasarela_shared::store::error::DbError;
 use pasarela_shared::vendors::http;
 use pasarela_shared::vendors::signing::DocumentStatus;
 use pasarela_shared::vendors::webhook as webhooks;
 use pasarela_shared::vendors::webhook::WebhookSigner;
 use rand::Rng;
-use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// How often due jobs are looked for.
@@ -63,7 +64,7 @@ pub fn payload(
 
 /// One job taken for an attempt.
 #[derive(Debug, Clone)]
-struct Job {
+pub struct Job {
     job_id: Uuid,
     document_id: Uuid,
     webhook_id: String,
@@ -110,77 +111,91 @@ pub fn next_delay(
     })
 }
 
-/// Delivers due client webhooks.
+/// Delivers due client webhooks, as a leased job loop of the runtime.
 pub struct Dispatcher {
     settings: WebhookSettings,
-    signer: Option<Arc<WebhookSigner>>,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    signer: Arc<WebhookSigner>,
+    in_flight: Mutex<HashMap<String, usize>>,
+    services: Background,
 }
 
 impl Dispatcher {
-    /// A dispatcher signing with `signer` (none: webhooks wait, with an error logged).
-    pub fn new(settings: WebhookSettings, signer: Option<Arc<WebhookSigner>>) -> Self {
-        Self {
-            settings,
-            signer,
-            in_flight: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// Takes and delivers due jobs until the worker stops, then waits for attempts in flight.
-    pub async fn run(self, services: Background) {
-        let Some(signer) = self.signer.clone() else {
+    /// A dispatcher signing with `signer`; none without one (webhooks wait, with an alert logged).
+    pub fn new(
+        settings: WebhookSettings,
+        signer: Option<Arc<WebhookSigner>>,
+        services: Background,
+    ) -> Option<Self> {
+        let Some(signer) = signer else {
             tracing::error!(
                 alert = true,
                 "PASARELA_WEBHOOK_SECRET is not set: client webhooks are queued but not delivered"
             );
-            return;
+            return None;
         };
-        let mut stop = services.stop.clone();
-        let mut tasks = JoinSet::new();
-        while stop.sleep(TICK).await {
-            while tasks.try_join_next().is_some() {}
-            let free = self.settings.concurrency.saturating_sub(tasks.len());
-            if free == 0 {
-                continue;
-            }
-            let jobs = match self.take(&services, free).await {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not take webhook jobs");
-                    continue;
-                }
-            };
-            for job in jobs {
-                *self
-                    .in_flight
-                    .lock()
-                    .expect("in flight")
-                    .entry(job.url.clone())
-                    .or_default() += 1;
-                let in_flight = self.in_flight.clone();
-                let settings = self.settings.clone();
-                let signer = signer.clone();
-                let services = services.clone();
-                tasks.spawn(async move {
-                    let url = job.url.clone();
-                    deliver(job, &settings, &signer, &services).await;
-                    let mut map = in_flight.lock().expect("in flight");
-                    if let Some(n) = map.get_mut(&url) {
-                        *n -= 1;
-                        if *n == 0 {
-                            map.remove(&url);
-                        }
-                    }
-                });
-            }
-        }
-        // Attempts in flight finish (each has its deadline); the runtime bounds this by its grace.
-        while tasks.join_next().await.is_some() {}
+        Some(Self {
+            settings,
+            signer,
+            in_flight: Mutex::new(HashMap::new()),
+            services,
+        })
     }
 
+    /// Counts a taken job against its endpoint's slots until its attempt is recorded.
+    fn hold(&self, url: &str) {
+        *self
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .entry(url.to_string())
+            .or_default() += 1;
+    }
+
+    fn release(&self, url: &str) {
+        let mut map = self.in_flight.lock().expect("in flight");
+        if let Some(n) = map.get_mut(url) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(url);
+            }
+        }
+    }
+}
+
+impl Jobs for Dispatcher {
+    type Job = Job;
+    type Error = DbError;
+
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+
+    fn every(&self) -> Duration {
+        TICK
+    }
+
+    fn concurrency(&self) -> usize {
+        self.settings.concurrency
+    }
+
+    async fn take(&self, free: usize) -> Result<Vec<Job>, DbError> {
+        let jobs = self.take_due(free).await?;
+        for job in &jobs {
+            self.hold(&job.url);
+        }
+        Ok(jobs)
+    }
+
+    async fn run(self: Arc<Self>, job: Job) {
+        let url = job.url.clone();
+        deliver(job, &self.settings, &self.signer, &self.services).await;
+        self.release(&url);
+    }
+}
+
+impl Dispatcher {
     /// Takes up to `free` due jobs, at most the free slots of each endpoint.
-    async fn take(&self, services: &Background, free: usize) -> Result<Vec<Job>, String> {
+    async fn take_due(&self, free: usize) -> Result<Vec<Job>, DbError> {
         let (urls, used): (Vec<String>, Vec<i32>) = self
             .in_flight
             .lock()
@@ -189,7 +204,7 @@ impl Dispatcher {
             .map(|(u, n)| (u.clone(), *n as i32))
             .unzip();
         let lease = self.settings.timeout.as_secs_f64() + 60.0;
-        let client = services.db.pool().get().await.map_err(|e| e.to_string())?;
+        let client = self.services.db.pool().get().await?;
         let rows = client
             .query(
                 "WITH due AS (
@@ -222,7 +237,7 @@ impl Dispatcher {
                 ],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            ?;
         Ok(rows
             .iter()
             .map(|r| Job {

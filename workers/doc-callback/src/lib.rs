@@ -24,6 +24,7 @@ use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{
     Background, Completion, HandleContext, Handler, NO_EVENT, Outcome, retry_or_failure,
 };
+use pasarela_shared::runtime::jobs;
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
 use pasarela_shared::store::documents::{FileKind, StoreFileError};
@@ -32,6 +33,7 @@ use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{DocumentStatus, SigningClient, VendorStatus};
 use pasarela_shared::vendors::webhook::WebhookSigner;
 pub use settings::Settings;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The routing key of a signed document.
@@ -467,12 +469,20 @@ impl Handler for DocCallbackHandler {
     }
 
     async fn background(&self, services: Background) {
-        let poller = poller::run(
-            services.clone(),
-            self.documents.poll_delays.first().copied(),
+        let stop = services.stop.clone();
+        let first_poll = self.documents.poll_delays.first().copied();
+        let poller = jobs::run(
+            Arc::new(poller::Poller::new(services.clone(), first_poll)),
+            stop.clone(),
         );
-        let dispatcher = dispatch::Dispatcher::new(self.webhooks.clone(), self.signer.clone());
-        tokio::join!(poller, dispatcher.run(services));
+        let dispatcher =
+            dispatch::Dispatcher::new(self.webhooks.clone(), self.signer.clone(), services);
+        let dispatching = async move {
+            if let Some(dispatcher) = dispatcher {
+                jobs::run(Arc::new(dispatcher), stop).await;
+            }
+        };
+        tokio::join!(poller, dispatching);
     }
 }
 

@@ -35,9 +35,6 @@ pub const COMPLETED: &str = "otp.verify.completed";
 /// Longest code accepted; anything longer cannot be a code any vendor issued.
 const MAX_CODE_CHARS: usize = 64;
 
-/// Pauses between in-process tries of a failing vendor call.
-const VENDOR_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(100), Duration::from_millis(300)];
-
 /// The outcomes of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
@@ -53,8 +50,11 @@ pub enum VerifyOutcome {
     MaxAttempts,
     /// No send with this request id was sent.
     UnknownRequest,
-    /// The vendor could not answer.
+    /// The vendor refused the question for good (credentials, an unknown request on its side).
     Failed,
+    /// The vendor did not answer usably (timeout, 5xx, an unreadable body). It was asked once: asking
+    /// again could count a correct code twice or spend a try, so the caller decides.
+    VendorUnavailable,
 }
 
 impl VerifyOutcome {
@@ -68,6 +68,7 @@ impl VerifyOutcome {
             Self::MaxAttempts => "max_attempts",
             Self::UnknownRequest => "unknown_request",
             Self::Failed => "failed",
+            Self::VendorUnavailable => "vendor_unavailable",
         }
     }
 
@@ -205,42 +206,35 @@ impl OtpVerifyHandler {
             .await
     }
 
-    /// Asks the vendor, retrying a failing call briefly in process.
+    /// Asks the vendor once: a second question could count a correct code twice (`already_used`) or
+    /// spend a try on a wrong one, so a failure that may pass is answered `vendor_unavailable`.
     async fn ask_vendor(
         &self,
         message: &OtpVerify,
         record: &SendRecord,
     ) -> (VerifyOutcome, Option<Failure>) {
-        let mut pauses = VENDOR_RETRY_PAUSES.iter();
-        loop {
-            let answer = match record.provider.as_str() {
-                "danaconnect" => self.ask_danaconnect(message, record).await,
-                "aldeamo" => self.ask_aldeamo(message, record).await,
-                other => {
-                    return unverifiable(&format!("the send names an unknown provider {other:?}"));
-                }
-            };
-            match answer {
-                Ok(decided) => return decided,
-                Err(e) => {
-                    let verdict = e.verdict();
-                    let retryable = verdict.is_retry();
-                    let failure = scrubbed(verdict.failure().clone(), &e, message);
-                    match pauses.next() {
-                        Some(pause) if retryable => {
-                            tracing::info!(error = %failure, "vendor failed; trying again");
-                            tokio::time::sleep(*pause).await;
-                        }
-                        _ => {
-                            if failure.kind == ErrorKind::Auth {
-                                tracing::error!(alert = true, provider = %record.provider, "vendor refused pasarela's credentials");
-                            }
-                            return (VerifyOutcome::Failed, Some(failure));
-                        }
-                    }
-                }
+        let answer = match record.provider.as_str() {
+            "danaconnect" => self.ask_danaconnect(message, record).await,
+            "aldeamo" => self.ask_aldeamo(message, record).await,
+            other => {
+                return unverifiable(&format!("the send names an unknown provider {other:?}"));
             }
+        };
+        let e = match answer {
+            Ok(decided) => return decided,
+            Err(e) => e,
+        };
+        let verdict = e.verdict();
+        let failure = scrubbed(verdict.failure().clone(), &e, message);
+        if verdict.is_retry() {
+            tracing::warn!(error = %failure, "the vendor did not answer usably; not asking again");
+            return (VerifyOutcome::VendorUnavailable, Some(failure));
         }
+        if failure.kind == ErrorKind::Auth {
+            tracing::error!(alert = true, provider = %record.provider,
+                "vendor refused pasarela's credentials");
+        }
+        (VerifyOutcome::Failed, Some(failure))
     }
 
     async fn ask_danaconnect(
@@ -440,7 +434,10 @@ impl Handler for OtpVerifyHandler {
                 self.ask_vendor(message, record).await
             }
         };
-        let status = if outcome == VerifyOutcome::Failed {
+        let status = if matches!(
+            outcome,
+            VerifyOutcome::Failed | VerifyOutcome::VendorUnavailable
+        ) {
             "failed"
         } else {
             "completed"
