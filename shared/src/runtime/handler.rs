@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::contract::errors::{ErrorKind, Failure, Verdict};
+use crate::contract::events::Event;
 use crate::store::Record;
 
 /// The routing key of a completion that publishes no event (an internal message whose outcome only
@@ -42,6 +43,19 @@ pub struct Completion {
     pub error: Option<Failure>,
     /// Domain rows to write with it.
     pub records: Vec<Record>,
+}
+
+impl Completion {
+    /// A finished message whose result is `event`, failed with `error` if given, keeping `records`.
+    pub fn of(event: &impl Event, error: Option<Failure>, records: Vec<Record>) -> Self {
+        Self {
+            status: event.ending().status.clone(),
+            routing_key: event.routing_key(),
+            event: serde_json::to_value(event).expect("an event always serialises"),
+            error,
+            records,
+        }
+    }
 }
 
 /// What became of one attempt at a message.

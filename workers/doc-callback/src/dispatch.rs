@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pasarela_shared::contract::envelope::OutboundMessage;
 use pasarela_shared::contract::errors::{ErrorKind, Failure, Verdict};
-use pasarela_shared::contract::events::DocumentFacts;
+use pasarela_shared::contract::events::{DocumentFacts, Ending, Event, WebhookEvent};
 use pasarela_shared::contract::settings::WebhookSettings;
 use pasarela_shared::runtime::handler::Background;
 use pasarela_shared::runtime::jobs::Jobs;
@@ -447,19 +447,16 @@ async fn record(
         .await
         .map_err(|e| e.to_string())?;
     }
-    let final_event = match state {
-        "delivered" => Some("doc.webhook.delivered"),
-        "failed" => Some("doc.webhook.failed"),
-        _ => None,
-    };
-    if let Some(routing_key) = final_event {
+    let is_final = matches!(state, "delivered" | "failed");
+    if is_final {
         let failure = error
             .as_ref()
             .filter(|_| state == "failed")
             .map(|e| Failure::new(ErrorKind::Exhausted, e.clone()));
         let event = webhook_event(job, state, http_status, failure.as_ref());
+        let body = serde_json::to_value(&event).expect("an event always serialises");
         let message =
-            OutboundMessage::json(services.names.events_exchange(), routing_key, &event.into());
+            OutboundMessage::json(services.names.events_exchange(), event.routing_key(), &body);
         store::outbox::write(&*txn, OUTBOX_QUEUE, job.job_id, &[message])
             .await
             .map_err(|e| e.to_string())?;
@@ -476,7 +473,7 @@ async fn record(
             tracing::info!(job_id = %job.job_id, attempt = job.attempt, error = error.as_deref().unwrap_or(""), next_in = ?next, "client webhook attempt failed; retry scheduled")
         }
     }
-    if final_event.is_some() {
+    if is_final {
         // Published now; if this fails the outbox relay publishes it later.
         let _ = store::outbox::flush(
             services.db.pool(),
@@ -495,28 +492,21 @@ fn webhook_event(
     status: &str,
     http_status: Option<i32>,
     failure: Option<&Failure>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut event = pasarela_shared::contract::events::event_body(
-        "document_id",
-        job.document_id,
-        status,
-        job.attempt as u32,
-        failure,
-    );
-    let data = serde_json::from_str::<serde_json::Value>(&job.payload).unwrap_or_default();
-    for field in [
-        "vendor_document_id",
-        "date_sent_to_sign",
-        "signing_date",
-        "assigned_active_directory_user",
-    ] {
-        event.insert(field.into(), data["data"][field].clone());
+) -> WebhookEvent {
+    let payload = serde_json::from_str::<serde_json::Value>(&job.payload).unwrap_or_default();
+    let data = &payload["data"];
+    WebhookEvent {
+        document_id: job.document_id,
+        ending: Ending::now(status, job.attempt as u32, failure),
+        vendor_document_id: data["vendor_document_id"].clone(),
+        date_sent_to_sign: data["date_sent_to_sign"].clone(),
+        signing_date: data["signing_date"].clone(),
+        assigned_active_directory_user: data["assigned_active_directory_user"].clone(),
+        url: job.url.clone(),
+        http_status,
+        webhook_id: job.webhook_id.clone(),
+        event_type: payload["type"].clone(),
     }
-    event.insert("url".into(), job.url.clone().into());
-    event.insert("http_status".into(), http_status.into());
-    event.insert("webhook_id".into(), job.webhook_id.clone().into());
-    event.insert("event_type".into(), data["type"].clone());
-    event
 }
 
 #[cfg(test)]

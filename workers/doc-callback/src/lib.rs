@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use pasarela_shared::contract::documents;
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
-use pasarela_shared::contract::events;
 use pasarela_shared::contract::events::DocumentFacts;
+use pasarela_shared::contract::events::{CallbackChecked, DocumentEvent, DocumentStep, Ending};
 use pasarela_shared::contract::messages::DocCallback;
 use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
 use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{
-    Background, Completion, HandleContext, Handler, NO_EVENT, Outcome, retry_or_failure,
+    Background, Completion, HandleContext, Handler, Outcome, retry_or_failure,
 };
 use pasarela_shared::runtime::jobs;
 use pasarela_shared::runtime::settings::WorkerDefaults;
@@ -35,11 +35,6 @@ use pasarela_shared::vendors::webhook::WebhookSigner;
 pub use settings::Settings;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// The routing key of a signed document.
-pub const SIGNED: &str = "doc.signed";
-/// The routing key of a document that will never be signed.
-pub const FAILED: &str = "doc.sign.failed";
 
 /// How long before the access token's end the shared store refreshes it.
 const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -393,21 +388,12 @@ impl From<pasarela_shared::vendors::http::VendorError> for CheckError {
 }
 
 fn quiet(m: &DocCallback, ctx: &HandleContext, status: &str) -> Completion {
-    let mut event = pasarela_shared::contract::events::event_body(
-        "document_id",
-        m.document_id,
-        status,
-        ctx.attempt,
-        None,
-    );
-    event.insert("source".into(), m.source.clone().into());
-    Completion {
-        status: status.to_string(),
-        routing_key: NO_EVENT,
-        event: event.into(),
-        error: None,
-        records: vec![],
-    }
+    let event = CallbackChecked {
+        document_id: m.document_id,
+        ending: Ending::now(status, ctx.attempt, None),
+        source: m.source.clone(),
+    };
+    Completion::of(&event, None, vec![])
 }
 
 impl Handler for DocCallbackHandler {
@@ -424,20 +410,14 @@ impl Handler for DocCallbackHandler {
                 facts,
                 failure,
             }) => {
-                let event = events::document_event(
-                    m.document_id,
-                    status,
-                    ctx.attempt,
-                    failure.as_ref(),
-                    &facts,
-                );
-                Outcome::Complete(Completion {
-                    status: status.to_string(),
-                    routing_key: if failure.is_none() { SIGNED } else { FAILED },
-                    event: event.into(),
-                    error: failure,
-                    records: vec![],
-                })
+                let step = if failure.is_none() {
+                    DocumentStep::Signed
+                } else {
+                    DocumentStep::Failed
+                };
+                let ending = Ending::now(status, ctx.attempt, failure.as_ref());
+                let event = DocumentEvent::new(m.document_id, step, ending, &facts);
+                Outcome::Complete(Completion::of(&event, failure, vec![]))
             }
             Ok(Finding::Quiet(status)) => Outcome::Complete(quiet(m, ctx, status)),
             Err(CheckError::NotYetSubmitted) => Outcome::Retry {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use pasarela_shared::contract::documents;
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
-use pasarela_shared::contract::events;
 use pasarela_shared::contract::events::DocumentFacts;
+use pasarela_shared::contract::events::{DocumentEvent, DocumentStep, Ending};
 use pasarela_shared::contract::messages::DocSign;
 use pasarela_shared::contract::settings::{DocumentSettings, WebhookSettings};
 use pasarela_shared::runtime::Worker;
@@ -26,11 +26,6 @@ use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{SigningClient, SubmitDocument};
 use pasarela_shared::vendors::webhook;
 pub use settings::Settings;
-
-/// The routing key once the vendor has the document.
-pub const SUBMITTED: &str = "doc.sign.submitted";
-/// The routing key when the document will never be signed.
-pub const FAILED: &str = "doc.sign.failed";
 
 /// How long before the access token's end the shared store refreshes it.
 const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -175,8 +170,13 @@ fn completion(
     failure: Option<Failure>,
     settings: &DocumentSettings,
 ) -> Completion {
-    let event =
-        events::document_event(m.document_id, status, ctx.attempt, failure.as_ref(), &facts);
+    let step = if failure.is_none() {
+        DocumentStep::Submitted
+    } else {
+        DocumentStep::Failed
+    };
+    let ending = Ending::now(status, ctx.attempt, failure.as_ref());
+    let event = DocumentEvent::new(m.document_id, step, ending, &facts);
     let record = match &failure {
         None => Record::DocumentSubmitted(SubmittedRow {
             document_id: m.document_id,
@@ -196,13 +196,7 @@ fn completion(
             error: f.clone(),
         }),
     };
-    Completion {
-        status: status.to_string(),
-        routing_key: if failure.is_none() { SUBMITTED } else { FAILED },
-        event: event.into(),
-        error: failure,
-        records: vec![record],
-    }
+    Completion::of(&event, failure, vec![record])
 }
 
 impl Handler for DocSignHandler {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use guard::AdmissionBatcher;
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
-use pasarela_shared::contract::events::event_body;
+use pasarela_shared::contract::events::{Ending, OtpSendCompleted};
 use pasarela_shared::contract::messages::OtpSend;
 use pasarela_shared::contract::settings::OtpSettings;
 use pasarela_shared::runtime::Worker;
@@ -24,9 +24,6 @@ use pasarela_shared::vendors::breaker::{Admission, CircuitBreakers};
 use pasarela_shared::vendors::danaconnect::DanaConnectClient;
 
 pub use providers::{PreparedSend, ProviderAnswer, prepare, provider_order};
-
-/// The routing key of the result event.
-pub const COMPLETED: &str = "otp.send.completed";
 
 const CHANNELS: [&str; 4] = ["sms", "email", "whatsapp", "voice"];
 
@@ -88,20 +85,17 @@ impl OtpSendHandler {
             .provider
             .map(str::to_string)
             .unwrap_or_else(|| requested.clone());
-        let mut event = event_body(
-            "request_id",
-            message.request_id,
-            status,
-            ctx.attempt,
-            error.as_ref(),
-        );
-        event.insert("tenant".into(), message.tenant.clone().into());
-        event.insert("provider".into(), provider.clone().into());
-        event.insert("requested_provider".into(), requested.clone().into());
-        event.insert("providers_tried".into(), served.tried.clone().into());
-        event.insert("channel".into(), message.channel.clone().into());
-        event.insert("vendor_request_id".into(), served.request_id.clone().into());
-        event.insert("vendor_code".into(), served.code.clone().into());
+        let event = OtpSendCompleted {
+            request_id: message.request_id,
+            ending: Ending::now(status, ctx.attempt, error.as_ref()),
+            tenant: message.tenant.clone(),
+            provider: provider.clone(),
+            requested_provider: requested.clone(),
+            providers_tried: served.tried.iter().map(|p| p.to_string()).collect(),
+            channel: message.channel.clone(),
+            vendor_request_id: served.request_id.clone(),
+            vendor_code: served.code.clone(),
+        };
         let state = if status == "sent" {
             OtpState::Generated
         } else {
@@ -133,13 +127,7 @@ impl OtpSendHandler {
             providers_tried: served.tried.iter().map(|p| p.to_string()).collect(),
             vendor_otp_id: served.otp_id,
         };
-        Completion {
-            status: status.to_string(),
-            routing_key: COMPLETED,
-            event: event.into(),
-            error,
-            records: vec![Record::OtpSend(row)],
-        }
+        Completion::of(&event, error, vec![Record::OtpSend(row)])
     }
 
     fn refuse(message: &OtpSend, ctx: &HandleContext, failure: Failure) -> Outcome {

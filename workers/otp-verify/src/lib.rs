@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
-use pasarela_shared::contract::events::event_body;
+use pasarela_shared::contract::events::{Ending, OtpVerifyCompleted};
 use pasarela_shared::contract::messages::OtpVerify;
 use pasarela_shared::contract::settings::OtpSettings;
 use pasarela_shared::runtime::Worker;
@@ -28,9 +28,6 @@ use pasarela_shared::vendors::aldeamo::{self, AldeamoClient, ValidateStatus};
 use pasarela_shared::vendors::danaconnect::{self, DanaConnectClient, VerifyCode};
 use pasarela_shared::vendors::http::VendorError;
 use secrecy::ExposeSecret;
-
-/// The routing key of the result event.
-pub const COMPLETED: &str = "otp.verify.completed";
 
 /// Longest code accepted; anything longer cannot be a code any vendor issued.
 const MAX_CODE_CHARS: usize = 64;
@@ -281,17 +278,14 @@ impl OtpVerifyHandler {
         status: &str,
         error: Option<Failure>,
     ) -> Completion {
-        let mut event = event_body(
-            "verification_id",
-            message.verification_id,
-            status,
-            ctx.attempt,
-            error.as_ref(),
-        );
-        event.insert("request_id".into(), message.request_id.to_string().into());
-        event.insert("outcome".into(), outcome.as_str().into());
-        event.insert("provider".into(), record.map(|r| r.provider.clone()).into());
-        event.insert("tenant".into(), record.map(|r| r.tenant.clone()).into());
+        let event = OtpVerifyCompleted {
+            verification_id: message.verification_id,
+            ending: Ending::now(status, ctx.attempt, error.as_ref()),
+            request_id: message.request_id,
+            outcome: outcome.as_str(),
+            provider: record.map(|r| r.provider.clone()),
+            tenant: record.map(|r| r.tenant.clone()),
+        };
         let row = VerificationRow {
             verification_id: message.verification_id,
             message_id: ctx.message_id,
@@ -304,13 +298,7 @@ impl OtpVerifyHandler {
             error: error.clone(),
             send_known: record.is_some(),
         };
-        Completion {
-            status: status.to_string(),
-            routing_key: COMPLETED,
-            event: event.into(),
-            error,
-            records: vec![Record::OtpVerification(row)],
-        }
+        Completion::of(&event, error, vec![Record::OtpVerification(row)])
     }
 }
 

@@ -7,7 +7,7 @@ mod settings;
 use std::time::{Duration, Instant};
 
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
-use pasarela_shared::contract::events::event_body;
+use pasarela_shared::contract::events::{Ending, VendorCallCompleted};
 use pasarela_shared::contract::messages::VendorCall;
 use pasarela_shared::runtime::Worker;
 use pasarela_shared::runtime::database::Database;
@@ -23,9 +23,6 @@ use pasarela_shared::vendors::gestopago::GestoPagoClient;
 use pasarela_shared::vendors::http;
 use pasarela_shared::vendors::numrot::NumRotClient;
 pub use settings::Settings;
-
-/// The routing key of the result event.
-pub const COMPLETED: &str = "vendor.call.completed";
 
 /// How long before a token's end the shared store replaces it.
 const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -66,20 +63,14 @@ impl VendorCallHandler {
     }
 
     fn completion(message: &VendorCall, ctx: &HandleContext, done: CallResult) -> Completion {
-        let mut event = event_body(
-            "call_id",
-            message.call_id,
-            done.status,
-            ctx.attempt,
-            done.error.as_ref(),
-        );
         let http_status = done.response.as_ref().map(|r| r.status);
-        event.insert("vendor".into(), message.vendor.clone().into());
-        event.insert("http_status".into(), http_status.into());
-        event.insert(
-            "response".into(),
-            done.response.map(|r| r.body).unwrap_or_default(),
-        );
+        let event = VendorCallCompleted {
+            call_id: message.call_id,
+            ending: Ending::now(done.status, ctx.attempt, done.error.as_ref()),
+            vendor: message.vendor.clone(),
+            http_status,
+            response: done.response.map(|r| r.body).unwrap_or_default(),
+        };
         // The query string may carry a producer's parameters: only the path is kept.
         let path: String = message
             .path
@@ -101,13 +92,7 @@ impl VendorCallHandler {
             attempts: ctx.attempt as i32,
             error: done.error.clone(),
         };
-        Completion {
-            status: done.status.to_string(),
-            routing_key: COMPLETED,
-            event: event.into(),
-            error: done.error,
-            records: vec![Record::VendorCall(row)],
-        }
+        Completion::of(&event, done.error, vec![Record::VendorCall(row)])
     }
 
     fn finish(message: &VendorCall, ctx: &HandleContext, done: CallResult) -> Outcome {
