@@ -48,11 +48,7 @@ pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<(), DbEr
     let mut admin = config.clone();
     admin.dbname("postgres");
     let client = connect_one(&admin).await?;
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
-    if !exists {
+    if !exists(&client, &name).await? {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         match client
             .batch_execute(&format!("CREATE DATABASE {quoted}"))
@@ -118,6 +114,43 @@ pub async fn ping(pool: &Pool) -> bool {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     }
+}
+
+/// Whether a database named `name` exists, asked on a connection to any database of the server
+/// (the maintenance database `postgres` always exists, so a missing one can be told from a down
+/// server).
+pub async fn exists(client: &tokio_postgres::Client, name: &str) -> Result<bool, DbError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some())
+}
+
+/// Drops the database named in `config`, closing its connections (`WITH (FORCE)`); nothing when it
+/// does not exist. For tools that make a database per run and must leave none behind.
+pub async fn drop_database(config: &tokio_postgres::Config) -> Result<(), DbError> {
+    let name = database_name(config);
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect_one(&admin).await?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
+/// A read-only, repeatable-read transaction: every query of one command sees one snapshot, so that
+/// a write committing midway never mixes two states in what is read.
+pub async fn snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, DbError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
 }
 
 #[cfg(test)]

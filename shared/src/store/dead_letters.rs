@@ -62,3 +62,72 @@ pub(crate) async fn insert(
     .await?;
     Ok(())
 }
+
+// What `pasarela dlq` reads and marks: the letters waiting for a replay, and the replay's mark.
+
+/// A `dead_letters` row not yet replayed.
+#[derive(Debug, Clone)]
+pub struct WaitingRow {
+    /// The row's id, in the order letters arrived.
+    pub id: i64,
+    /// The message's `message_id`, if it had one.
+    pub message_id: Option<String>,
+    /// The class of failure, as recorded.
+    pub kind: String,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// When it was dead-lettered.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The oldest letters of a queue not yet replayed, with how many there are in all.
+const WAITING: &str = "SELECT id, message_id, error_kind, reason, created_at, count(*) OVER ()
+     FROM dead_letters WHERE queue = $1 AND replayed_at IS NULL
+     ORDER BY id LIMIT $2";
+
+/// The oldest `limit` rows of `queue` not yet replayed, and how many there are in all.
+pub async fn waiting(
+    pool: &deadpool_postgres::Pool,
+    queue: &str,
+    limit: u32,
+) -> Result<(Vec<WaitingRow>, i64), crate::store::error::DbError> {
+    let client = pool.get().await?;
+    let rows = client.query(WAITING, &[&queue, &i64::from(limit)]).await?;
+    let total = match rows.first() {
+        Some(r) => r.try_get(5)?,
+        None => 0,
+    };
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(WaitingRow {
+                id: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                reason: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok((rows, total))
+}
+
+/// Marks a queue's letters of the given messages replayed; letters already marked keep their time.
+const MARK_REPLAYED: &str = "UPDATE dead_letters SET replayed_at = now()
+     WHERE queue = $1 AND message_id = ANY($2) AND replayed_at IS NULL";
+
+/// Sets `replayed_at` on `queue`'s rows of the replayed messages, in one statement; returns how
+/// many rows it marked.
+pub async fn mark_replayed(
+    pool: &deadpool_postgres::Pool,
+    queue: &str,
+    message_ids: &[String],
+) -> Result<u64, crate::store::error::DbError> {
+    if message_ids.is_empty() {
+        return Ok(0);
+    }
+    let client = pool.get().await?;
+    Ok(client
+        .execute(MARK_REPLAYED, &[&queue, &message_ids])
+        .await?)
+}

@@ -107,23 +107,374 @@ pub async fn purge_expired(
 ) -> Result<(u64, i64), DbError> {
     let client = pool.get().await?;
     let row = client
-        .query_one(
-            "WITH due AS (
-                 SELECT document_id FROM documents
-                 WHERE purged_at IS NULL AND created_at < now() - make_interval(secs => $1)
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED
-             ), erased AS (
+        .query_one(PURGE_EXPIRED, &[&retention.as_secs_f64(), &batch])
+        .await?;
+    Ok((row.get::<_, i64>(0) as u64, row.get(2)))
+}
+
+// What the `pasarela doc` and `webhooks` commands read and change: a document's status, its stored
+// files, and the purge of one document now.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+
+use crate::store::column::text_column;
+use crate::store::webhook_jobs::WebhookCounts;
+
+/// Where a document stands (`documents.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentState {
+    /// Received and stored, not yet accepted by the vendor.
+    Stored,
+    /// Accepted by the vendor, waiting to be signed.
+    Submitted,
+    /// Signed: the signed PDF is stored (until retention erases it).
+    Signed,
+    /// Failed for good.
+    Failed,
+}
+
+impl DocumentState {
+    /// The column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentState::Stored => "stored",
+            DocumentState::Submitted => "submitted",
+            DocumentState::Signed => "signed",
+            DocumentState::Failed => "failed",
+        }
+    }
+
+    /// Whether nothing more happens to the document: it is signed or failed.
+    pub fn is_final(self) -> bool {
+        matches!(self, DocumentState::Signed | DocumentState::Failed)
+    }
+}
+
+text_column!(DocumentState: Stored, Submitted, Signed, Failed);
+
+/// What the webhook commands need of a documents row.
+#[derive(Debug, Clone)]
+pub struct DocumentHead {
+    /// Where the document stands.
+    pub state: DocumentState,
+    /// Whether the producer asked for a client webhook.
+    pub has_callback_url: bool,
+}
+
+/// The documents row's webhook facts; `None` when there is no such document.
+pub async fn head(client: &impl GenericClient, id: Uuid) -> Result<Option<DocumentHead>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT state, client_callback_url IS NOT NULL FROM documents WHERE document_id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Some(DocumentHead {
+            state: r.try_get(0)?,
+            has_callback_url: r.try_get(1)?,
+        }),
+        None => None,
+    })
+}
+
+/// A document's state alone, for a caller that polls it; `None` when there is no such document.
+pub async fn state(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<DocumentState>, DbError> {
+    let stmt = client
+        .prepare_cached("SELECT state FROM documents WHERE document_id = $1")
+        .await?;
+    Ok(match client.query_opt(&stmt, &[&id]).await? {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+/// A `documents` row, without the capability token's digest, and its webhook jobs counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentStatus {
+    /// pasarela's document id.
+    pub document_id: Uuid,
+    /// The producer's tenant.
+    pub tenant: String,
+    /// The name the signer sees.
+    pub document_name: String,
+    /// Where it stands.
+    pub state: DocumentState,
+    /// The vendor's id for it.
+    pub vendor_document_id: Option<String>,
+    /// The vendor's own status word.
+    pub vendor_status: Option<String>,
+    /// The vendor's message.
+    pub vendor_message: Option<String>,
+    /// Who was asked to sign.
+    pub active_directory_user: String,
+    /// Who the vendor assigned it to.
+    pub assigned_active_directory_user: Option<String>,
+    /// When the vendor sent it to the signer.
+    pub date_sent_to_sign: Option<DateTime<Utc>>,
+    /// When it was signed.
+    pub signing_date: Option<DateTime<Utc>>,
+    /// The original PDF's size.
+    pub document_bytes: i64,
+    /// The signed PDF's size.
+    pub signed_bytes: Option<i64>,
+    /// The class of failure, if it failed.
+    pub error_kind: Option<String>,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// Polls of the vendor so far.
+    pub polls: i32,
+    /// When the next poll is due.
+    pub next_poll_at: Option<DateTime<Utc>>,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// When the vendor accepted it.
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// When it became final.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When its PDFs were erased.
+    pub purged_at: Option<DateTime<Utc>>,
+    /// Whether the producer asked for a client webhook.
+    pub has_callback_url: bool,
+    /// Its webhook jobs by state.
+    pub webhooks: WebhookCounts,
+}
+
+/// The status of document `id`, `None` when there is no such document.
+pub async fn status(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<DocumentStatus>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT d.document_id, d.tenant, d.document_name, d.state, d.vendor_document_id,
+                    d.vendor_status, d.vendor_message, d.active_directory_user,
+                    d.assigned_active_directory_user, d.date_sent_to_sign, d.signing_date,
+                    d.document_bytes, d.signed_bytes, d.error_kind, d.error_message, d.polls,
+                    d.next_poll_at, d.created_at, d.submitted_at, d.completed_at, d.purged_at,
+                    d.client_callback_url IS NOT NULL AS has_callback_url,
+                    w.pending, w.delivering, w.delivered, w.failed
+             FROM documents d
+             CROSS JOIN LATERAL (
+                 SELECT count(*) FILTER (WHERE j.state = 'pending') AS pending,
+                        count(*) FILTER (WHERE j.state = 'delivering') AS delivering,
+                        count(*) FILTER (WHERE j.state = 'delivered') AS delivered,
+                        count(*) FILTER (WHERE j.state = 'failed') AS failed
+                 FROM webhook_jobs j WHERE j.document_id = d.document_id
+             ) w
+             WHERE d.document_id = $1",
+            &[&id],
+        )
+        .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    Ok(Some(DocumentStatus {
+        document_id: r.try_get("document_id")?,
+        tenant: r.try_get("tenant")?,
+        document_name: r.try_get("document_name")?,
+        state: r.try_get("state")?,
+        vendor_document_id: r.try_get("vendor_document_id")?,
+        vendor_status: r.try_get("vendor_status")?,
+        vendor_message: r.try_get("vendor_message")?,
+        active_directory_user: r.try_get("active_directory_user")?,
+        assigned_active_directory_user: r.try_get("assigned_active_directory_user")?,
+        date_sent_to_sign: r.try_get("date_sent_to_sign")?,
+        signing_date: r.try_get("signing_date")?,
+        document_bytes: r.try_get("document_bytes")?,
+        signed_bytes: r.try_get("signed_bytes")?,
+        error_kind: r.try_get("error_kind")?,
+        error_message: r.try_get("error_message")?,
+        polls: r.try_get("polls")?,
+        next_poll_at: r.try_get("next_poll_at")?,
+        created_at: r.try_get("created_at")?,
+        submitted_at: r.try_get("submitted_at")?,
+        completed_at: r.try_get("completed_at")?,
+        purged_at: r.try_get("purged_at")?,
+        has_callback_url: r.try_get("has_callback_url")?,
+        webhooks: WebhookCounts {
+            pending: r.try_get("pending")?,
+            delivering: r.try_get("delivering")?,
+            delivered: r.try_get("delivered")?,
+            failed: r.try_get("failed")?,
+        },
+    }))
+}
+
+/// What must be known of a document before reading one of its files.
+#[derive(Debug, Clone)]
+pub struct FileGate {
+    /// Where it stands.
+    pub state: DocumentState,
+    /// The vendor's own status word.
+    pub vendor_status: Option<String>,
+    /// The class of failure, if it failed.
+    pub error_kind: Option<String>,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// When its PDFs were erased.
+    pub purged_at: Option<DateTime<Utc>>,
+}
+
+/// The facts that say whether document `id`'s files can be had; `None` when there is no such
+/// document.
+pub async fn file_gate(client: &impl GenericClient, id: Uuid) -> Result<Option<FileGate>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT state, vendor_status, error_kind, error_message, purged_at
+             FROM documents WHERE document_id = $1",
+            &[&id],
+        )
+        .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    Ok(Some(FileGate {
+        state: r.try_get(0)?,
+        vendor_status: r.try_get(1)?,
+        error_kind: r.try_get(2)?,
+        error_message: r.try_get(3)?,
+        purged_at: r.try_get(4)?,
+    }))
+}
+
+/// The size of document `id`'s `kind` file; `None` when none is stored.
+pub async fn file_size(
+    client: &impl GenericClient,
+    id: Uuid,
+    kind: FileKind,
+) -> Result<Option<i32>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT octet_length(content) FROM document_files WHERE document_id = $1 AND kind = $2",
+            &[&id, &kind.as_str()],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+/// `len` bytes of document `id`'s `kind` file from byte `from` (counted from 1, as `substring`
+/// does); empty past the end. The files are stored uncompressed (`STORAGE EXTERNAL`), so PostgreSQL
+/// fetches only the slice asked for and a reader never holds a whole document.
+pub async fn file_chunk(
+    client: &impl GenericClient,
+    id: Uuid,
+    kind: FileKind,
+    from: i32,
+    len: i32,
+) -> Result<Vec<u8>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT substring(content FROM $3 FOR $4) FROM document_files
+             WHERE document_id = $1 AND kind = $2",
+        )
+        .await?;
+    let row = client
+        .query_one(&stmt, &[&id, &kind.as_str(), &from, &len])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The purge statement for the documents a `due` CTE selects: erases their files and marks them
+/// purged in one statement, answering documents marked, files erased, bytes erased, and when (the
+/// transaction's `now()`, which is what `purged_at` holds). `octet_length` reads each size from the
+/// TOAST pointer: the PDFs are not fetched. The retention sweep and the purge of one document share
+/// it, so both erase the same way.
+macro_rules! purge_due {
+    ($due:literal) => {
+        concat!(
+            "WITH due AS (",
+            $due,
+            "), erased AS (
                  DELETE FROM document_files f USING due WHERE f.document_id = due.document_id
                  RETURNING octet_length(f.content) AS size
              ), marked AS (
                  UPDATE documents d SET purged_at = now() FROM due
                  WHERE d.document_id = due.document_id RETURNING 1
              )
-             SELECT (SELECT count(*) FROM marked), (SELECT coalesce(sum(size), 0)::bigint FROM erased)",
-            &[&retention.as_secs_f64(), &batch],
+             SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM erased),
+                    (SELECT coalesce(sum(size), 0)::bigint FROM erased), now()"
+        )
+    };
+}
+
+/// Retention: at most `$2` documents older than `$1` seconds, oldest first; replicas share the
+/// work through `SKIP LOCKED`.
+const PURGE_EXPIRED: &str = purge_due!(
+    "SELECT document_id FROM documents
+     WHERE purged_at IS NULL AND created_at < now() - make_interval(secs => $1)
+     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+);
+
+/// One document, already locked by the caller.
+const PURGE_ONE: &str =
+    purge_due!("SELECT document_id FROM documents WHERE document_id = $1 AND purged_at IS NULL");
+
+/// What one purge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// The files were erased now.
+    Erased {
+        /// Files erased.
+        files: u64,
+        /// Their bytes.
+        bytes: i64,
+        /// The `purged_at` written.
+        at: DateTime<Utc>,
+    },
+    /// An earlier purge (or retention) had erased them.
+    Already {
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// A purge and the state the document was in when it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purged {
+    /// The document's state under the purge's lock.
+    pub state: DocumentState,
+    /// What the purge did.
+    pub purge: Purge,
+}
+
+/// Erases document `id`'s stored PDFs now, keeping its status row; `None` when there is no such
+/// document.
+pub async fn purge(pool: &deadpool_postgres::Pool, id: Uuid) -> Result<Option<Purged>, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // The row lock orders this purge after any worker write to the document in flight.
+    let row = tx
+        .query_opt(
+            "SELECT state, purged_at FROM documents WHERE document_id = $1 FOR UPDATE",
+            &[&id],
         )
         .await?;
-    Ok((row.get::<_, i64>(0) as u64, row.get(1)))
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let state: DocumentState = row.try_get(0)?;
+    let purge = match row.try_get::<_, Option<DateTime<Utc>>>(1)? {
+        Some(at) => Purge::Already { at },
+        None => {
+            let erased = tx.query_one(PURGE_ONE, &[&id]).await?;
+            Purge::Erased {
+                files: erased.try_get::<_, i64>(1)? as u64,
+                bytes: erased.try_get(2)?,
+                at: erased.try_get(3)?,
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(Some(Purged { state, purge }))
 }
 
 /// A document the vendor accepted: it waits for the vendor's webhook, and is polled meanwhile.

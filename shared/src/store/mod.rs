@@ -54,3 +54,10 @@ pub(crate) async fn write_all(
     futures::future::try_join_all(records.iter().map(|r| r.write(txn))).await?;
     Ok(())
 }
+
+// Reads and repairs for operators (the `pasarela` command), by table like the rest; `column` types
+// the text columns they match on.
+pub(crate) mod column;
+pub mod reports;
+pub mod status;
+pub mod webhook_jobs;

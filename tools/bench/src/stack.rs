@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use pasarela_shared::store::database as db;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
@@ -205,17 +207,11 @@ impl Stack {
                 .await;
         }
         let _ = self.conn.close(200, "done".into()).await;
-        if let Ok((client, connection)) =
-            tokio_postgres::connect(&format!("{}/postgres", self.pg_base), tokio_postgres::NoTls)
-                .await
+        // Teardown is best effort: a database left behind is only disk, and the run's numbers stand.
+        if let Ok(config) =
+            tokio_postgres::Config::from_str(&format!("{}/{}", self.pg_base, self.database))
         {
-            tokio::spawn(connection);
-            let _ = client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.database
-                ))
-                .await;
+            let _ = db::drop_database(&config).await;
         }
     }
 }

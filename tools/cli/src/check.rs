@@ -10,6 +10,7 @@ use std::time::Duration;
 use lapin::uri::AMQPUri;
 use pasarela_shared::runtime::publisher as broker;
 use pasarela_shared::store::database as db;
+use pasarela_shared::store::error::DbError;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
@@ -188,14 +189,13 @@ async fn check_postgres(url: &SecretString) -> Report {
         }
         Ok(Ok((client, connection))) => {
             tokio::spawn(connection);
-            match client
-                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-                .await
-            {
-                Ok(Some(_)) => Verdict::Ok(format!(" (database {database:?} exists)")),
-                Ok(None) => Verdict::Ok(format!(
+            match db::exists(&client, &database).await {
+                Ok(true) => Verdict::Ok(format!(" (database {database:?} exists)")),
+                Ok(false) => Verdict::Ok(format!(
                     " (database {database:?} does not exist yet: `pasarela migrate` creates it)"
                 )),
+                // The driver's own error, as the connection failures above are described.
+                Err(DbError::Postgres(e)) => Verdict::Refused(describe(&e, password.as_deref())),
                 Err(e) => Verdict::Refused(describe(&e, password.as_deref())),
             }
         }

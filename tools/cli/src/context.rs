@@ -68,16 +68,3 @@ pub async fn close(connection: &Connection) {
     // The command's work is done (every publish was confirmed); a failed close changes nothing.
     let _ = connection.close(200, "done".into()).await;
 }
-
-/// A read-only, repeatable-read transaction: every query of one command sees one snapshot, so that a
-/// write committing midway never mixes two states in what is printed.
-pub async fn snapshot(
-    client: &mut deadpool_postgres::Object,
-) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
-    client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-}

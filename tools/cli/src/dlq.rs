@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
-use deadpool_postgres::Pool;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use pasarela_shared::contract::envelope::OutboundMessage;
@@ -20,6 +19,7 @@ use pasarela_shared::contract::headers::{
 };
 use pasarela_shared::contract::queue::WORK_QUEUES;
 use pasarela_shared::runtime::publisher::{Publisher, headers_from_table};
+use pasarela_shared::store::dead_letters::{self, WaitingRow};
 use uuid::Uuid;
 
 use crate::amqp;
@@ -70,40 +70,6 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A `dead_letters` row not yet replayed.
-struct Row {
-    id: i64,
-    message_id: Option<String>,
-    kind: String,
-    reason: String,
-    created_at: DateTime<Utc>,
-}
-
-/// The oldest `limit` rows of `queue` not yet replayed, and how many there are in all.
-async fn pending_rows(pool: &Pool, queue: &str, limit: u32) -> anyhow::Result<(Vec<Row>, i64)> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT id, message_id, error_kind, reason, created_at, count(*) OVER ()
-             FROM dead_letters WHERE queue = $1 AND replayed_at IS NULL
-             ORDER BY id LIMIT $2",
-            &[&queue, &i64::from(limit)],
-        )
-        .await?;
-    let total = rows.first().map_or(0, |r| r.get(5));
-    let rows = rows
-        .iter()
-        .map(|r| Row {
-            id: r.get(0),
-            message_id: r.get(1),
-            kind: r.get(2),
-            reason: r.get(3),
-            created_at: r.get(4),
-        })
-        .collect();
-    Ok((rows, total))
-}
-
 /// Shortens `s` to at most `max` characters for a table cell.
 pub fn cell(s: &str, max: usize) -> String {
     let one_line = s.replace(['\n', '\r'], " ");
@@ -115,7 +81,7 @@ pub fn cell(s: &str, max: usize) -> String {
     }
 }
 
-fn print_rows(rows: &[Row], total: i64) {
+fn print_rows(rows: &[WaitingRow], total: i64) {
     if rows.is_empty() {
         println!("no dead letters waiting for replay");
         return;
@@ -156,7 +122,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let dead = ctx.names.dead_queue(&args.queue);
     let count = amqp::message_count(&connection, &dead).await?;
     context::close(&connection).await;
-    let (rows, total) = pending_rows(&pool, &args.queue, args.limit).await?;
+    let (rows, total) = dead_letters::waiting(&pool, &args.queue, args.limit).await?;
     print_rows(&rows, total);
     println!("{}", describe_count(&dead, count));
     Ok(ExitCode::SUCCESS)
@@ -226,7 +192,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             ctx.names.work_exchange(),
             args.queue
         );
-        let (rows, total) = pending_rows(&pool, &args.queue, budget).await?;
+        let (rows, total) = dead_letters::waiting(&pool, &args.queue, budget).await?;
         print_rows(&rows, total);
         return Ok(ExitCode::SUCCESS);
     }
@@ -279,7 +245,9 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     context::close(&connection).await;
 
-    let marked = mark_replayed(&pool, &args.queue, &replayed_ids).await;
+    let marked = dead_letters::mark_replayed(&pool, &args.queue, &replayed_ids)
+        .await
+        .context("updating dead_letters");
     println!("replayed {replayed} message(s) from {dead}");
     match marked {
         Ok(rows) => println!("marked {rows} dead_letters row(s) replayed"),
@@ -289,22 +257,6 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// Sets `replayed_at` on the rows of the replayed messages, in one statement.
-async fn mark_replayed(pool: &Pool, queue: &str, message_ids: &[String]) -> anyhow::Result<u64> {
-    if message_ids.is_empty() {
-        return Ok(0);
-    }
-    let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE dead_letters SET replayed_at = now()
-             WHERE queue = $1 AND message_id = ANY($2) AND replayed_at IS NULL",
-            &[&queue, &message_ids],
-        )
-        .await
-        .context("updating dead_letters")
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! `deploy/grafana/dashboards/otp-reports.json` draws the same numbers.
 
 mod model;
-mod query;
 pub mod render;
 mod time;
 
@@ -12,9 +11,10 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
+use pasarela_shared::store::reports;
 
 use crate::context::Context;
-use model::{Channel, OtpState};
+use model::{Channel, Filters, OtpReport, OtpState};
 use time::TimeArg;
 
 /// Subcommands of `pasarela report`.
@@ -130,21 +130,34 @@ async fn otp(args: OtpReportArgs) -> anyhow::Result<ExitCode> {
     if since > until {
         anyhow::bail!("--since ({since}) is after --until ({until})");
     }
-    let selection = query::Selection {
+    let state = args.state.map(OtpState::as_str);
+    let channel = args.channel.map(Channel::as_str);
+    let limit = effective_limit(args.format, args.limit);
+    let selection = reports::Selection {
         since,
         until,
-        tenant: args.tenant,
-        destination: args.destination,
-        state: args.state,
-        channel: args.channel,
-        provider: args.provider,
-        limit: effective_limit(args.format, args.limit),
+        tenant: args.tenant.as_deref(),
+        destination: args.destination.as_deref(),
+        state,
+        channel,
+        provider: args.provider.as_deref(),
+        limit,
     };
 
     let ctx = Context::from_env()?;
     let pool = ctx.database(1).await?;
-    let mut client = pool.get().await?;
-    let report = query::otp_report(&mut client, selection).await?;
+    let rows = reports::otp(&pool, &selection).await?;
+    let filters = Filters {
+        since,
+        until,
+        tenant: args.tenant.clone(),
+        destination: rows.masked_destination.clone(),
+        state,
+        channel,
+        provider: args.provider.clone(),
+        limit,
+    };
+    let report = OtpReport::new(filters, rows);
 
     match args.format {
         Format::Table => print!("{}", render::table(&report)),

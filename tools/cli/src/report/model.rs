@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
+use pasarela_shared::store::reports::OtpRows;
 use serde::Serialize;
-use uuid::Uuid;
 
 /// The five states of an OTP in Aldeamo's reports, as `otp_requests.state` spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,26 +80,8 @@ pub struct Filters {
     pub limit: Option<u32>,
 }
 
-/// One OTP in the detailed report.
-#[derive(Debug, Clone, Serialize)]
-pub struct DetailRow {
-    /// The request id.
-    pub transaction_id: Uuid,
-    /// The tenant.
-    pub user: String,
-    /// The destination, masked.
-    pub destination: Option<String>,
-    /// The channel.
-    pub channel: String,
-    /// The provider that served it.
-    pub provider: String,
-    /// When it was sent.
-    pub generated_at: Option<DateTime<Utc>>,
-    /// When it was verified.
-    pub validated_at: Option<DateTime<Utc>>,
-    /// Its state.
-    pub state: String,
-}
+/// One OTP in the detailed report, as the store reads it.
+pub use pasarela_shared::store::reports::DetailRow;
 
 /// OTPs per state, every state present.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -134,22 +116,8 @@ impl StateCounts {
     }
 }
 
-/// Sends in one hour, per channel.
-#[derive(Debug, Clone, Serialize)]
-pub struct HourRow {
-    /// The hour's start (UTC).
-    pub hour: DateTime<Utc>,
-    /// SMS sends.
-    pub sms: i64,
-    /// E-mail sends.
-    pub email: i64,
-    /// WhatsApp sends.
-    pub whatsapp: i64,
-    /// Voice sends.
-    pub voice: i64,
-    /// Every send of the hour, whatever its channel.
-    pub total: i64,
-}
+/// Sends in one hour, per channel, as the store reads them.
+pub use pasarela_shared::store::reports::HourRow;
 
 /// A band of the validation traffic light, with the document's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +231,32 @@ pub struct OtpReport {
     pub traffic_light: TrafficLight,
     /// Fraud-guard refusals per limit.
     pub limits: LimitCounts,
+}
+
+impl OtpReport {
+    /// The report of what the store read, made with `filters`: the counts placed in their sections
+    /// and the traffic light banded.
+    pub fn new(filters: Filters, rows: OtpRows) -> Self {
+        let t = rows.totals;
+        Self {
+            filters,
+            detail: rows.detail,
+            states: StateCounts {
+                generated: t.generated,
+                validated_ok: t.validated_ok,
+                validated_failed: t.validated_failed,
+                expired: t.expired,
+                errored: t.errored,
+            },
+            hourly: rows.hourly,
+            traffic_light: TrafficLight::new(t.not_errored, t.validated),
+            limits: LimitCounts {
+                destination: t.destination_limit,
+                tenant: t.tenant_limit,
+                country: t.country_limit,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
