@@ -18,15 +18,14 @@ use pasarela_shared::contract::envelope::OutboundMessage;
 use pasarela_shared::contract::queue::Names;
 use pasarela_shared::runtime::health::Health;
 use pasarela_shared::runtime::publisher::{PublishError, Publisher};
+use pasarela_shared::store::documents::{self, CallbackTarget};
 use pasarela_shared::store::error::DbError;
 use pasarela_shared::telemetry;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::QUEUE;
-use crate::checks::{
-    DocumentRow, Refusal, authorize, callback_message, parse_body, parse_document_id,
-};
+use crate::checks::{Refusal, authorize, callback_message, parse_body, parse_document_id};
 
 /// The route the vendor posts to; [`pasarela_shared::contract::documents::callback_path`] builds its URLs.
 pub const CALLBACK_ROUTE: &str = "/callbacks/signing/{document_id}/{token}";
@@ -92,20 +91,8 @@ impl Ingress {
         }
     }
 
-    async fn lookup(&self, document_id: Uuid) -> Result<Option<DocumentRow>, DbError> {
-        let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT callback_token_sha256, state, vendor_document_id \
-                 FROM documents WHERE document_id = $1",
-            )
-            .await?;
-        let row = client.query_opt(&statement, &[&document_id]).await?;
-        Ok(row.map(|r| DocumentRow {
-            token_sha256: r.get(0),
-            state: r.get(1),
-            vendor_document_id: r.get(2),
-        }))
+    async fn lookup(&self, document_id: Uuid) -> Result<Option<CallbackTarget>, DbError> {
+        documents::callback_target(&self.pool, document_id).await
     }
 
     async fn publish(&self, body: &Value) -> Result<(), PublishError> {

@@ -3,23 +3,13 @@
 //! the `doc.callback` message built from it.
 
 use pasarela_shared::contract::documents;
+use pasarela_shared::store::documents::CallbackTarget;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 /// A digest no token has, compared against when the document is unknown so that an unknown document
 /// and a wrong token take the same time.
 const NO_DIGEST: [u8; 32] = [0; 32];
-
-/// What the `documents` row says about a callback's document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocumentRow {
-    /// `callback_token_sha256`.
-    pub token_sha256: Vec<u8>,
-    /// `state`: stored, submitted, signed or failed.
-    pub state: String,
-    /// `vendor_document_id`, once doc-sign has recorded it.
-    pub vendor_document_id: Option<String>,
-}
 
 /// Why a callback is refused before its body is looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +45,9 @@ pub fn parse_document_id(raw: &str) -> Option<Uuid> {
 /// Checks the capability `token` against the document's row: only a known document whose token
 /// matches, in constant time, and that is not final yet, passes.
 pub fn authorize<'a>(
-    row: Option<&'a DocumentRow>,
+    row: Option<&'a CallbackTarget>,
     token: &str,
-) -> Result<&'a DocumentRow, Refusal> {
+) -> Result<&'a CallbackTarget, Refusal> {
     let Some(row) = row else {
         // Spend the same work as for a known document, so timing does not tell the two apart.
         let _ = documents::token_matches(token, &NO_DIGEST);
@@ -66,10 +56,10 @@ pub fn authorize<'a>(
     if !documents::token_matches(token, &row.token_sha256) {
         return Err(Refusal::NotFound);
     }
-    match row.state.as_str() {
-        "signed" | "failed" => Err(Refusal::AlreadyFinal(row.state.clone())),
-        _ => Ok(row),
+    if row.state.is_final() {
+        return Err(Refusal::AlreadyFinal(row.state.as_str().to_string()));
     }
+    Ok(row)
 }
 
 /// Reads the webhook body, which must be a JSON object.
@@ -87,7 +77,7 @@ pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, BodyError> {
 /// the row's is refused.
 pub fn callback_message(
     document_id: Uuid,
-    row: &DocumentRow,
+    row: &CallbackTarget,
     body: &Map<String, Value>,
 ) -> Result<Value, BodyError> {
     let claimed = match body.get("document_id") {
@@ -115,11 +105,12 @@ pub fn callback_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pasarela_shared::store::documents::DocumentState;
 
-    fn row(state: &str, vendor_id: Option<&str>) -> DocumentRow {
-        DocumentRow {
+    fn row(state: &str, vendor_id: Option<&str>) -> CallbackTarget {
+        CallbackTarget {
             token_sha256: documents::token_digest("the-token"),
-            state: state.into(),
+            state: DocumentState::from_text(state).unwrap(),
             vendor_document_id: vendor_id.map(str::to_string),
         }
     }

@@ -29,9 +29,7 @@ use pasarela_shared::store::error::DbError;
 use tokio::net::TcpListener;
 
 pub use callback::{CALLBACK_ROUTE, Ingress, MAX_BODY_BYTES, Outcome};
-pub use checks::{
-    BodyError, DocumentRow, Refusal, authorize, callback_message, parse_body, parse_document_id,
-};
+pub use checks::{BodyError, Refusal, authorize, callback_message, parse_body, parse_document_id};
 
 /// The work queue this service feeds.
 pub const QUEUE: &str = "doc.callback";

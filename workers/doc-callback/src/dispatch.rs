@@ -18,7 +18,8 @@ use pasarela_shared::contract::settings::WebhookSettings;
 use pasarela_shared::runtime::handler::Background;
 use pasarela_shared::runtime::jobs::Jobs;
 use pasarela_shared::store;
-use pasarela_shared::store::error::DbError;
+use pasarela_shared::store::error::{DbError, StoreError};
+use pasarela_shared::store::webhook_jobs::{self, AttemptRecord, DueJob};
 use pasarela_shared::vendors::http;
 use pasarela_shared::vendors::signing::DocumentStatus;
 use pasarela_shared::vendors::webhook as webhooks;
@@ -28,8 +29,6 @@ use uuid::Uuid;
 
 /// How often due jobs are looked for.
 const TICK: Duration = Duration::from_millis(200);
-/// The `outbox.queue` of webhook events.
-const OUTBOX_QUEUE: &str = "doc.webhook";
 /// The longest `Retry-After` honoured: a longer one waits this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -60,20 +59,6 @@ pub fn payload(
             "assigned_active_directory_user": facts.assigned_active_directory_user,
         }
     })
-}
-
-/// One job taken for an attempt.
-#[derive(Debug, Clone)]
-pub struct Job {
-    job_id: Uuid,
-    document_id: Uuid,
-    webhook_id: String,
-    url: String,
-    payload: String,
-    /// This attempt's number, counting from 1.
-    attempt: i32,
-    /// When the endpoint answered 410 Gone, if it is disabled.
-    disabled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What one attempt came to.
@@ -163,7 +148,7 @@ impl Dispatcher {
 }
 
 impl Jobs for Dispatcher {
-    type Job = Job;
+    type Job = DueJob;
     type Error = DbError;
 
     fn name(&self) -> &'static str {
@@ -178,7 +163,7 @@ impl Jobs for Dispatcher {
         self.settings.concurrency
     }
 
-    async fn take(&self, free: usize) -> Result<Vec<Job>, DbError> {
+    async fn take(&self, free: usize) -> Result<Vec<DueJob>, DbError> {
         let jobs = self.take_due(free).await?;
         for job in &jobs {
             self.hold(&job.url);
@@ -186,7 +171,7 @@ impl Jobs for Dispatcher {
         Ok(jobs)
     }
 
-    async fn run(self: Arc<Self>, job: Job) {
+    async fn run(self: Arc<Self>, job: DueJob) {
         let url = job.url.clone();
         deliver(job, &self.settings, &self.signer, &self.services).await;
         self.release(&url);
@@ -195,67 +180,31 @@ impl Jobs for Dispatcher {
 
 impl Dispatcher {
     /// Takes up to `free` due jobs, at most the free slots of each endpoint.
-    async fn take_due(&self, free: usize) -> Result<Vec<Job>, DbError> {
-        let (urls, used): (Vec<String>, Vec<i32>) = self
+    async fn take_due(&self, free: usize) -> Result<Vec<DueJob>, DbError> {
+        let busy: Vec<(String, i32)> = self
             .in_flight
             .lock()
             .expect("in flight")
             .iter()
             .map(|(u, n)| (u.clone(), *n as i32))
-            .unzip();
-        let lease = self.settings.timeout.as_secs_f64() + 60.0;
-        let client = self.services.db.pool().get().await?;
-        let rows = client
-            .query(
-                "WITH due AS (
-                     SELECT job_id, url, next_attempt_at FROM webhook_jobs
-                     WHERE (state = 'pending' AND next_attempt_at <= now())
-                        OR (state = 'delivering' AND leased_until < now())
-                     ORDER BY next_attempt_at LIMIT 1000 FOR UPDATE SKIP LOCKED
-                 ), ranked AS (
-                     SELECT due.job_id, due.next_attempt_at,
-                            row_number() OVER (PARTITION BY due.url ORDER BY due.next_attempt_at) AS n,
-                            coalesce(busy.used, 0) AS used
-                     FROM due LEFT JOIN unnest($1::text[], $2::int[]) AS busy(url, used)
-                          ON busy.url = due.url
-                 ), chosen AS (
-                     SELECT job_id FROM ranked WHERE n + used <= $3
-                     ORDER BY next_attempt_at LIMIT $4
-                 )
-                 UPDATE webhook_jobs j SET state = 'delivering', attempts = j.attempts + 1,
-                     leased_until = now() + make_interval(secs => $5)
-                 FROM chosen WHERE j.job_id = chosen.job_id
-                 RETURNING j.job_id, j.document_id, j.webhook_id, j.url, j.payload::text, j.attempts,
-                     (SELECT e.disabled_at FROM webhook_endpoints e
-                      WHERE e.url = j.url AND e.disabled_at IS NOT NULL)",
-                &[
-                    &urls,
-                    &used,
-                    &(self.settings.endpoint_concurrency as i64),
-                    &(free as i64),
-                    &lease,
-                ],
-            )
-            .await
-            ?;
-        Ok(rows
-            .iter()
-            .map(|r| Job {
-                job_id: r.get(0),
-                document_id: r.get(1),
-                webhook_id: r.get(2),
-                url: r.get(3),
-                payload: r.get(4),
-                attempt: r.get(5),
-                disabled_at: r.get(6),
-            })
-            .collect())
+            .collect();
+        // An attempt has its deadline; the lease outlives it so that no other dispatcher takes the job
+        // while it is still being tried.
+        let lease = self.settings.timeout + Duration::from_secs(60);
+        webhook_jobs::take_due(
+            self.services.db.pool(),
+            &busy,
+            self.settings.endpoint_concurrency as i64,
+            free as i64,
+            lease,
+        )
+        .await
     }
 }
 
 /// One attempt at `job`, recorded whatever it comes to.
 async fn deliver(
-    job: Job,
+    job: DueJob,
     settings: &WebhookSettings,
     signer: &WebhookSigner,
     services: &Background,
@@ -286,7 +235,11 @@ async fn deliver(
 }
 
 /// Sends one signed attempt to the addresses the SSRF guard approved, following no redirect.
-async fn attempt(job: &Job, settings: &WebhookSettings, signer: &WebhookSigner) -> AttemptResult {
+async fn attempt(
+    job: &DueJob,
+    settings: &WebhookSettings,
+    signer: &WebhookSigner,
+) -> AttemptResult {
     let url = match url::Url::parse(&job.url) {
         Ok(u) => u,
         Err(e) => return AttemptResult::Refused(format!("callback_url: {e}")),
@@ -357,16 +310,16 @@ async fn attempt(job: &Job, settings: &WebhookSettings, signer: &WebhookSigner) 
     }
 }
 
-/// Records the attempt, moves the job on, and for a final outcome writes its event to the outbox and
+/// Records the attempt, moves the job on, and for a final outcome keeps its event in the outbox and
 /// publishes it.
 async fn record(
-    job: &Job,
+    job: &DueJob,
     result: &AttemptResult,
     latency: Duration,
     settings: &WebhookSettings,
     jitter: f64,
     services: &Background,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let (http_status, error, next) = match result {
         AttemptResult::Delivered(s) => (Some(i32::from(*s)), None, None),
         AttemptResult::Gone => (
@@ -395,73 +348,30 @@ async fn record(
         (_, Some(_)) => "pending",
         _ => "failed",
     };
-    let next_secs = next.map(|d| d.as_secs_f64());
-    let mut conn = services.db.pool().get().await.map_err(|e| e.to_string())?;
-    let txn = conn.transaction().await.map_err(|e| e.to_string())?;
-    txn.execute(
-        "INSERT INTO webhook_deliveries (job_id, document_id, attempt, url, http_status,
-             latency_ms, error, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))",
-        &[
-            &job.job_id,
-            &job.document_id,
-            &job.attempt,
-            &job.url,
-            &http_status,
-            &(latency.as_millis() as i32),
-            &error,
-            &next_secs,
-        ],
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let updated = txn
-        .execute(
-            "UPDATE webhook_jobs SET state = $2, leased_until = NULL,
-                 next_attempt_at = now() + make_interval(secs => $3),
-                 last_http_status = $4, last_error = $5,
-                 completed_at = CASE WHEN $2 IN ('delivered', 'failed') THEN now() END
-             WHERE job_id = $1 AND state = 'delivering' AND attempts = $6",
-            &[
-                &job.job_id,
-                &state,
-                &next_secs,
-                &http_status,
-                &error,
-                &job.attempt,
-            ],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    if updated == 0 {
-        // The lease ran out and another dispatcher took the job: its attempt decides.
-        return Ok(());
-    }
-    if matches!(result, AttemptResult::Gone) {
-        txn.execute(
-            "INSERT INTO webhook_endpoints (url, disabled_at, disabled_reason)
-             VALUES ($1, now(), '410 Gone')
-             ON CONFLICT (url) DO UPDATE SET disabled_at = now(), disabled_reason = '410 Gone'",
-            &[&job.url],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    }
     let is_final = matches!(state, "delivered" | "failed");
-    if is_final {
+    let event = is_final.then(|| {
         let failure = error
             .as_ref()
             .filter(|_| state == "failed")
             .map(|e| Failure::new(ErrorKind::Exhausted, e.clone()));
         let event = webhook_event(job, state, http_status, failure.as_ref());
         let body = serde_json::to_value(&event).expect("an event always serialises");
-        let message =
-            OutboundMessage::json(services.names.events_exchange(), event.routing_key(), &body);
-        store::outbox::write(&*txn, OUTBOX_QUEUE, job.job_id, &[message])
-            .await
-            .map_err(|e| e.to_string())?;
+        OutboundMessage::json(services.names.events_exchange(), event.routing_key(), &body)
+    });
+    let attempt = AttemptRecord {
+        job,
+        http_status,
+        latency,
+        error: error.as_deref(),
+        state,
+        next_in: next,
+        gone: matches!(result, AttemptResult::Gone),
+        event,
+    };
+    if !webhook_jobs::record_attempt(services.db.pool(), &attempt).await? {
+        // The lease ran out and another dispatcher took the job: its attempt decides.
+        return Ok(());
     }
-    txn.commit().await.map_err(|e| e.to_string())?;
     match state {
         "delivered" => {
             tracing::info!(job_id = %job.job_id, document_id = %job.document_id, attempt = job.attempt, "client webhook delivered")
@@ -478,7 +388,7 @@ async fn record(
         let _ = store::outbox::flush(
             services.db.pool(),
             &services.publisher,
-            OUTBOX_QUEUE,
+            webhook_jobs::OUTBOX_QUEUE,
             job.job_id,
             Duration::ZERO,
         )
@@ -488,7 +398,7 @@ async fn record(
 }
 
 fn webhook_event(
-    job: &Job,
+    job: &DueJob,
     status: &str,
     http_status: Option<i32>,
     failure: Option<&Failure>,

@@ -27,9 +27,12 @@ use pasarela_shared::runtime::handler::{
 use pasarela_shared::runtime::jobs;
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
-use pasarela_shared::store::documents::{FileKind, StoreFileError};
+use pasarela_shared::store::documents::{
+    CheckRow, DocumentState, FileKind, SignedCheck, StoreFileError,
+};
 use pasarela_shared::store::error::DbError;
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
+use pasarela_shared::store::webhook_jobs::{self, NewJob};
 use pasarela_shared::vendors::signing::{DocumentStatus, SigningClient, VendorStatus};
 use pasarela_shared::vendors::webhook::WebhookSigner;
 pub use settings::Settings;
@@ -47,20 +50,6 @@ pub struct DocCallbackHandler {
     documents: DocumentSettings,
     webhooks: WebhookSettings,
     signer: Option<std::sync::Arc<WebhookSigner>>,
-}
-
-/// The document as the check reads it, under its row lock.
-struct Row {
-    state: String,
-    vendor_document_id: Option<String>,
-    client_callback_url: Option<String>,
-    tenant: String,
-    document_name: String,
-    polls: i32,
-    poll_over: bool,
-    completed_by: Option<Uuid>,
-    facts: DocumentFacts,
-    error: Option<Failure>,
 }
 
 /// What the check came to.
@@ -98,27 +87,29 @@ impl DocCallbackHandler {
     async fn check(&self, m: &DocCallback, ctx: &HandleContext) -> Result<Finding, CheckError> {
         let mut conn = self.db.pool().get().await.map_err(DbError::from)?;
         let txn = conn.transaction().await.map_err(DbError::from)?;
-        let Some(row) = read_locked(&txn, m.document_id).await? else {
+        let Some(row) = store::documents::lock_for_check(&txn, m.document_id).await? else {
             tracing::warn!(document_id = %m.document_id, "doc.callback for an unknown document");
             return Ok(Finding::Quiet("unknown"));
         };
-        match row.state.as_str() {
-            "signed" | "failed" if row.completed_by == Some(ctx.message_id) => {
+        match row.state {
+            DocumentState::Signed | DocumentState::Failed
+                if row.completed_by == Some(ctx.message_id) =>
+            {
                 // This message finished it before a crash took the announcement: announce again.
-                let status = if row.state == "signed" {
-                    "signed"
-                } else {
-                    "failed"
-                };
+                let failure = row
+                    .error_message
+                    .map(|message| Failure::new(ErrorKind::Vendor, message));
                 return Ok(Finding::Final {
-                    status,
+                    status: row.state.as_str(),
                     facts: row.facts,
-                    failure: row.error,
+                    failure,
                 });
             }
-            "signed" | "failed" => return Ok(Finding::Quiet("already_final")),
-            "stored" => return Err(CheckError::NotYetSubmitted),
-            _ => {}
+            DocumentState::Signed | DocumentState::Failed => {
+                return Ok(Finding::Quiet("already_final"));
+            }
+            DocumentState::Stored => return Err(CheckError::NotYetSubmitted),
+            DocumentState::Submitted => {}
         }
         let vendor_id = row
             .vendor_document_id
@@ -157,26 +148,16 @@ impl DocCallbackHandler {
             let signed_name = view.document_name.clone();
             drop(view);
             drop(download);
-            txn.execute(
-                "UPDATE documents SET state = 'signed', vendor_status = $2, vendor_message = $3,
-                     signed_bytes = $4, signed_document_name = $5, date_sent_to_sign = $6,
-                     signing_date = coalesce($7, now()), assigned_active_directory_user = $8,
-                     completed_at = now(), completed_by = $9, next_poll_at = NULL
-                 WHERE document_id = $1",
-                &[
-                    &m.document_id,
-                    &status.status,
-                    &status.message,
-                    &(size as i64),
-                    &signed_name,
-                    &facts.date_sent_to_sign,
-                    &facts.signing_date,
-                    &facts.assigned_active_directory_user,
-                    &ctx.message_id,
-                ],
-            )
-            .await
-            .map_err(DbError::from)?;
+            let signed = SignedCheck {
+                document_id: m.document_id,
+                vendor_status: &status.status,
+                vendor_message: status.message.as_deref(),
+                signed_bytes: size as i64,
+                signed_document_name: signed_name.as_deref(),
+                facts: &facts,
+                completed_by: ctx.message_id,
+            };
+            store::documents::mark_signed(&txn, &signed).await?;
             if facts.signing_date.is_none() {
                 facts.signing_date = Some(chrono::Utc::now());
             }
@@ -218,23 +199,16 @@ impl DocCallbackHandler {
                     ),
                 )
             };
-            txn.execute(
-                "UPDATE documents SET state = 'failed', vendor_status = $2, vendor_message = $3,
-                     error_kind = $4, error_message = $5, completed_at = now(), completed_by = $6,
-                     next_poll_at = NULL, date_sent_to_sign = $7
-                 WHERE document_id = $1",
-                &[
-                    &m.document_id,
-                    &status.status,
-                    &status.message,
-                    &failure.kind.as_str(),
-                    &failure.message,
-                    &ctx.message_id,
-                    &facts.date_sent_to_sign,
-                ],
+            store::documents::mark_failed(
+                &txn,
+                m.document_id,
+                &status.status,
+                status.message.as_deref(),
+                &failure,
+                ctx.message_id,
+                facts.date_sent_to_sign,
             )
-            .await
-            .map_err(DbError::from)?;
+            .await?;
             self.queue_webhook(
                 &txn,
                 m.document_id,
@@ -262,14 +236,7 @@ impl DocCallbackHandler {
         } else {
             (row.polls, self.documents.poll_delay(0))
         };
-        txn.execute(
-            "UPDATE documents SET vendor_status = $2, polls = $3,
-                 next_poll_at = now() + make_interval(secs => $4)
-             WHERE document_id = $1",
-            &[&m.document_id, &status.status, &polls, &delay.as_secs_f64()],
-        )
-        .await
-        .map_err(DbError::from)?;
+        store::documents::schedule_poll(&txn, m.document_id, &status.status, polls, delay).await?;
         txn.commit().await.map_err(DbError::from)?;
         Ok(Finding::Quiet(if m.source == "poll" {
             "pending"
@@ -283,7 +250,7 @@ impl DocCallbackHandler {
         &self,
         txn: &deadpool_postgres::Transaction<'_>,
         document_id: Uuid,
-        row: &Row,
+        row: &CheckRow,
         event_type: &str,
         status: &DocumentStatus,
         facts: &DocumentFacts,
@@ -299,60 +266,14 @@ impl DocCallbackHandler {
             status,
             facts,
         );
-        txn.execute(
-            "INSERT INTO webhook_jobs (job_id, document_id, webhook_id, event_type, url, payload,
-                 state, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())",
-            &[
-                &Uuid::now_v7(),
-                &document_id,
-                &format!("msg_{}", Uuid::now_v7().simple()),
-                &event_type,
-                url,
-                &payload,
-            ],
-        )
-        .await?;
-        Ok(())
+        let job = NewJob {
+            document_id,
+            event_type,
+            url,
+            payload: &payload,
+        };
+        webhook_jobs::queue(txn, &job).await
     }
-}
-
-async fn read_locked(
-    txn: &deadpool_postgres::Transaction<'_>,
-    document_id: Uuid,
-) -> Result<Option<Row>, DbError> {
-    let row = txn
-        .query_opt(
-            "SELECT state, vendor_document_id, client_callback_url, tenant, document_name, polls,
-                    coalesce(poll_until < now(), false), completed_by, date_sent_to_sign,
-                    signing_date, coalesce(assigned_active_directory_user, active_directory_user),
-                    error_kind, error_message
-             FROM documents WHERE document_id = $1 FOR UPDATE",
-            &[&document_id],
-        )
-        .await?;
-    Ok(row.map(|r| {
-        let error = r
-            .get::<_, Option<String>>(12)
-            .map(|message| Failure::new(ErrorKind::Vendor, message));
-        Row {
-            state: r.get(0),
-            vendor_document_id: r.get(1),
-            client_callback_url: r.get(2),
-            tenant: r.get(3),
-            document_name: r.get(4),
-            polls: r.get(5),
-            poll_over: r.get(6),
-            completed_by: r.get(7),
-            facts: DocumentFacts {
-                vendor_document_id: r.get(1),
-                date_sent_to_sign: r.get(8),
-                signing_date: r.get(9),
-                assigned_active_directory_user: r.get(10),
-            },
-            error,
-        }
-    }))
 }
 
 /// Why a check could not finish; each is retried.

@@ -20,8 +20,7 @@ use pasarela_shared::runtime::handler::{
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
 use pasarela_shared::store::Record;
-use pasarela_shared::store::documents::{FailedRow, FileKind, StoreFileError, SubmittedRow};
-use pasarela_shared::store::error::DbError;
+use pasarela_shared::store::documents::{FailedRow, NewDocument, StoreFileError, SubmittedRow};
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{SigningClient, SubmitDocument};
 use pasarela_shared::vendors::webhook;
@@ -92,61 +91,30 @@ impl DocSignHandler {
             .map_err(|e| e.to_string())
     }
 
-    /// Stores the document (once) and a fresh capability token's digest; returns the token, or why
-    /// the document cannot be taken.
+    /// Stores the document (once) and a fresh capability token's digest; returns the token, or
+    /// `None` when the document id is taken by another message or already submitted.
     async fn store(
         &self,
         m: &DocSign,
         ctx: &HandleContext,
         size: usize,
-    ) -> Result<Result<String, String>, StoreFileError> {
+    ) -> Result<Option<String>, StoreFileError> {
         let token = documents::new_capability_token();
         let digest = documents::token_digest(&token);
-        let mut client = self.db.pool().get().await.map_err(DbError::from)?;
-        let txn = client.transaction().await?;
-        // A retry rotates the token: only the latest submission's callback is let in.
-        let row = txn
-            .query_opt(
-                "INSERT INTO documents (document_id, message_id, tenant, document_name,
-                     active_directory_user, signature_type, client_callback_url,
-                     callback_token_sha256, state, document_bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'stored', $9)
-                 ON CONFLICT (document_id) DO UPDATE
-                     SET callback_token_sha256 = EXCLUDED.callback_token_sha256
-                     WHERE documents.message_id = EXCLUDED.message_id
-                       AND documents.state = 'stored'
-                 RETURNING (SELECT count(*) FROM document_files f
-                            WHERE f.document_id = $1 AND f.kind = 'original')",
-                &[
-                    &m.document_id,
-                    &ctx.message_id,
-                    &m.tenant,
-                    &m.document_name,
-                    &m.active_directory_user,
-                    &m.signature_type,
-                    &m.callback_url,
-                    &digest,
-                    &(size as i64),
-                ],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Ok(Err(format!(
-                "document_id: {} is already taken by another message or already submitted",
-                m.document_id
-            )));
+        let doc = NewDocument {
+            document_id: m.document_id,
+            message_id: ctx.message_id,
+            tenant: &m.tenant,
+            document_name: &m.document_name,
+            active_directory_user: &m.active_directory_user,
+            signature_type: &m.signature_type,
+            client_callback_url: m.callback_url.as_deref(),
+            token_sha256: &digest,
+            document_bytes: size as i64,
+            content_base64: &m.document_content,
         };
-        if row.get::<_, i64>(0) == 0 {
-            store::documents::store_file(
-                &txn,
-                m.document_id,
-                FileKind::Original,
-                &m.document_content,
-            )
-            .await?;
-        }
-        txn.commit().await?;
-        Ok(Ok(token))
+        let stored = store::documents::store_new(self.db.pool(), &doc).await?;
+        Ok(stored.then_some(token))
     }
 
     fn finish(
@@ -246,8 +214,12 @@ impl Handler for DocSignHandler {
             }
         };
         let token = match self.store(m, ctx, size).await {
-            Ok(Ok(token)) => token,
-            Ok(Err(why)) => {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                let why = format!(
+                    "document_id: {} is already taken by another message or already submitted",
+                    m.document_id
+                );
                 let failure = Failure::new(ErrorKind::Rejected, why);
                 return self.finish(m, ctx, "rejected", facts, Some(failure));
             }
