@@ -17,9 +17,9 @@ use crate::contract::retry::format_duration;
 use crate::runtime::consumer::Consumer;
 use crate::runtime::delivery::Inbound;
 use crate::runtime::handler::{Completion, HandleContext, Handler, NO_EVENT, Outcome};
-use crate::store::committer::Finish;
+use crate::store::committer::Commit;
 use crate::store::dead_letters::DeadLetterRow;
-use crate::store::work_items::WorkUpdate;
+use crate::store::work_items::Settlement;
 
 impl<H: Handler> Consumer<H> {
     /// One attempt at a claimed message, from the handler's outcome to the ack.
@@ -77,7 +77,7 @@ impl<H: Handler> Consumer<H> {
         ctx: &HandleContext,
         failure: Failure,
         retry_after: Option<Duration>,
-    ) -> Finish {
+    ) -> Commit {
         let tier = self.settings.retry.tier_after(ctx.attempt, retry_after);
         let mut copy = self.copy_of(delivery);
         copy.routing_key = self
@@ -94,9 +94,9 @@ impl<H: Handler> Consumer<H> {
         metrics::counter!("pasarela_retries_total", "queue" => self.routes.queue,
             "tier" => format_duration(tier.delay))
         .increment(1);
-        Finish {
+        Commit {
             message_id: Some(ctx.message_id),
-            work: Some(WorkUpdate::RetryScheduled {
+            work: Some(Settlement::RetryScheduled {
                 attempts: ctx.attempt,
                 next_attempt: ctx.attempt + 1,
                 error: failure,
@@ -113,7 +113,7 @@ impl<H: Handler> Consumer<H> {
         message: &H::Message,
         ctx: &HandleContext,
         failure: &Failure,
-    ) -> Finish {
+    ) -> Commit {
         tracing::warn!(error = %failure, attempts = ctx.attempt, "retries exhausted; dead-lettering");
         let completion = self.handler.exhausted(message, ctx, failure);
         let reason = format!("exhausted after {} attempts: {failure}", ctx.attempt);
@@ -137,7 +137,7 @@ impl<H: Handler> Consumer<H> {
         ctx: &HandleContext,
         c: Completion,
         dead_reason: Option<&str>,
-    ) -> Finish {
+    ) -> Commit {
         let mut outbox = Vec::with_capacity(2);
         if c.routing_key != NO_EVENT {
             outbox.push(self.event(c.routing_key, &c.event));
@@ -146,9 +146,9 @@ impl<H: Handler> Consumer<H> {
         if let Some(reason) = dead_reason {
             outbox.push(self.dead_copy(delivery, reason, ErrorKind::Exhausted));
         }
-        Finish {
+        Commit {
             message_id: Some(ctx.message_id),
-            work: Some(WorkUpdate::Done {
+            work: Some(Settlement::Done {
                 status: c.status,
                 attempts: ctx.attempt,
                 routing_key: c.routing_key.to_string(),
@@ -178,7 +178,7 @@ impl<H: Handler> Consumer<H> {
             reason.into(),
             None,
         );
-        let finish = Finish {
+        let finish = Commit {
             outbox: vec![copy],
             dead_letter: Some(row),
             ..Default::default()
@@ -190,7 +190,7 @@ impl<H: Handler> Consumer<H> {
     async fn record_then_ack(
         &self,
         delivery: &Inbound,
-        finish: Finish,
+        finish: Commit,
         label: &'static str,
     ) -> &'static str {
         let store = self.store.clone();
@@ -198,7 +198,7 @@ impl<H: Handler> Consumer<H> {
         // The outcome must land: the vendor has been called. Hold the delivery until it does.
         let committed = self
             .db
-            .retrying("record outcome", || store.finish(finish.clone()))
+            .retrying("record outcome", || store.commit(finish.clone()))
             .await;
         if let Err(e) = committed {
             tracing::error!(error = %e, "could not record the outcome; the message will be redelivered");

@@ -17,16 +17,16 @@ use uuid::Uuid;
 use crate::contract::envelope::OutboundMessage;
 use crate::store::dead_letters::DeadLetterRow;
 use crate::store::error::{DbError, StoreError};
-use crate::store::work_items::{self, Claim, ClaimRequest, WorkUpdate};
+use crate::store::work_items::{self, Claim, ClaimRequest, Settlement};
 use crate::store::{Record, dead_letters, outbox};
 
 /// Everything one attempt's outcome writes, committed together.
 #[derive(Debug, Default)]
-pub struct Finish {
+pub struct Commit {
     /// The message, when it had a usable `message_id`.
     pub message_id: Option<Uuid>,
     /// The work row's new state (none for a message that never got one).
-    pub work: Option<WorkUpdate>,
+    pub work: Option<Settlement>,
     /// Domain rows.
     pub records: Vec<Record>,
     /// Messages to publish once committed.
@@ -37,7 +37,7 @@ pub struct Finish {
 
 enum Op {
     Claim(ClaimRequest, oneshot::Sender<Result<Claim, StoreError>>),
-    Finish(Arc<Finish>, oneshot::Sender<Result<(), StoreError>>),
+    Commit(Arc<Commit>, oneshot::Sender<Result<(), StoreError>>),
     Forget(Vec<Uuid>),
 }
 
@@ -46,7 +46,6 @@ enum Op {
 pub struct Store {
     ops: mpsc::Sender<Op>,
     pool: Pool,
-    queue: Arc<str>,
 }
 
 /// How the committer groups work.
@@ -67,25 +66,16 @@ impl Store {
         let queue: Arc<str> = Arc::from(queue);
         let committer = Committer {
             pool: pool.clone(),
-            queue: queue.clone(),
+            queue,
             lease_secs: settings.claim_lease.as_secs_f64(),
         };
         tokio::spawn(committer.run(rx, settings.max_batch.max(1), settings.parallel.max(1)));
-        Self {
-            ops: tx,
-            pool,
-            queue,
-        }
+        Self { ops: tx, pool }
     }
 
     /// The pool, for the rare paths that need no grouping.
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// The work queue whose rows this store writes.
-    pub fn queue(&self) -> &str {
-        &self.queue
     }
 
     fn closed() -> StoreError {
@@ -106,10 +96,10 @@ impl Store {
     }
 
     /// Commits an attempt's outcome and its outbox rows.
-    pub async fn finish(&self, finish: Arc<Finish>) -> Result<(), StoreError> {
+    pub async fn commit(&self, commit: Arc<Commit>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.ops
-            .send(Op::Finish(finish, tx))
+            .send(Op::Commit(commit, tx))
             .await
             .map_err(|_| Self::closed())?;
         rx.await.map_err(|_| Self::closed())?
@@ -164,12 +154,12 @@ impl Committer {
         for op in batch {
             match op {
                 Op::Claim(r, tx) => claims.push((r, tx)),
-                Op::Finish(f, tx) => finishes.push((f, tx)),
+                Op::Commit(f, tx) => finishes.push((f, tx)),
                 Op::Forget(ids) => forgets.extend(ids),
             }
         }
         let claim_reqs: Vec<ClaimRequest> = claims.iter().map(|(r, _)| *r).collect();
-        let finish_refs: Vec<&Finish> = finishes.iter().map(|(f, _)| f.as_ref()).collect();
+        let finish_refs: Vec<&Commit> = finishes.iter().map(|(f, _)| f.as_ref()).collect();
         match self.transaction(&claim_reqs, &finish_refs, &forgets).await {
             Ok(answers) => {
                 for ((_, tx), answer) in claims.into_iter().zip(answers) {
@@ -206,7 +196,7 @@ impl Committer {
     async fn transaction(
         &self,
         claims: &[ClaimRequest],
-        finishes: &[&Finish],
+        finishes: &[&Commit],
         forgets: &[Uuid],
     ) -> Result<Vec<Claim>, StoreError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
@@ -221,7 +211,7 @@ impl Committer {
             work_items::claim_all(&txn, &self.queue, self.lease_secs, claims).await?
         };
         if !finishes.is_empty() {
-            self.finish_all(&txn, finishes).await?;
+            self.write_commits(&txn, finishes).await?;
         }
         if !forgets.is_empty() {
             outbox::delete(&txn, forgets).await?;
@@ -231,13 +221,13 @@ impl Committer {
     }
 
     /// Writes every outcome of a group: each table's rows in one statement, all pipelined.
-    async fn finish_all(
+    async fn write_commits(
         &self,
         txn: &Transaction<'_>,
-        finishes: &[&Finish],
+        finishes: &[&Commit],
     ) -> Result<(), StoreError> {
         let queue = &*self.queue;
-        let outcomes: Vec<(Uuid, &WorkUpdate)> = finishes
+        let outcomes: Vec<(Uuid, &Settlement)> = finishes
             .iter()
             .filter_map(|f| Some((f.message_id?, f.work.as_ref()?)))
             .collect();

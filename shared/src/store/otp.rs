@@ -8,6 +8,7 @@ use deadpool_postgres::{Pool, Transaction};
 use uuid::Uuid;
 
 use crate::contract::errors::Failure;
+use crate::store::column::text_column;
 use crate::store::error::DbError;
 
 /// A send's lifecycle state (`otp_requests.state`).
@@ -37,6 +38,8 @@ impl OtpState {
         }
     }
 }
+
+text_column!(OtpState: Generated, Errored, ValidatedOk, ValidatedFailed, Expired);
 
 /// A finished send, as `otp_requests` keeps it.
 #[derive(Debug, Clone)]
@@ -126,7 +129,7 @@ impl SendRow {
                 &self.vendor_code,
                 &kind,
                 &message,
-                &self.state.as_str(),
+                &self.state,
                 &self.requested_provider,
                 &self.providers_tried,
                 &self.vendor_otp_id,
@@ -303,7 +306,7 @@ pub struct SendRecord {
     /// The send's status (`sent`, `rejected`, `failed`).
     pub status: String,
     /// The send's OTP state.
-    pub state: String,
+    pub state: OtpState,
     /// The provider that sent it.
     pub provider: String,
     /// The vendor's request id (DANAConnect's `idRequest`).
@@ -337,11 +340,14 @@ pub async fn admit_verification(
     let row = client
         .query_opt(&stmt, &[&verification_id, &message_id, &request_id])
         .await?;
-    Ok(row.map(|r| SendRecord {
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    Ok(Some(SendRecord {
         counted: r.get(0),
         reused: r.get(1),
         status: r.get(2),
-        state: r.get(3),
+        state: r.try_get(3)?,
         provider: r.get(4),
         vendor_request_id: r.get(5),
         vendor_otp_id: r.get(6),

@@ -8,7 +8,32 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::contract::errors::Failure;
+use crate::store::column::text_column;
 use crate::store::error::StoreError;
+
+/// Where a message stands (`work_items.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkState {
+    /// A holder is working on it (or vanished while it did: see `claimed_until`).
+    InFlight,
+    /// A retry copy is on its way through a tier.
+    RetryScheduled,
+    /// Finished for good; its result is kept to answer duplicates.
+    Done,
+}
+
+impl WorkState {
+    /// The column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkState::InFlight => "in_flight",
+            WorkState::RetryScheduled => "retry_scheduled",
+            WorkState::Done => "done",
+        }
+    }
+}
+
+text_column!(WorkState: InFlight, RetryScheduled, Done);
 
 /// A request to work on a message.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +71,7 @@ pub enum Claim {
 
 /// The work row's new state after an attempt.
 #[derive(Debug, Clone)]
-pub enum WorkUpdate {
+pub enum Settlement {
     /// Finished for good.
     Done {
         /// Terminal status.
@@ -123,10 +148,10 @@ pub(crate) async fn claim_all(
             .await?
             .iter()
             .map(|r| {
-                (
+                Ok((
                     r.get(0),
                     WorkRow {
-                        state: r.get(1),
+                        state: r.try_get(1)?,
                         status: r.get(2),
                         attempts: r.get::<_, i32>(3) as u32,
                         next_attempt: r.get::<_, i32>(4) as u32,
@@ -134,9 +159,9 @@ pub(crate) async fn claim_all(
                         routing_key: r.get(6),
                         result: r.get(7),
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, tokio_postgres::Error>>()?;
         let take = txn
             .prepare_cached(
                 "UPDATE work_items SET state = 'in_flight', status = NULL, attempts = $3,
@@ -164,7 +189,7 @@ pub(crate) async fn claim_all(
                     &[&queue, &c.message_id, &(attempt as i32), &lease_secs, &dup],
                 )
                 .await?;
-                row.state = "in_flight".into();
+                row.state = WorkState::InFlight;
                 row.leased = true;
                 row.attempts = attempt;
             }
@@ -192,7 +217,7 @@ struct DoneRows<'a> {
 pub(crate) async fn record(
     txn: &Transaction<'_>,
     queue: &str,
-    outcomes: &[(Uuid, &WorkUpdate)],
+    outcomes: &[(Uuid, &Settlement)],
 ) -> Result<(), StoreError> {
     if outcomes.is_empty() {
         return Ok(());
@@ -201,7 +226,7 @@ pub(crate) async fn record(
     let mut retries = Vec::new();
     for (id, work) in outcomes {
         match work {
-            WorkUpdate::Done {
+            Settlement::Done {
                 status,
                 attempts,
                 routing_key,
@@ -216,7 +241,7 @@ pub(crate) async fn record(
                 done.errors
                     .push(error.as_ref().and_then(|e| serde_json::to_value(e).ok()));
             }
-            WorkUpdate::RetryScheduled {
+            Settlement::RetryScheduled {
                 attempts,
                 next_attempt,
                 error,
@@ -274,7 +299,7 @@ const MARK_RETRY: &str = "UPDATE work_items SET state = 'retry_scheduled', attem
     WHERE queue = $1 AND message_id = $2";
 
 struct WorkRow {
-    state: String,
+    state: WorkState,
     status: Option<String>,
     attempts: u32,
     next_attempt: u32,
@@ -285,8 +310,8 @@ struct WorkRow {
 
 /// What a claim on an existing work row gets.
 fn decide(row: &WorkRow, c: &ClaimRequest) -> Claim {
-    match row.state.as_str() {
-        "done" => {
+    match row.state {
+        WorkState::Done => {
             let failed = row.status.as_deref() == Some("failed");
             match (&row.routing_key, &row.result) {
                 (Some(rk), Some(result)) if !(c.replay && failed) => Claim::Done {
@@ -299,14 +324,16 @@ fn decide(row: &WorkRow, c: &ClaimRequest) -> Claim {
                 },
             }
         }
-        "retry_scheduled" if c.header_attempt >= row.next_attempt || c.replay => Claim::Take {
-            attempt: row.next_attempt.max(c.header_attempt),
-            possible_duplicate: false,
-        },
-        "retry_scheduled" => Claim::Stale,
-        _ if row.leased => Claim::Busy,
+        WorkState::RetryScheduled if c.header_attempt >= row.next_attempt || c.replay => {
+            Claim::Take {
+                attempt: row.next_attempt.max(c.header_attempt),
+                possible_duplicate: false,
+            }
+        }
+        WorkState::RetryScheduled => Claim::Stale,
+        WorkState::InFlight if row.leased => Claim::Busy,
         // Its holder's lease ran out without an outcome: the holder died, maybe mid-call.
-        _ => Claim::Take {
+        WorkState::InFlight => Claim::Take {
             attempt: row.attempts + 1,
             possible_duplicate: true,
         },
@@ -319,7 +346,7 @@ mod tests {
 
     fn row(state: &str, status: Option<&str>, next_attempt: u32, leased: bool) -> WorkRow {
         WorkRow {
-            state: state.into(),
+            state: WorkState::from_text(state).unwrap(),
             status: status.map(Into::into),
             attempts: next_attempt.saturating_sub(1).max(1),
             next_attempt,

@@ -45,7 +45,7 @@ const RETRY_AFTER_SECONDS: &str = "5";
 
 /// What one callback came to: the `outcome` label of `pasarela_ingress_callbacks_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Answer {
     /// Published `doc.callback`; 202.
     Accepted,
     /// Unknown document or wrong token; 404.
@@ -58,15 +58,15 @@ pub enum Outcome {
     Unavailable,
 }
 
-impl Outcome {
+impl Answer {
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Accepted => "accepted",
-            Outcome::NotFound => "not_found",
-            Outcome::AlreadyFinal => "already_final",
-            Outcome::BadRequest => "bad_request",
-            Outcome::Unavailable => "unavailable",
+            Answer::Accepted => "accepted",
+            Answer::NotFound => "not_found",
+            Answer::AlreadyFinal => "already_final",
+            Answer::BadRequest => "bad_request",
+            Answer::Unavailable => "unavailable",
         }
     }
 }
@@ -152,7 +152,7 @@ pub(crate) async fn handle(
                 "message": "the document is already final",
                 "state": state,
             });
-            return respond(Outcome::AlreadyFinal, StatusCode::CONFLICT, answer);
+            return respond(Answer::AlreadyFinal, StatusCode::CONFLICT, answer);
         }
     };
 
@@ -164,7 +164,7 @@ pub(crate) async fn handle(
                 "error": "payload_too_large",
                 "message": format!("the body is over the limit of {MAX_BODY_BYTES} bytes"),
             });
-            return respond(Outcome::BadRequest, StatusCode::PAYLOAD_TOO_LARGE, answer);
+            return respond(Answer::BadRequest, StatusCode::PAYLOAD_TOO_LARGE, answer);
         }
         Err(rejection) => {
             tracing::info!(outcome = "bad_request", status = %rejection.status(), "callback body unreadable");
@@ -186,7 +186,7 @@ pub(crate) async fn handle(
                 "callback accepted; doc.callback published"
             );
             respond(
-                Outcome::Accepted,
+                Answer::Accepted,
                 StatusCode::ACCEPTED,
                 json!({"status": "accepted"}),
             )
@@ -209,7 +209,7 @@ pub(crate) async fn measure(request: Request, next: Next) -> Response {
             unavailable("the request took too long")
         }
     };
-    if let Some(outcome) = response.extensions().get::<Outcome>() {
+    if let Some(outcome) = response.extensions().get::<Answer>() {
         metrics::counter!("pasarela_ingress_callbacks_total", "outcome" => outcome.as_str())
             .increment(1);
         metrics::histogram!("pasarela_ingress_callback_seconds")
@@ -221,7 +221,7 @@ pub(crate) async fn measure(request: Request, next: Next) -> Response {
 /// The answer for anything that is not a known callback URL, counted when it reaches the handler.
 pub(crate) fn not_found() -> Response {
     respond(
-        Outcome::NotFound,
+        Answer::NotFound,
         StatusCode::NOT_FOUND,
         json!({"error": "not_found"}),
     )
@@ -234,16 +234,12 @@ pub(crate) async fn fallback() -> Response {
 
 fn bad_request(message: &str) -> Response {
     let answer = json!({"error": "bad_request", "message": message});
-    respond(Outcome::BadRequest, StatusCode::BAD_REQUEST, answer)
+    respond(Answer::BadRequest, StatusCode::BAD_REQUEST, answer)
 }
 
 fn unavailable(message: &str) -> Response {
     let answer = json!({"error": "unavailable", "message": message});
-    let mut response = respond(
-        Outcome::Unavailable,
-        StatusCode::SERVICE_UNAVAILABLE,
-        answer,
-    );
+    let mut response = respond(Answer::Unavailable, StatusCode::SERVICE_UNAVAILABLE, answer);
     response.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -251,7 +247,7 @@ fn unavailable(message: &str) -> Response {
     response
 }
 
-fn respond(outcome: Outcome, status: StatusCode, body: Value) -> Response {
+fn respond(outcome: Answer, status: StatusCode, body: Value) -> Response {
     let mut response = (status, Json(body)).into_response();
     response.extensions_mut().insert(outcome);
     response
@@ -264,11 +260,11 @@ mod tests {
     #[test]
     fn outcomes_have_the_documented_labels() {
         let labels: Vec<_> = [
-            Outcome::Accepted,
-            Outcome::NotFound,
-            Outcome::AlreadyFinal,
-            Outcome::BadRequest,
-            Outcome::Unavailable,
+            Answer::Accepted,
+            Answer::NotFound,
+            Answer::AlreadyFinal,
+            Answer::BadRequest,
+            Answer::Unavailable,
         ]
         .iter()
         .map(|o| o.as_str())

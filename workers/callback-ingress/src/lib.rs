@@ -28,7 +28,7 @@ use pasarela_shared::store::database as db;
 use pasarela_shared::store::error::DbError;
 use tokio::net::TcpListener;
 
-pub use callback::{CALLBACK_ROUTE, Ingress, MAX_BODY_BYTES, Outcome};
+pub use callback::{Answer, CALLBACK_ROUTE, Ingress, MAX_BODY_BYTES};
 pub use checks::{BodyError, Refusal, authorize, callback_message, parse_body, parse_document_id};
 
 /// The work queue this service feeds.

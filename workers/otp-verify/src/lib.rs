@@ -22,7 +22,7 @@ use pasarela_shared::runtime::handler::{Completion, HandleContext, Handler, Outc
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store::Record;
 use pasarela_shared::store::error::DbError;
-use pasarela_shared::store::otp::{self, SendRecord, VerificationRow};
+use pasarela_shared::store::otp::{self, OtpState, SendRecord, VerificationRow};
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::{self, AldeamoClient, ValidateStatus};
 use pasarela_shared::vendors::danaconnect::{self, DanaConnectClient, VerifyCode};
@@ -149,7 +149,7 @@ pub fn precheck(record: Option<&SendRecord>) -> Precheck {
     if r.counted {
         return Precheck::AskVendor;
     }
-    if r.state == "validated_ok" {
+    if r.state == OtpState::ValidatedOk {
         return Precheck::Answer(VerifyOutcome::AlreadyUsed, None);
     }
     Precheck::Answer(
@@ -529,7 +529,7 @@ mod tests {
             counted,
             reused: false,
             status: status.into(),
-            state: state.into(),
+            state: OtpState::from_text(state).unwrap(),
             provider: "danaconnect".into(),
             vendor_request_id: Some("1".into()),
             vendor_otp_id: None,
