@@ -98,9 +98,9 @@ impl Env {
     pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => parse_duration(raw).map_err(|problem| ConfigError {
+            Some(raw) => parse_duration(raw).map_err(|e| ConfigError {
                 variable: name.to_string(),
-                problem,
+                problem: e.to_string(),
             }),
         }
     }

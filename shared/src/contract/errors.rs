@@ -77,6 +77,26 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A field of a message that breaks a rule: which, and why, in words a producer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    /// The field, as the contract names it (e.g. `aldeamo.otp_id`).
+    pub field: &'static str,
+    /// The rule it breaks (never a secret or a code).
+    pub problem: String,
+}
+
+impl InvalidField {
+    /// `field` breaks the rule `problem` says.
+    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+}
+
 /// What a failed vendor exchange means for the message that caused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -99,8 +99,20 @@ impl RetryPolicy {
     }
 }
 
+/// A duration, or a list of them, that cannot be read; says why without more than the text given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
+impl DurationError {
+    /// A duration that cannot be read, for the reason `why`.
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
 /// Parses `1s,5s,30s,2m,10m,1h`.
-pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, String> {
+pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, DurationError> {
     let delays = raw
         .split(',')
         .map(str::trim)
@@ -108,33 +120,35 @@ pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, String> {
         .map(parse_duration)
         .collect::<Result<Vec<_>, _>>()?;
     if delays.is_empty() {
-        return Err("no delays given".into());
+        return Err(DurationError("no delays given".into()));
     }
     if delays.iter().any(Duration::is_zero) {
-        return Err("a retry delay must be longer than zero".into());
+        return Err(DurationError(
+            "a retry delay must be longer than zero".into(),
+        ));
     }
     Ok(delays)
 }
 
 /// Parses a duration written as a whole number and a unit: `250ms`, `5s`, `2m`, `1h`, `30d`.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+pub fn parse_duration(raw: &str) -> Result<Duration, DurationError> {
     let raw = raw.trim();
     let split = raw
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{raw:?} has no unit (ms, s, m, h or d)"))?;
+        .ok_or_else(|| DurationError(format!("{raw:?} has no unit (ms, s, m, h or d)")))?;
     let (number, unit) = raw.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("{raw:?} does not start with a whole number"))?;
+        .map_err(|_| DurationError(format!("{raw:?} does not start with a whole number")))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         "d" => Ok(Duration::from_secs(n * 86_400)),
-        _ => Err(format!(
+        _ => Err(DurationError(format!(
             "{raw:?} has an unknown unit (use ms, s, m, h or d)"
-        )),
+        ))),
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::contract::env::{ConfigError, Env, FromEnv};
+use crate::contract::retry::DurationError;
 
 /// Default `PASARELA_INGRESS_PUBLIC_URL`: callback-ingress on its default address.
 pub const DEMO_INGRESS_PUBLIC_URL: &str = "http://127.0.0.1:8088";
@@ -112,23 +113,17 @@ pub struct DocumentSettings {
 impl FromEnv for DocumentSettings {
     /// Reads the document settings.
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let bad = |variable: &str| {
-            let variable = variable.to_string();
-            move |problem: String| ConfigError { variable, problem }
-        };
-        let public = env.string("PASARELA_INGRESS_PUBLIC_URL", DEMO_INGRESS_PUBLIC_URL);
+        const PUBLIC_URL: &str = "PASARELA_INGRESS_PUBLIC_URL";
+        let public = env.string(PUBLIC_URL, DEMO_INGRESS_PUBLIC_URL);
         let ingress_public_url = url::Url::parse(&public)
-            .map_err(|e| format!("not a URL: {e}"))
-            .and_then(|u| {
-                matches!(u.scheme(), "http" | "https")
-                    .then_some(u)
-                    .ok_or_else(|| "must be an http or https URL".to_string())
-            })
-            .map_err(bad("PASARELA_INGRESS_PUBLIC_URL"))?;
+            .map_err(|e| ConfigError::new(PUBLIC_URL, format!("not a URL: {e}")))?;
+        if !matches!(ingress_public_url.scheme(), "http" | "https") {
+            return Err(ConfigError::new(PUBLIC_URL, "must be an http or https URL"));
+        }
         let poll_delays = crate::contract::retry::parse_delays(
             &env.string("PASARELA_SIGNING_POLL_DELAYS", "10s,30s,1m,2m,5m,10m,30m"),
         )
-        .map_err(bad("PASARELA_SIGNING_POLL_DELAYS"))?;
+        .map_err(|e| ConfigError::new("PASARELA_SIGNING_POLL_DELAYS", e.to_string()))?;
         Ok(Self {
             max_document_bytes: env.parse("PASARELA_MAX_DOCUMENT_BYTES", 25 * 1024 * 1024)?,
             retention: env.duration(
@@ -174,9 +169,9 @@ impl FromEnv for WebhookSettings {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let schedule =
             parse_schedule(&env.string("PASARELA_WEBHOOK_SCHEDULE", "0s,5s,5m,30m,2h,5h,10h,10h"))
-                .map_err(|problem| ConfigError {
+                .map_err(|e| ConfigError {
                     variable: "PASARELA_WEBHOOK_SCHEDULE".into(),
-                    problem,
+                    problem: e.to_string(),
                 })?;
         Ok(Self {
             secret: env
@@ -202,7 +197,7 @@ pub fn allow_hosts(raw: &str) -> Vec<String> {
 }
 
 /// Parses a delivery schedule such as `0s,5s,5m`: zero is allowed (at once), order is kept.
-pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, DurationError> {
     let steps = raw
         .split(',')
         .map(str::trim)
@@ -210,7 +205,7 @@ pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
         .map(crate::contract::retry::parse_duration)
         .collect::<Result<Vec<_>, _>>()?;
     if steps.is_empty() {
-        return Err("no attempts given".into());
+        return Err(DurationError::new("no attempts given"));
     }
     Ok(steps)
 }

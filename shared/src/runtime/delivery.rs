@@ -20,6 +20,33 @@ use crate::store::outbox;
 use crate::store::work_items::{Claim, ClaimRequest};
 use crate::telemetry;
 
+/// Why a delivery cannot be read: it is dead-lettered unread, with this as its reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unreadable {
+    /// No `message_id` property.
+    #[error("missing message_id: every work message needs a message_id property (a UUID)")]
+    NoMessageId,
+    /// A `message_id` that is not a UUID.
+    #[error("message_id is not a UUID")]
+    MessageIdNotUuid,
+    /// A body over the handler's limit.
+    #[error("body of {size} bytes is over the limit of {limit}")]
+    TooLarge {
+        /// The body's size.
+        size: usize,
+        /// The handler's limit.
+        limit: usize,
+    },
+    /// A body that is not the queue's message.
+    #[error("invalid {queue} message: {error}")]
+    Body {
+        /// The queue.
+        queue: &'static str,
+        /// What serde said.
+        error: serde_json::Error,
+    },
+}
+
 /// A delivery whose body is shared bytes: a handler may keep a part of it (a document) without a
 /// copy. Everything else is the delivery's.
 pub(crate) struct Inbound {
@@ -94,7 +121,11 @@ impl<H: Handler> Consumer<H> {
     async fn deliver(&self, delivery: &Inbound, raw_id: Option<String>) -> &'static str {
         let (message_id, message) = match self.decode(delivery, raw_id.as_deref()) {
             Ok(decoded) => decoded,
-            Err(reason) => return self.dead_letter_input(delivery, raw_id, &reason).await,
+            Err(why) => {
+                return self
+                    .dead_letter_input(delivery, raw_id, &why.to_string())
+                    .await;
+            }
         };
         let request = ClaimRequest {
             message_id,
@@ -138,26 +169,26 @@ impl<H: Handler> Consumer<H> {
         &self,
         delivery: &Inbound,
         raw_id: Option<&str>,
-    ) -> Result<(Uuid, H::Message), String> {
+    ) -> Result<(Uuid, H::Message), Unreadable> {
         let message_id = match raw_id.map(Uuid::parse_str) {
             Some(Ok(id)) => id,
-            None => {
-                return Err(
-                    "missing message_id: every work message needs a message_id property (a UUID)"
-                        .into(),
-                );
-            }
-            Some(Err(_)) => return Err("message_id is not a UUID".into()),
+            None => return Err(Unreadable::NoMessageId),
+            Some(Err(_)) => return Err(Unreadable::MessageIdNotUuid),
         };
         let limit = self.handler.max_message_bytes();
         if delivery.body.len() > limit {
-            let size = delivery.body.len();
-            return Err(format!("body of {size} bytes is over the limit of {limit}"));
+            return Err(Unreadable::TooLarge {
+                size: delivery.body.len(),
+                limit,
+            });
         }
         let message = self
             .handler
             .decode(&delivery.body)
-            .map_err(|e| format!("invalid {} message: {e}", self.routes.queue))?;
+            .map_err(|e| Unreadable::Body {
+                queue: self.routes.queue,
+                error: e,
+            })?;
         Ok((message_id, message))
     }
 

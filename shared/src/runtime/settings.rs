@@ -68,9 +68,9 @@ impl RuntimeSettings {
         };
         let delays = match env.get("PASARELA_RETRY_DELAYS") {
             None => RetryPolicy::default_delays(),
-            Some(raw) => parse_delays(raw).map_err(|problem| ConfigError {
+            Some(raw) => parse_delays(raw).map_err(|e| ConfigError {
                 variable: "PASARELA_RETRY_DELAYS".into(),
-                problem,
+                problem: e.to_string(),
             })?,
         };
         let max_attempts = env.parse("PASARELA_MAX_ATTEMPTS", delays.len() as u32 + 1)?;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::demo;
 use super::http::{BasicJsonApi, VendorError};
 use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
+use crate::contract::errors::InvalidField;
 
 const VENDOR: &str = "aldeamo";
 
@@ -32,16 +33,23 @@ pub mod limits {
 }
 
 /// Checks a caller's `otpId`: 1 to 20 ASCII letters and digits.
-pub fn check_otp_id(otp_id: &str) -> Result<(), String> {
+pub fn check_otp_id(otp_id: &str) -> Result<(), InvalidField> {
+    const FIELD: &str = "aldeamo.otp_id";
     if otp_id.is_empty() || otp_id.len() > limits::OTP_ID_MAX {
-        return Err(format!(
-            "aldeamo.otp_id: 1 to {} characters, got {}",
-            limits::OTP_ID_MAX,
-            otp_id.chars().count()
+        return Err(InvalidField::new(
+            FIELD,
+            format!(
+                "1 to {} characters, got {}",
+                limits::OTP_ID_MAX,
+                otp_id.chars().count()
+            ),
         ));
     }
     if !otp_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err("aldeamo.otp_id: only letters and digits are allowed".into());
+        return Err(InvalidField::new(
+            FIELD,
+            "only letters and digits are allowed",
+        ));
     }
     Ok(())
 }
@@ -266,10 +274,8 @@ mod tests {
         assert!(check_otp_id("abc123").is_ok());
         assert!(check_otp_id(&"a".repeat(20)).is_ok());
         let err = check_otp_id(&"a".repeat(21)).unwrap_err();
-        assert!(
-            err.contains("aldeamo.otp_id") && err.contains("20"),
-            "{err}"
-        );
+        assert_eq!(err.field, "aldeamo.otp_id");
+        assert!(err.to_string().contains("20"), "{err}");
         assert!(check_otp_id("").is_err());
         assert!(check_otp_id("has-dash").is_err());
     }

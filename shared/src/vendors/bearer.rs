@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::ExposeSecret;
 
 use super::http::{self, VendorError};
+use crate::contract::errors::InvalidField;
 use crate::vendors::tokens::{FetchedToken, Token, TokenError, TokenVault, VaultError};
 
 /// Why a call to a token-protected vendor did not produce an answer.
@@ -20,8 +21,8 @@ pub enum CallError {
     #[error("token store: {0}")]
     Store(#[from] VaultError),
     /// The request cannot be made as given (a path off the vendor's host, a payload that is no object).
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
 }
 
 impl From<TokenError<VendorError>> for CallError {
@@ -47,26 +48,27 @@ pub struct VendorResponse {
 /// Joins a producer's `path` to the vendor's base URL, refusing anything that could leave the vendor:
 /// the path must start with a single `/`, carry no scheme or backslash, and the result must keep the
 /// base's scheme, host and port.
-pub fn vendor_url(base: &Url, path: &str) -> Result<Url, String> {
+pub fn vendor_url(base: &Url, path: &str) -> Result<Url, InvalidField> {
+    let invalid = |problem: String| InvalidField::new("path", problem);
     if !path.starts_with('/') || path.starts_with("//") {
-        return Err(format!(
-            "path: must start with a single /, got {:?}",
+        return Err(invalid(format!(
+            "must start with a single /, got {:?}",
             truncate(path)
-        ));
+        )));
     }
     if path.contains("://") || path.contains('\\') || path.chars().any(char::is_control) {
-        return Err(format!(
-            "path: must stay on the vendor's host, got {:?}",
+        return Err(invalid(format!(
+            "must stay on the vendor's host, got {:?}",
             truncate(path)
-        ));
+        )));
     }
     let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path);
-    let url = Url::parse(&joined).map_err(|e| format!("path: not a valid URL path: {e}"))?;
+    let url = Url::parse(&joined).map_err(|e| invalid(format!("not a valid URL path: {e}")))?;
     if url.scheme() != base.scheme()
         || url.host_str() != base.host_str()
         || url.port_or_known_default() != base.port_or_known_default()
     {
-        return Err("path: must stay on the vendor's host".into());
+        return Err(invalid("must stay on the vendor's host".into()));
     }
     Ok(url)
 }
@@ -126,11 +128,14 @@ pub async fn send_with(
 }
 
 /// The HTTP method of a `vendor.call`.
-pub fn method(name: &str) -> Result<Method, String> {
+pub fn method(name: &str) -> Result<Method, InvalidField> {
     match name {
         "GET" => Ok(Method::GET),
         "POST" => Ok(Method::POST),
-        other => Err(format!("method: GET or POST, got {:?}", truncate(other))),
+        other => Err(InvalidField::new(
+            "method",
+            format!("GET or POST, got {:?}", truncate(other)),
+        )),
     }
 }
 

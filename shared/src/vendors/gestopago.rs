@@ -132,8 +132,8 @@ impl GestoPagoClient {
         path: &str,
         payload: &Value,
     ) -> Result<VendorResponse, CallError> {
-        let method = bearer::method(method).map_err(CallError::Invalid)?;
-        let mut url = bearer::vendor_url(&self.base, path).map_err(CallError::Invalid)?;
+        let method = bearer::method(method)?;
+        let mut url = bearer::vendor_url(&self.base, path)?;
         let plain = serde_json::to_vec(payload).expect("a JSON value serialises");
         let signed = self.cipher.encrypt(&plain);
         let form = if method == Method::GET {

@@ -116,8 +116,8 @@ impl NumRotClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<VendorResponse, CallError> {
-        let method = bearer::method(method).map_err(CallError::Invalid)?;
-        let url = bearer::vendor_url(&self.base, path).map_err(CallError::Invalid)?;
+        let method = bearer::method(method)?;
+        let url = bearer::vendor_url(&self.base, path)?;
         bearer::with_token(
             tokens,
             VENDOR,

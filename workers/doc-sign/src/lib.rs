@@ -7,7 +7,7 @@ mod settings;
 use std::time::Duration;
 
 use pasarela_shared::contract::documents;
-use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::errors::{ErrorKind, Failure, InvalidField};
 use pasarela_shared::contract::events::DocumentFacts;
 use pasarela_shared::contract::events::{DocumentEvent, DocumentStep, Ending};
 use pasarela_shared::contract::messages::DocSign;
@@ -32,6 +32,20 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
 const PURGE_BATCH: i64 = 100;
 /// The longest text field accepted, in characters.
 const MAX_FIELD: usize = 500;
+
+/// Why a `doc.sign` is refused before anything is stored.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// A field breaks a rule.
+    #[error(transparent)]
+    Field(#[from] InvalidField),
+    /// The callback URL may not be called.
+    #[error(transparent)]
+    Destination(#[from] webhook::DestinationError),
+    /// The document is not a PDF within the limit.
+    #[error(transparent)]
+    Content(#[from] documents::ContentError),
+}
 
 /// Checks, stores and submits documents.
 pub struct DocSignHandler {
@@ -61,34 +75,36 @@ impl DocSignHandler {
     }
 
     /// Every rule a `doc.sign` must keep before anything is stored; the size of the PDF when it does.
-    async fn check(&self, m: &DocSign) -> Result<usize, String> {
+    async fn check(&self, m: &DocSign) -> Result<usize, Refusal> {
         for (field, value) in [
             ("tenant", &m.tenant),
             ("document_name", &m.document_name),
             ("active_directory_user", &m.active_directory_user),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("{field}: required"));
+                return Err(InvalidField::new(field, "required").into());
             }
             if value.chars().count() > MAX_FIELD {
-                return Err(format!("{field}: at most {MAX_FIELD} characters"));
+                return Err(
+                    InvalidField::new(field, format!("at most {MAX_FIELD} characters")).into(),
+                );
             }
         }
         if m.signature_type != "digital_signature" {
-            return Err(format!(
-                "signature_type: only digital_signature, got {:?}",
-                m.signature_type.chars().take(40).collect::<String>()
-            ));
+            let got: String = m.signature_type.chars().take(40).collect();
+            let problem = format!("only digital_signature, got {got:?}");
+            return Err(InvalidField::new("signature_type", problem).into());
         }
         if let Some(raw) = &m.callback_url {
-            let url = url::Url::parse(raw)
-                .map_err(|e| format!("callback_url: not an absolute URL: {e}"))?;
-            webhook::checked_destination(&url, &self.allow_hosts)
-                .await
-                .map_err(|e| e.to_string())?;
+            let url = url::Url::parse(raw).map_err(|e| {
+                InvalidField::new("callback_url", format!("not an absolute URL: {e}"))
+            })?;
+            webhook::checked_destination(&url, &self.allow_hosts).await?;
         }
-        documents::check_base64_pdf(&m.document_content, self.documents.max_document_bytes)
-            .map_err(|e| e.to_string())
+        Ok(documents::check_base64_pdf(
+            &m.document_content,
+            self.documents.max_document_bytes,
+        )?)
     }
 
     /// Stores the document (once) and a fresh capability token's digest; returns the token, or
@@ -209,7 +225,7 @@ impl Handler for DocSignHandler {
             Ok(size) => size,
             Err(why) => {
                 metrics::counter!("pasarela_documents_rejected_total").increment(1);
-                let failure = Failure::new(ErrorKind::Rejected, why);
+                let failure = Failure::new(ErrorKind::Rejected, why.to_string());
                 return self.finish(m, ctx, "rejected", facts, Some(failure));
             }
         };

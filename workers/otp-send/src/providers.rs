@@ -326,7 +326,7 @@ pub fn aldeamo_request(m: &OtpSend) -> Result<aldeamo::SendOtpRequest, Failure> 
     }
     let otp_id = match &block.otp_id {
         Some(id) => {
-            aldeamo::check_otp_id(id).map_err(rejected)?;
+            aldeamo::check_otp_id(id).map_err(|e| rejected(e.to_string()))?;
             id.clone()
         }
         None => aldeamo::otp_id_for(m.request_id),

@@ -197,7 +197,7 @@ impl Handler for VendorCallHandler {
                     },
                 )
             }
-            Err(CallError::Invalid(why)) => Self::finish(message, ctx, rejected(why)),
+            Err(CallError::Invalid(why)) => Self::finish(message, ctx, rejected(why.to_string())),
             Err(CallError::Store(e)) => Outcome::Retry {
                 failure: Failure::new(ErrorKind::Internal, format!("token store: {e}")),
                 retry_after: None,
