@@ -21,6 +21,23 @@ pub struct WorkerDefaults {
     pub metrics_addr: &'static str,
 }
 
+impl WorkerDefaults {
+    /// The defaults of worker `service`: prefetch, concurrency, and where `/metrics` listens.
+    pub const fn new(
+        service: &'static str,
+        prefetch: u16,
+        concurrency: usize,
+        metrics_addr: &'static str,
+    ) -> Self {
+        Self {
+            service,
+            prefetch,
+            concurrency,
+            metrics_addr,
+        }
+    }
+}
+
 /// Settings of the broker and database connections and the consumer loop.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {

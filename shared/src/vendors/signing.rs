@@ -81,6 +81,16 @@ impl SigningError {
     }
 }
 
+/// The fields of a submission before its content, which is streamed after them.
+#[derive(Serialize)]
+struct SubmitHead<'a> {
+    document_name: &'a str,
+    active_directory_user: &'a str,
+    signature_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_url: Option<&'a str>,
+}
+
 /// The error body the vendor documents: `{error, message}`.
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
@@ -538,22 +548,12 @@ impl SigningClient {
         tokens: &dyn TokenVault,
         document: &SubmitDocument,
     ) -> Result<Submitted, SigningError> {
-        let mut head = serde_json::Map::new();
-        head.insert(
-            "document_name".into(),
-            document.document_name.clone().into(),
-        );
-        head.insert(
-            "active_directory_user".into(),
-            document.active_directory_user.clone().into(),
-        );
-        head.insert(
-            "signature_type".into(),
-            document.signature_type.clone().into(),
-        );
-        if let Some(url) = &document.callback_url {
-            head.insert("callback_url".into(), url.clone().into());
-        }
+        let head = SubmitHead {
+            document_name: &document.document_name,
+            active_directory_user: &document.active_directory_user,
+            signature_type: &document.signature_type,
+            callback_url: document.callback_url.as_deref(),
+        };
         let head = serde_json::to_string(&head).expect("strings serialise");
         // `{...fields` + `,"document_content":"` + base64 + `"}`: base64 needs no JSON escaping.
         let prefix = Bytes::from(format!(

@@ -107,10 +107,10 @@ mod tests {
     use super::*;
     use pasarela_shared::store::documents::DocumentState;
 
-    fn row(state: &str, vendor_id: Option<&str>) -> CallbackTarget {
+    fn row(state: DocumentState, vendor_id: Option<&str>) -> CallbackTarget {
         CallbackTarget {
             token_sha256: documents::token_digest("the-token"),
-            state: DocumentState::from_text(state).unwrap(),
+            state,
             vendor_document_id: vendor_id.map(str::to_string),
         }
     }
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn an_unknown_document_and_a_wrong_token_get_the_same_refusal() {
-        let known = row("submitted", Some("v-1"));
+        let known = row(DocumentState::Submitted, Some("v-1"));
         assert_eq!(authorize(None, "the-token"), Err(Refusal::NotFound));
         assert_eq!(authorize(Some(&known), "another"), Err(Refusal::NotFound));
         assert_eq!(authorize(Some(&known), ""), Err(Refusal::NotFound));
@@ -135,18 +135,18 @@ mod tests {
 
     #[test]
     fn final_documents_refuse_replays_but_stored_ones_are_taken() {
-        for state in ["signed", "failed"] {
+        for state in [DocumentState::Signed, DocumentState::Failed] {
             assert_eq!(
                 authorize(Some(&row(state, Some("v-1"))), "the-token"),
-                Err(Refusal::AlreadyFinal(state.into()))
+                Err(Refusal::AlreadyFinal(state.as_str().into()))
             );
         }
         // The vendor can call before doc-sign has recorded its answer: the document is still `stored`.
-        let stored = row("stored", None);
+        let stored = row(DocumentState::Stored, None);
         assert_eq!(authorize(Some(&stored), "the-token"), Ok(&stored));
         // A wrong token on a final document is still a 404: the state is the capability holder's to see.
         assert_eq!(
-            authorize(Some(&row("signed", None)), "wrong"),
+            authorize(Some(&row(DocumentState::Signed, None)), "wrong"),
             Err(Refusal::NotFound)
         );
     }
@@ -173,7 +173,8 @@ mod tests {
         let id = Uuid::now_v7();
         let body =
             parse_body(br#"{"document_id":"v-1","status":"signed","message":"ok"}"#).unwrap();
-        let message = callback_message(id, &row("submitted", Some("v-1")), &body).unwrap();
+        let message =
+            callback_message(id, &row(DocumentState::Submitted, Some("v-1")), &body).unwrap();
         assert_eq!(
             message,
             json!({"document_id": id.to_string(), "vendor_document_id": "v-1",
@@ -181,7 +182,8 @@ mod tests {
         );
         // No id in the body: the row's.
         let body = parse_body(br#"{"status":"rejected"}"#).unwrap();
-        let message = callback_message(id, &row("submitted", Some("v-1")), &body).unwrap();
+        let message =
+            callback_message(id, &row(DocumentState::Submitted, Some("v-1")), &body).unwrap();
         assert_eq!(message["vendor_document_id"], "v-1");
         assert_eq!(message["status"], "rejected");
     }
@@ -190,11 +192,11 @@ mod tests {
     fn the_body_fills_in_only_what_the_row_lacks() {
         let id = Uuid::now_v7();
         let body = parse_body(br#"{"document_id":"v-9","status":7}"#).unwrap();
-        let message = callback_message(id, &row("stored", None), &body).unwrap();
+        let message = callback_message(id, &row(DocumentState::Stored, None), &body).unwrap();
         assert_eq!(message["vendor_document_id"], "v-9");
         // A status that is not text is not passed on.
         assert_eq!(message["status"], Value::Null);
-        let empty = callback_message(id, &row("stored", None), &Map::new()).unwrap();
+        let empty = callback_message(id, &row(DocumentState::Stored, None), &Map::new()).unwrap();
         assert_eq!(empty["vendor_document_id"], Value::Null);
         assert_eq!(empty["source"], "vendor_webhook");
     }
@@ -202,7 +204,7 @@ mod tests {
     #[test]
     fn a_body_for_another_vendor_document_is_refused() {
         let id = Uuid::now_v7();
-        let known = row("submitted", Some("v-1"));
+        let known = row(DocumentState::Submitted, Some("v-1"));
         let other = parse_body(br#"{"document_id":"v-2"}"#).unwrap();
         assert_eq!(
             callback_message(id, &known, &other),
@@ -214,7 +216,8 @@ mod tests {
             Err(BodyError::BadVendorId)
         );
         let numeric = parse_body(br#"{"document_id":42}"#).unwrap();
-        let message = callback_message(id, &row("submitted", Some("42")), &numeric).unwrap();
+        let message =
+            callback_message(id, &row(DocumentState::Submitted, Some("42")), &numeric).unwrap();
         assert_eq!(message["vendor_document_id"], "42");
     }
 }

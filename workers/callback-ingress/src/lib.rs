@@ -35,12 +35,7 @@ pub use checks::{BodyError, Refusal, authorize, callback_message, parse_body, pa
 pub const QUEUE: &str = "doc.callback";
 
 /// The worker defaults; prefetch and concurrency are unused (nothing is consumed here).
-pub const DEFAULTS: WorkerDefaults = WorkerDefaults {
-    service: "callback-ingress",
-    prefetch: 1,
-    concurrency: 1,
-    metrics_addr: "0.0.0.0:9106",
-};
+pub const DEFAULTS: WorkerDefaults = WorkerDefaults::new("callback-ingress", 1, 1, "0.0.0.0:9106");
 
 /// The settings only callback-ingress reads.
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ use pasarela_shared::runtime::health::Health;
 use pasarela_shared::runtime::settings::RuntimeSettings;
 use pasarela_shared::runtime::topology::QueueTopology;
 use pasarela_shared::store::database as db;
+use pasarela_shared::store::documents::DocumentState;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -107,7 +108,11 @@ impl Ingress {
     }
 
     /// Inserts a document in `state`; returns its id and capability token.
-    async fn document(&self, state: &str, vendor_document_id: Option<&str>) -> (Uuid, String) {
+    async fn document(
+        &self,
+        state: DocumentState,
+        vendor_document_id: Option<&str>,
+    ) -> (Uuid, String) {
         let id = Uuid::now_v7();
         let token = documents::new_capability_token();
         self.client
@@ -121,7 +126,7 @@ impl Ingress {
                     &id,
                     &Uuid::now_v7(),
                     &documents::token_digest(&token),
-                    &state,
+                    &state.as_str(),
                     &vendor_document_id,
                 ],
             )
@@ -276,7 +281,9 @@ async fn callbacks_are_checked_published_once_and_replays_refused() {
         let channel = conn.create_channel().await.unwrap();
         let probe = probe(&channel, &names).await;
 
-        let (doc, token) = ingress.document("submitted", Some("vendor-77")).await;
+        let (doc, token) = ingress
+            .document(DocumentState::Submitted, Some("vendor-77"))
+            .await;
         let id = doc.to_string();
         let webhook = json!({"document_id": "vendor-77", "status": "signed",
             "signing_date": "2026-11-02T10:00:00Z", "message": "Document signed"})
@@ -358,7 +365,7 @@ async fn callbacks_are_checked_published_once_and_replays_refused() {
         assert_eq!(work.message_count(), 1);
 
         // Replays for a final document: 409, nothing published.
-        for state in ["signed", "failed"] {
+        for state in [DocumentState::Signed, DocumentState::Failed] {
             let (final_doc, final_token) = ingress.document(state, Some(&random())).await;
             let replay = ingress
                 .post(
@@ -369,12 +376,12 @@ async fn callbacks_are_checked_published_once_and_replays_refused() {
                 .await;
             assert_eq!(replay.status, 409, "{replay:?}");
             assert_eq!(replay.body["error"], "already_final");
-            assert_eq!(replay.body["state"], state);
+            assert_eq!(replay.body["state"], state.as_str());
         }
         assert!(drain(&channel, &probe).await.is_empty());
 
         // A webhook that outruns doc-sign (no vendor id recorded yet) still goes through.
-        let (early, early_token) = ingress.document("stored", None).await;
+        let (early, early_token) = ingress.document(DocumentState::Stored, None).await;
         let answer = ingress
             .post(
                 &early.to_string(),
@@ -411,7 +418,9 @@ async fn without_the_broker_callbacks_answer_503_and_readiness_says_so() {
             .unwrap();
         let amqp = format!("amqp://guest:guest@{closed}/%2f");
         let ingress = Ingress::start(&database, &namespace, &amqp).await;
-        let (doc, token) = ingress.document("submitted", Some("vendor-1")).await;
+        let (doc, token) = ingress
+            .document(DocumentState::Submitted, Some("vendor-1"))
+            .await;
         // The database side works: a wrong token is still a plain 404 while the broker is away.
         let wrong = ingress.post(&doc.to_string(), "nope", "{}").await;
         assert_eq!(wrong.status, 404);
@@ -479,7 +488,9 @@ async fn a_lost_broker_connection_is_re_established() {
         let amqp = format!("amqp://guest:guest@{}/%2f", proxy.addr);
         let ingress = Ingress::start(&database, &namespace, &amqp).await;
         ingress.wait_ready(true).await;
-        let (doc, token) = ingress.document("submitted", Some("vendor-5")).await;
+        let (doc, token) = ingress
+            .document(DocumentState::Submitted, Some("vendor-5"))
+            .await;
 
         proxy.cut();
         ingress.wait_ready(false).await;

@@ -389,12 +389,7 @@ impl Handler for DocCallbackHandler {
 
 impl Worker for DocCallbackHandler {
     // Each check may download a large document: few at a time keeps memory near one document's size.
-    const DEFAULTS: WorkerDefaults = WorkerDefaults {
-        service: "doc-callback",
-        prefetch: 4,
-        concurrency: 2,
-        metrics_addr: "0.0.0.0:9105",
-    };
+    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("doc-callback", 4, 2, "0.0.0.0:9105");
 
     type Settings = Settings;
 

@@ -20,7 +20,9 @@ use pasarela_shared::runtime::handler::{
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
 use pasarela_shared::store::Record;
-use pasarela_shared::store::documents::{FailedRow, NewDocument, StoreFileError, SubmittedRow};
+use pasarela_shared::store::documents::{
+    DocumentState, FailedRow, NewDocument, StoreFileError, SubmittedRow,
+};
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::signing::{SigningClient, SubmitDocument};
 use pasarela_shared::vendors::webhook;
@@ -263,7 +265,7 @@ impl Handler for DocSignHandler {
                     vendor_document_id: Some(submitted.document_id),
                     ..facts
                 };
-                self.finish(m, ctx, "submitted", facts, None)
+                self.finish(m, ctx, DocumentState::Submitted.as_str(), facts, None)
             }
             Err(e) => {
                 let failure = match retry_or_failure("signing", e.verdict()) {
@@ -332,12 +334,7 @@ impl Handler for DocSignHandler {
 
 impl Worker for DocSignHandler {
     // Documents are large: few in flight keeps memory near a few times one document.
-    const DEFAULTS: WorkerDefaults = WorkerDefaults {
-        service: "doc-sign",
-        prefetch: 2,
-        concurrency: 2,
-        metrics_addr: "0.0.0.0:9104",
-    };
+    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("doc-sign", 2, 2, "0.0.0.0:9104");
 
     type Settings = Settings;
 

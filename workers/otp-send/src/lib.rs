@@ -345,12 +345,7 @@ impl Handler for OtpSendHandler {
 }
 
 impl Worker for OtpSendHandler {
-    const DEFAULTS: WorkerDefaults = WorkerDefaults {
-        service: "otp-send",
-        prefetch: 200,
-        concurrency: 100,
-        metrics_addr: "0.0.0.0:9101",
-    };
+    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("otp-send", 200, 100, "0.0.0.0:9101");
 
     type Settings = (OtpClients, OtpSettings);
 

@@ -506,12 +506,7 @@ const SWEEP_BATCH: u64 = 5000;
 const SWEEP_MAX_BATCHES: usize = 50;
 
 impl Worker for OtpVerifyHandler {
-    const DEFAULTS: WorkerDefaults = WorkerDefaults {
-        service: "otp-verify",
-        prefetch: 200,
-        concurrency: 100,
-        metrics_addr: "0.0.0.0:9102",
-    };
+    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("otp-verify", 200, 100, "0.0.0.0:9102");
 
     type Settings = (OtpClients, OtpSettings);
 

@@ -237,12 +237,7 @@ impl Handler for VendorCallHandler {
 }
 
 impl Worker for VendorCallHandler {
-    const DEFAULTS: WorkerDefaults = WorkerDefaults {
-        service: "vendor-call",
-        prefetch: 100,
-        concurrency: 50,
-        metrics_addr: "0.0.0.0:9103",
-    };
+    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("vendor-call", 100, 50, "0.0.0.0:9103");
 
     type Settings = Settings;
 
