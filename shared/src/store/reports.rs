@@ -205,48 +205,56 @@ pub async fn otp(pool: &Pool, selection: &Selection<'_>) -> Result<OtpRows, DbEr
     )?;
     tx.commit().await?;
 
-    let count = |i: usize| totals.try_get::<_, i64>(i);
     Ok(OtpRows {
         detail: detail
             .iter()
-            .map(|r| {
-                Ok(DetailRow {
-                    transaction_id: r.try_get(0)?,
-                    user: r.try_get(1)?,
-                    destination: r.try_get(2)?,
-                    channel: r.try_get(3)?,
-                    provider: r.try_get(4)?,
-                    generated_at: r.try_get(5)?,
-                    validated_at: r.try_get(6)?,
-                    state: r.try_get(7)?,
-                })
-            })
+            .map(detail_row)
             .collect::<Result<_, tokio_postgres::Error>>()?,
-        totals: Totals {
-            generated: count(0)?,
-            validated_ok: count(1)?,
-            validated_failed: count(2)?,
-            expired: count(3)?,
-            errored: count(4)?,
-            not_errored: count(5)?,
-            validated: count(6)?,
-            destination_limit: count(7)?,
-            tenant_limit: count(8)?,
-            country_limit: count(9)?,
-        },
+        totals: totals_of(&totals)?,
         hourly: hourly
             .iter()
-            .map(|r| {
-                Ok(HourRow {
-                    hour: r.try_get(0)?,
-                    sms: r.try_get(1)?,
-                    email: r.try_get(2)?,
-                    whatsapp: r.try_get(3)?,
-                    voice: r.try_get(4)?,
-                    total: r.try_get(5)?,
-                })
-            })
+            .map(hour_row)
             .collect::<Result<_, tokio_postgres::Error>>()?,
         masked_destination: masked.try_get(0)?,
+    })
+}
+
+fn detail_row(r: &tokio_postgres::Row) -> Result<DetailRow, tokio_postgres::Error> {
+    Ok(DetailRow {
+        transaction_id: r.try_get(0)?,
+        user: r.try_get(1)?,
+        destination: r.try_get(2)?,
+        channel: r.try_get(3)?,
+        provider: r.try_get(4)?,
+        generated_at: r.try_get(5)?,
+        validated_at: r.try_get(6)?,
+        state: r.try_get(7)?,
+    })
+}
+
+fn totals_of(row: &tokio_postgres::Row) -> Result<Totals, tokio_postgres::Error> {
+    let count = |i: usize| row.try_get::<_, i64>(i);
+    Ok(Totals {
+        generated: count(0)?,
+        validated_ok: count(1)?,
+        validated_failed: count(2)?,
+        expired: count(3)?,
+        errored: count(4)?,
+        not_errored: count(5)?,
+        validated: count(6)?,
+        destination_limit: count(7)?,
+        tenant_limit: count(8)?,
+        country_limit: count(9)?,
+    })
+}
+
+fn hour_row(r: &tokio_postgres::Row) -> Result<HourRow, tokio_postgres::Error> {
+    Ok(HourRow {
+        hour: r.try_get(0)?,
+        sms: r.try_get(1)?,
+        email: r.try_get(2)?,
+        whatsapp: r.try_get(3)?,
+        voice: r.try_get(4)?,
+        total: r.try_get(5)?,
     })
 }

@@ -188,6 +188,22 @@ impl TokenStore {
         let fetched = fetch(stored.map(|t| t.value))
             .await
             .map_err(TokenError::Fetch)?;
+        let token = self.keep(&tx, vendor, fetched).await.map_err(vault)?;
+        tx.commit().await.map_err(vault)?;
+        metrics::counter!("pasarela_token_refreshes_total", "vendor" => vendor.to_string())
+            .increment(1);
+        tracing::info!(vendor, expires_at = %token.expires_at, "fetched a new vendor token");
+        self.remember(vendor, &token);
+        Ok(token)
+    }
+
+    /// Stores a fetched token, encrypted, as the vendor's next generation.
+    async fn keep(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        vendor: &str,
+        fetched: FetchedToken,
+    ) -> Result<Token, DbError> {
         let (ciphertext, nonce) = self.key.seal(vendor, fetched.value.expose_secret());
         let lifetime = chrono::Duration::from_std(fetched.lifetime).unwrap_or_default();
         let expires_at = Utc::now() + lifetime;
@@ -201,19 +217,12 @@ impl TokenStore {
                  RETURNING generation",
                 &[&vendor, &ciphertext, &nonce.as_slice(), &expires_at],
             )
-            .await
-            .map_err(vault)?;
-        tx.commit().await.map_err(vault)?;
-        metrics::counter!("pasarela_token_refreshes_total", "vendor" => vendor.to_string())
-            .increment(1);
-        tracing::info!(vendor, expires_at = %expires_at, "fetched a new vendor token");
-        let token = Token {
+            .await?;
+        Ok(Token {
             value: fetched.value,
             expires_at,
             generation: row.get(0),
-        };
-        self.remember(vendor, &token);
-        Ok(token)
+        })
     }
 
     /// The stored token, fresh or not, if it decrypts with this key.

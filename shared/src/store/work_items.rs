@@ -103,24 +103,7 @@ pub(crate) async fn claim_all(
     lease_secs: f64,
     claims: &[ClaimRequest],
 ) -> Result<Vec<Claim>, StoreError> {
-    let ids: Vec<Uuid> = claims.iter().map(|c| c.message_id).collect();
-    let attempts: Vec<i32> = claims.iter().map(|c| c.header_attempt as i32).collect();
-    let insert = txn
-            .prepare_cached(
-                "INSERT INTO work_items (queue, message_id, state, attempts, next_attempt, claimed_until)
-                 SELECT $1, t.m, 'in_flight', t.a, t.a, now() + make_interval(secs => $4)
-                 FROM unnest($2::uuid[], $3::int4[]) AS t(m, a)
-                 ON CONFLICT (queue, message_id) DO NOTHING
-                 RETURNING message_id",
-            )
-            .await?;
-    let inserted: HashSet<Uuid> = txn
-        .query(&insert, &[&queue, &ids, &attempts, &lease_secs])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-
+    let inserted = insert_new(txn, queue, lease_secs, claims).await?;
     let mut answers: Vec<Option<Claim>> = vec![None; claims.len()];
     let mut fresh_taken = HashSet::new();
     let mut conflicts = Vec::new();
@@ -135,66 +118,7 @@ pub(crate) async fn claim_all(
         }
     }
     if !conflicts.is_empty() {
-        let conflict_ids: Vec<Uuid> = conflicts.iter().map(|i| claims[*i].message_id).collect();
-        let select = txn
-            .prepare_cached(
-                "SELECT message_id, state, status, attempts, next_attempt,
-                            coalesce(claimed_until > now(), false), result_routing_key, result
-                     FROM work_items WHERE queue = $1 AND message_id = ANY($2) FOR UPDATE",
-            )
-            .await?;
-        let mut rows: HashMap<Uuid, WorkRow> = txn
-            .query(&select, &[&queue, &conflict_ids])
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.get(0),
-                    WorkRow {
-                        state: r.try_get(1)?,
-                        status: r.get(2),
-                        attempts: r.get::<_, i32>(3) as u32,
-                        next_attempt: r.get::<_, i32>(4) as u32,
-                        leased: r.get(5),
-                        routing_key: r.get(6),
-                        result: r.get(7),
-                    },
-                ))
-            })
-            .collect::<Result<_, tokio_postgres::Error>>()?;
-        let take = txn
-            .prepare_cached(
-                "UPDATE work_items SET state = 'in_flight', status = NULL, attempts = $3,
-                            claimed_until = now() + make_interval(secs => $4),
-                            possible_duplicates = possible_duplicates + $5, updated_at = now()
-                     WHERE queue = $1 AND message_id = $2",
-            )
-            .await?;
-        for i in conflicts {
-            let c = claims[i];
-            let Some(row) = rows.get_mut(&c.message_id) else {
-                // Inserted by this very group for an earlier claim in it: that one holds it.
-                answers[i] = Some(Claim::Busy);
-                continue;
-            };
-            let answer = decide(row, &c);
-            if let Claim::Take {
-                attempt,
-                possible_duplicate,
-            } = answer
-            {
-                let dup = i32::from(possible_duplicate);
-                txn.execute(
-                    &take,
-                    &[&queue, &c.message_id, &(attempt as i32), &lease_secs, &dup],
-                )
-                .await?;
-                row.state = WorkState::InFlight;
-                row.leased = true;
-                row.attempts = attempt;
-            }
-            answers[i] = Some(answer);
-        }
+        settle_conflicts(txn, queue, lease_secs, claims, &conflicts, &mut answers).await?;
     }
     Ok(answers
         .into_iter()
@@ -202,26 +126,115 @@ pub(crate) async fn claim_all(
         .collect())
 }
 
-/// The finished messages of one group, as the columns of one `unnest`.
-#[derive(Default)]
-struct DoneRows<'a> {
-    ids: Vec<Uuid>,
-    statuses: Vec<&'a str>,
-    attempts: Vec<i32>,
-    routing_keys: Vec<&'a str>,
-    results: Vec<&'a Value>,
-    errors: Vec<Option<Value>>,
-}
-
-/// Records the outcomes of a group: every finished message in one statement, then each retry.
-pub(crate) async fn record(
+/// Inserts a work row for every message that has none; answers the messages inserted.
+async fn insert_new(
     txn: &Transaction<'_>,
     queue: &str,
-    outcomes: &[(Uuid, &Settlement)],
+    lease_secs: f64,
+    claims: &[ClaimRequest],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.message_id).collect();
+    let attempts: Vec<i32> = claims.iter().map(|c| c.header_attempt as i32).collect();
+    let insert = txn
+        .prepare_cached(
+            "INSERT INTO work_items (queue, message_id, state, attempts, next_attempt, claimed_until)
+             SELECT $1, t.m, 'in_flight', t.a, t.a, now() + make_interval(secs => $4)
+             FROM unnest($2::uuid[], $3::int4[]) AS t(m, a)
+             ON CONFLICT (queue, message_id) DO NOTHING
+             RETURNING message_id",
+        )
+        .await?;
+    Ok(txn
+        .query(&insert, &[&queue, &ids, &attempts, &lease_secs])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Decides the claims on messages that already had a row, under the rows' locks, and takes over
+/// those whose claim says take.
+async fn settle_conflicts(
+    txn: &Transaction<'_>,
+    queue: &str,
+    lease_secs: f64,
+    claims: &[ClaimRequest],
+    conflicts: &[usize],
+    answers: &mut [Option<Claim>],
 ) -> Result<(), StoreError> {
-    if outcomes.is_empty() {
-        return Ok(());
+    let ids: Vec<Uuid> = conflicts.iter().map(|i| claims[*i].message_id).collect();
+    let mut rows = lock_rows(txn, queue, &ids).await?;
+    let take = txn
+        .prepare_cached(
+            "UPDATE work_items SET state = 'in_flight', status = NULL, attempts = $3,
+                 claimed_until = now() + make_interval(secs => $4),
+                 possible_duplicates = possible_duplicates + $5, updated_at = now()
+             WHERE queue = $1 AND message_id = $2",
+        )
+        .await?;
+    for &i in conflicts {
+        let c = claims[i];
+        let Some(row) = rows.get_mut(&c.message_id) else {
+            // Inserted by this very group for an earlier claim in it: that one holds it.
+            answers[i] = Some(Claim::Busy);
+            continue;
+        };
+        let answer = decide(row, &c);
+        if let Claim::Take {
+            attempt,
+            possible_duplicate,
+        } = answer
+        {
+            let dup = i32::from(possible_duplicate);
+            txn.execute(
+                &take,
+                &[&queue, &c.message_id, &(attempt as i32), &lease_secs, &dup],
+            )
+            .await?;
+            row.state = WorkState::InFlight;
+            row.leased = true;
+            row.attempts = attempt;
+        }
+        answers[i] = Some(answer);
     }
+    Ok(())
+}
+
+/// Reads and locks the work rows of `ids`.
+async fn lock_rows(
+    txn: &Transaction<'_>,
+    queue: &str,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, WorkRow>, StoreError> {
+    let select = txn
+        .prepare_cached(
+            "SELECT message_id, state, status, attempts, next_attempt,
+                    coalesce(claimed_until > now(), false), result_routing_key, result
+             FROM work_items WHERE queue = $1 AND message_id = ANY($2) FOR UPDATE",
+        )
+        .await?;
+    let rows = txn.query(&select, &[&queue, &ids]).await?;
+    let mut by_id = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let row = WorkRow {
+            state: r.try_get(1)?,
+            status: r.get(2),
+            attempts: r.get::<_, i32>(3) as u32,
+            next_attempt: r.get::<_, i32>(4) as u32,
+            leased: r.get(5),
+            routing_key: r.get(6),
+            result: r.get(7),
+        };
+        by_id.insert(r.get(0), row);
+    }
+    Ok(by_id)
+}
+
+/// A work row whose retry is scheduled: id, attempts made, the scheduled attempt, the failure.
+type Retry = (Uuid, i32, i32, Option<Value>);
+
+/// A group's settlements as the columns of the finished rows' `unnest` and the scheduled retries.
+fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Retry>) {
     let mut done = DoneRows::default();
     let mut retries = Vec::new();
     for (id, work) in outcomes {
@@ -253,6 +266,30 @@ pub(crate) async fn record(
             )),
         }
     }
+    (done, retries)
+}
+
+/// The finished messages of one group, as the columns of one `unnest`.
+#[derive(Default)]
+struct DoneRows<'a> {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'a str>,
+    attempts: Vec<i32>,
+    routing_keys: Vec<&'a str>,
+    results: Vec<&'a Value>,
+    errors: Vec<Option<Value>>,
+}
+
+/// Records the outcomes of a group: every finished message in one statement, then each retry.
+pub(crate) async fn record(
+    txn: &Transaction<'_>,
+    queue: &str,
+    outcomes: &[(Uuid, &Settlement)],
+) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let (done, retries) = columns(outcomes);
     let mark_done = txn.prepare_cached(MARK_DONE).await?;
     let mark_retry = txn.prepare_cached(MARK_RETRY).await?;
     let d = &done;

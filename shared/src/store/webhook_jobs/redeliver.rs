@@ -121,6 +121,31 @@ const COPY_JOB: &str = "INSERT INTO webhook_jobs (job_id, document_id, webhook_i
      SELECT $1, document_id, webhook_id, event_type, url, payload, 'pending', 0, now()
      FROM webhook_jobs WHERE job_id = $2";
 
+/// Re-enables the endpoints of `jobs`, answering what each was before.
+async fn reenable(
+    tx: &deadpool_postgres::Transaction<'_>,
+    jobs: &[JobHead],
+) -> Result<Vec<Reenabled>, DbError> {
+    let urls: Vec<&str> = jobs.iter().map(|j| j.url.as_str()).collect();
+    let rows = tx.query(REENABLE, &[&urls]).await?;
+    let mut reenabled = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let disabled_at: Option<DateTime<Utc>> = r.try_get(1)?;
+        let disabled = match disabled_at {
+            Some(at) => Some(Disabled {
+                at,
+                reason: r.try_get(2)?,
+            }),
+            None => None,
+        };
+        reenabled.push(Reenabled {
+            url: r.try_get(0)?,
+            disabled,
+        });
+    }
+    Ok(reenabled)
+}
+
 /// Delivers document `id`'s client webhooks again: re-enables their endpoints, then for each webhook
 /// [`plan`]s its newest job: a pending one is due now, a finished one is copied into a new job (same
 /// `webhook-id`, so a client that has it can drop the copy), one being delivered is left alone.
@@ -150,25 +175,7 @@ pub async fn redeliver(pool: &Pool, id: Uuid) -> Result<Redelivery, DbError> {
         return Ok(Redelivery::NoJobs(document));
     }
 
-    let urls: Vec<&str> = jobs.iter().map(|j| j.url.as_str()).collect();
-    let reenabled = tx
-        .query(REENABLE, &[&urls])
-        .await?
-        .iter()
-        .map(|r| {
-            let disabled_at: Option<DateTime<Utc>> = r.try_get(1)?;
-            Ok(Reenabled {
-                url: r.try_get(0)?,
-                disabled: match disabled_at {
-                    Some(at) => Some(Disabled {
-                        at,
-                        reason: r.try_get(2)?,
-                    }),
-                    None => None,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let reenabled = reenable(&tx, &jobs).await?;
 
     let mut steps = Vec::new();
     for (job, step) in plan(&jobs) {
