@@ -6,7 +6,7 @@ mod settings;
 
 use std::time::{Duration, Instant};
 
-use pasarela_shared::contract::errors::{ErrorKind, Failure};
+use pasarela_shared::contract::errors::{ErrorKind, Failure, Verdict};
 use pasarela_shared::contract::events::{Ending, VendorCallCompleted};
 use pasarela_shared::contract::messages::VendorCall;
 use pasarela_shared::runtime::Worker;
@@ -59,6 +59,29 @@ impl VendorCallHandler {
             gestopago,
             tokens: TokenStore::new(db.pool().clone(), key, TOKEN_MARGIN),
             log_payloads,
+        }
+    }
+
+    /// A call that failed: retried when the verdict says so, else finished as failed.
+    fn failed(
+        message: &VendorCall,
+        ctx: &HandleContext,
+        verdict: Verdict,
+        response: Option<VendorResponse>,
+        latency: Option<Duration>,
+    ) -> Outcome {
+        match retry_or_failure(&message.vendor, verdict) {
+            std::ops::ControlFlow::Break(retry) => retry,
+            std::ops::ControlFlow::Continue(failure) => Self::finish(
+                message,
+                ctx,
+                CallResult {
+                    status: "failed",
+                    response,
+                    error: Some(failure),
+                    latency,
+                },
+            ),
         }
     }
 
@@ -182,42 +205,14 @@ impl Handler for VendorCallHandler {
             Ok(response) => {
                 let said = format!("{}: HTTP {}", message.vendor, response.status);
                 let verdict = http::verdict_of_status(response.status, response.retry_after, said);
-                let failure = match retry_or_failure(&message.vendor, verdict) {
-                    std::ops::ControlFlow::Continue(failure) => failure,
-                    std::ops::ControlFlow::Break(retry) => return retry,
-                };
-                Self::finish(
-                    message,
-                    ctx,
-                    CallResult {
-                        status: "failed",
-                        response: Some(response),
-                        error: Some(failure),
-                        latency,
-                    },
-                )
+                Self::failed(message, ctx, verdict, Some(response), latency)
             }
             Err(CallError::Invalid(why)) => Self::finish(message, ctx, rejected(why.to_string())),
             Err(CallError::Store(e)) => Outcome::Retry {
                 failure: Failure::new(ErrorKind::Internal, format!("token store: {e}")),
                 retry_after: None,
             },
-            Err(CallError::Vendor(e)) => {
-                let failure = match retry_or_failure(&message.vendor, e.verdict()) {
-                    std::ops::ControlFlow::Continue(failure) => failure,
-                    std::ops::ControlFlow::Break(retry) => return retry,
-                };
-                Self::finish(
-                    message,
-                    ctx,
-                    CallResult {
-                        status: "failed",
-                        response: None,
-                        error: Some(failure),
-                        latency,
-                    },
-                )
-            }
+            Err(CallError::Vendor(e)) => Self::failed(message, ctx, e.verdict(), None, latency),
         }
     }
 
