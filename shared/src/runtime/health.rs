@@ -19,24 +19,38 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub struct Health {
     broker: Arc<AtomicBool>,
     database: Arc<AtomicBool>,
+    /// Bumped on every change, so that a caller can wait for readiness instead of polling it.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Health {
     /// Records whether the broker connection is up.
     pub fn set_broker(&self, up: bool) {
         self.broker.store(up, Ordering::Relaxed);
+        self.changes.send_modify(|n| *n += 1);
         metrics::gauge!("pasarela_broker_connected").set(f64::from(u8::from(up)));
     }
 
     /// Records whether the database answers.
     pub fn set_database(&self, up: bool) {
         self.database.store(up, Ordering::Relaxed);
+        self.changes.send_modify(|n| *n += 1);
         metrics::gauge!("pasarela_database_connected").set(f64::from(u8::from(up)));
     }
 
     /// Ready to do work: both connections are up.
     pub fn is_ready(&self) -> bool {
         self.broker.load(Ordering::Relaxed) && self.database.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once readiness is `ready` (at once if it is already).
+    pub async fn wait_ready(&self, ready: bool) {
+        let mut changes = self.changes.subscribe();
+        while self.is_ready() != ready {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -96,15 +96,13 @@ impl Ingress {
     }
 
     async fn wait_ready(&self, ready: bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.health.is_ready() != ready {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "callback-ingress never became {}",
-                if ready { "ready" } else { "not ready" }
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let waited =
+            tokio::time::timeout(Duration::from_secs(30), self.health.wait_ready(ready)).await;
+        assert!(
+            waited.is_ok(),
+            "callback-ingress never became {}",
+            if ready { "ready" } else { "not ready" }
+        );
     }
 
     /// Inserts a document in `state`; returns its id and capability token.

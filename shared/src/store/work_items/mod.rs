@@ -1,0 +1,170 @@
+//! The `work_items` table: one row per message and queue, the claim that decides who works on a
+//! message (`claim`), and how its row settles when it is finished or scheduled for retry.
+
+mod claim;
+
+pub use claim::*;
+
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::contract::errors::Failure;
+use crate::store::column::text_column;
+use crate::store::error::StoreError;
+
+/// Where a message stands (`work_items.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkState {
+    /// A holder is working on it (or vanished while it did: see `claimed_until`).
+    InFlight,
+    /// A retry copy is on its way through a tier.
+    RetryScheduled,
+    /// Finished for good; its result is kept to answer duplicates.
+    Done,
+}
+
+impl WorkState {
+    /// The column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkState::InFlight => "in_flight",
+            WorkState::RetryScheduled => "retry_scheduled",
+            WorkState::Done => "done",
+        }
+    }
+}
+
+text_column!(WorkState: InFlight, RetryScheduled, Done);
+
+/// The work row's new state after an attempt.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Finished for good.
+    Done {
+        /// Terminal status.
+        status: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Routing key of the result event.
+        routing_key: String,
+        /// The result event, kept to answer duplicates.
+        result: Value,
+        /// The failure, if the status is one.
+        error: Option<Failure>,
+    },
+    /// A retry copy carrying `next_attempt` is on its way through a tier.
+    RetryScheduled {
+        /// Attempts made.
+        attempts: u32,
+        /// The attempt number of the scheduled copy.
+        next_attempt: u32,
+        /// Why the attempt failed.
+        error: Failure,
+    },
+}
+
+/// A work row whose retry is scheduled: id, attempts made, the scheduled attempt, the failure.
+type Retry = (Uuid, i32, i32, Option<Value>);
+
+/// A group's settlements as the columns of the finished rows' `unnest` and the scheduled retries.
+fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Retry>) {
+    let mut done = DoneRows::default();
+    let mut retries = Vec::new();
+    for (id, work) in outcomes {
+        match work {
+            Settlement::Done {
+                status,
+                attempts,
+                routing_key,
+                result,
+                error,
+            } => {
+                done.ids.push(*id);
+                done.statuses.push(status.as_str());
+                done.attempts.push(*attempts as i32);
+                done.routing_keys.push(routing_key.as_str());
+                done.results.push(result);
+                done.errors
+                    .push(error.as_ref().and_then(|e| serde_json::to_value(e).ok()));
+            }
+            Settlement::RetryScheduled {
+                attempts,
+                next_attempt,
+                error,
+            } => retries.push((
+                *id,
+                *attempts as i32,
+                *next_attempt as i32,
+                serde_json::to_value(error).ok(),
+            )),
+        }
+    }
+    (done, retries)
+}
+
+/// The finished messages of one group, as the columns of one `unnest`.
+#[derive(Default)]
+struct DoneRows<'a> {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'a str>,
+    attempts: Vec<i32>,
+    routing_keys: Vec<&'a str>,
+    results: Vec<&'a Value>,
+    errors: Vec<Option<Value>>,
+}
+
+/// Records the outcomes of a group: every finished message in one statement, then each retry.
+pub(crate) async fn record(
+    txn: &Transaction<'_>,
+    queue: &str,
+    outcomes: &[(Uuid, &Settlement)],
+) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let (done, retries) = columns(outcomes);
+    let mark_done = txn.prepare_cached(MARK_DONE).await?;
+    let mark_retry = txn.prepare_cached(MARK_RETRY).await?;
+    let d = &done;
+    let finished = async {
+        if d.ids.is_empty() {
+            return Ok(0);
+        }
+        txn.execute(
+            &mark_done,
+            &[
+                &queue,
+                &d.ids,
+                &d.statuses,
+                &d.attempts,
+                &d.routing_keys,
+                &d.results,
+                &d.errors,
+            ],
+        )
+        .await
+    };
+    let mark_retry = &mark_retry;
+    let retried = futures::future::try_join_all(retries.iter().map(
+        |(id, attempts, next, error)| async move {
+            txn.execute(mark_retry, &[&queue, id, attempts, next, error])
+                .await
+        },
+    ));
+    futures::try_join!(finished, retried)?;
+    Ok(())
+}
+
+/// Every finished message of a group in one statement: one execution, not one per row.
+const MARK_DONE: &str = "UPDATE work_items AS w SET state = 'done', status = t.status,
+        attempts = t.attempts, result_routing_key = t.routing_key, result = t.result,
+        last_error = t.error, claimed_until = NULL, completed_at = now(), updated_at = now()
+    FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::text[], $6::jsonb[], $7::jsonb[])
+         AS t(message_id, status, attempts, routing_key, result, error)
+    WHERE w.queue = $1 AND w.message_id = t.message_id";
+
+/// A message whose retry copy is on its way through a tier.
+const MARK_RETRY: &str = "UPDATE work_items SET state = 'retry_scheduled', attempts = $3,
+        next_attempt = $4, last_error = $5, claimed_until = NULL, updated_at = now()
+    WHERE queue = $1 AND message_id = $2";
