@@ -78,21 +78,14 @@ impl Store {
         &self.pool
     }
 
-    fn closed() -> StoreError {
-        StoreError {
-            transient: false,
-            message: "the store is shut down".into(),
-        }
-    }
-
     /// Claims a message for an attempt (see [`Claim`]).
     pub async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.ops
             .send(Op::Claim(request, tx))
             .await
-            .map_err(|_| Self::closed())?;
-        rx.await.map_err(|_| Self::closed())?
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Commits an attempt's outcome and its outbox rows.
@@ -101,8 +94,8 @@ impl Store {
         self.ops
             .send(Op::Commit(commit, tx))
             .await
-            .map_err(|_| Self::closed())?;
-        rx.await.map_err(|_| Self::closed())?
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Deletes outbox rows the broker has confirmed; grouped with whatever commits next.
@@ -169,7 +162,7 @@ impl Committer {
                     let _ = tx.send(Ok(()));
                 }
             }
-            Err(e) if e.transient || claims.len() + finishes.len() <= 1 => {
+            Err(e) if e.is_transient() || claims.len() + finishes.len() <= 1 => {
                 for (_, tx) in claims {
                     let _ = tx.send(Err(e.clone()));
                 }

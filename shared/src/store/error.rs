@@ -72,27 +72,47 @@ fn postgres_transient(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// A store failure as every waiter of a failed group sees it.
+/// A store failure as every waiter of a failed group sees it: the database's own error, shared.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct StoreError {
+pub enum StoreError {
+    /// The database failed; `transient` says whether trying again later may succeed.
+    #[error("{source}")]
+    Database {
+        /// Whether the database is away or restarting, rather than refusing the statement.
+        transient: bool,
+        /// What the database said.
+        #[source]
+        source: std::sync::Arc<DbError>,
+    },
+    /// The store's committer is gone (the worker is shutting down).
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
     /// Whether trying again later may succeed (the database is away or restarting).
-    pub transient: bool,
-    /// What failed.
-    pub message: String,
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 impl Transient for StoreError {
     fn transient(&self) -> bool {
-        self.transient
+        self.is_transient()
     }
 }
 
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> Self {
-        Self {
+        StoreError::Database {
             transient: e.is_transient(),
-            message: e.to_string(),
+            source: std::sync::Arc::new(e),
         }
     }
 }
