@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod backoff;
+pub mod batch;
 pub mod binary;
 pub mod consumer;
 pub mod database;

@@ -1,12 +1,14 @@
-//! The fraud guard's admissions, batched: concurrent sends hand their admission to one task, which
-//! admits whatever is waiting in one call of the store's `admit_sends` (one round trip, one
-//! transaction) and answers each send with its own admission. One call per send cost a third of the
-//! worker's throughput.
+//! The fraud guard's admissions, batched: concurrent sends hand their admission to the runtime's
+//! batcher, which admits whatever is waiting in one call of the store's `admit_sends` (one round trip,
+//! one transaction) and answers each send with its own admission. One call per send cost a third of
+//! the worker's throughput.
+
+use std::sync::Arc;
 
 use pasarela_shared::contract::settings::OtpSettings;
+use pasarela_shared::runtime::batch::Batcher;
 use pasarela_shared::runtime::database::Database;
 use pasarela_shared::store::otp::{self, GuardLimits, SendAdmission, SendToAdmit};
-use tokio::sync::{mpsc, oneshot};
 
 /// Most admissions in one call.
 const MAX_BATCH: usize = 256;
@@ -25,15 +27,8 @@ pub enum GuardError {
     Missing,
 }
 
-type Waiter = (
-    SendToAdmit,
-    oneshot::Sender<Result<SendAdmission, GuardError>>,
-);
-
-/// The sender side of the task that admits sends in batches.
-pub struct AdmissionBatcher {
-    queue: mpsc::Sender<Waiter>,
-}
+/// Admits sends in batches.
+pub struct AdmissionBatcher(Batcher<SendToAdmit, Result<SendAdmission, GuardError>>);
 
 impl AdmissionBatcher {
     /// Starts the task admitting sends against `settings`' limits in `db`.
@@ -44,47 +39,39 @@ impl AdmissionBatcher {
             tenant_limit: settings.tenant_limit as i32,
             tenant_window_s: settings.tenant_window.as_secs() as i32,
         };
-        let (queue, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(db, limits, rx));
-        Self { queue }
+        Self(Batcher::start(MAX_BATCH, move |sends| {
+            admit(db.clone(), limits, sends)
+        }))
     }
 
     /// Admits one send, waiting out a database outage.
     pub async fn admit(&self, send: SendToAdmit) -> Result<SendAdmission, GuardError> {
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((send, tx))
-            .await
-            .map_err(|_| GuardError::Stopped)?;
-        rx.await.map_err(|_| GuardError::Stopped)?
+        self.0.ask(send).await.unwrap_or(Err(GuardError::Stopped))
     }
 }
 
-async fn run(db: Database, limits: GuardLimits, mut rx: mpsc::Receiver<Waiter>) {
-    let mut batch: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let sends: Vec<&SendToAdmit> = batch.iter().map(|(s, _)| s).collect();
-        let answers = db
-            .retrying("otp fraud guard", || {
-                otp::admit_sends(db.pool(), &limits, &sends)
+/// One batch: every send counted in one statement, each answered in order.
+async fn admit(
+    db: Database,
+    limits: GuardLimits,
+    sends: Arc<Vec<SendToAdmit>>,
+) -> Vec<Result<SendAdmission, GuardError>> {
+    let refs: Vec<&SendToAdmit> = sends.iter().collect();
+    let answers = db
+        .retrying("otp fraud guard", || {
+            otp::admit_sends(db.pool(), &limits, &refs)
+        })
+        .await;
+    match answers {
+        Ok(admissions) => sends
+            .iter()
+            .map(|send| {
+                admissions
+                    .get(&send.request_id)
+                    .copied()
+                    .ok_or(GuardError::Missing)
             })
-            .await;
-        match answers {
-            Ok(admissions) => {
-                for (send, waiter) in batch.drain(..) {
-                    let admission = admissions
-                        .get(&send.request_id)
-                        .copied()
-                        .ok_or(GuardError::Missing);
-                    let _ = waiter.send(admission);
-                }
-            }
-            Err(e) => {
-                let why = GuardError::Database(e.to_string());
-                for (_, waiter) in batch.drain(..) {
-                    let _ = waiter.send(Err(why.clone()));
-                }
-            }
-        }
+            .collect(),
+        Err(e) => vec![Err(GuardError::Database(e.to_string())); sends.len()],
     }
 }
