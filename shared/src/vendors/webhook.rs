@@ -4,7 +4,7 @@
 //! Signing is the `standardwebhooks` crate's, the reference implementation of the specification, so a
 //! receiver's reference verification accepts what pasarela sends.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::contract::env::ConfigError;
 use secrecy::{ExposeSecret, SecretString};
@@ -83,15 +83,16 @@ pub enum DestinationError {
 }
 
 /// What an address is, when it is not a public one: loopback, private, link-local (cloud metadata
-/// lives there), and the rest a server-side request must never reach.
+/// lives there), and the rest a server-side request must never reach. An IPv6 address that carries an
+/// IPv4 one (mapped, IPv4-compatible, NAT64, 6to4) is judged by the address it carries.
 pub fn internal_class(addr: IpAddr) -> Option<&'static str> {
     match addr {
         IpAddr::V4(v4) => v4_class(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = carried_v4(v6) {
                 return v4_class(v4);
             }
-            let first = v6.segments()[0];
+            let [first, second, ..] = v6.segments();
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -102,6 +103,15 @@ pub fn internal_class(addr: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if first & 0xffc0 == 0xfe80 {
                 Some("link-local")
+            } else if first & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if first == 0x2001 && second == 0x0db8 {
+                Some("documentation")
+            } else if first == 0x0100 && v6.segments()[1..4] == [0, 0, 0] {
+                Some("discard-only")
+            } else if first == 0x0064 && second == 0xff9b {
+                // NAT64 for local use (64:ff9b:1::/48): the translator is someone's own network.
+                Some("NAT64 (local use)")
             } else {
                 None
             }
@@ -109,8 +119,32 @@ pub fn internal_class(addr: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// The IPv4 address an IPv6 one carries: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`), the well-known NAT64 prefix (`64:ff9b::/96`) and 6to4 (`2002:aabb:ccdd::/48`).
+fn carried_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if let Some(mapped) = v6.to_ipv4_mapped() {
+        return Some(mapped);
+    }
+    if s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+        return Some(v4(s[6], s[7]));
+    }
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        return Some(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return Some(v4(s[1], s[2]));
+    }
+    None
+}
+
 fn v4_class(v4: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = v4.octets();
+    let [a, b, c, _] = v4.octets();
     if v4.is_loopback() {
         Some("loopback")
     } else if v4.is_private() {
@@ -121,8 +155,15 @@ fn v4_class(v4: Ipv4Addr) -> Option<&'static str> {
         Some("unspecified")
     } else if a == 100 && (64..128).contains(&b) {
         Some("shared (carrier-grade NAT)")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking")
+    } else if a == 192 && b == 0 && c == 0 {
+        Some("protocol assignments")
+    } else if (a, b, c) == (192, 0, 2) || (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+    {
+        Some("documentation")
     } else if v4.is_broadcast() || v4.is_multicast() || a >= 240 {
-        Some("reserved")
+        Some("reserved, multicast or broadcast")
     } else {
         None
     }
@@ -176,6 +217,53 @@ pub async fn checked_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12, hole 7: every range a server-side request must not reach is refused, including the
+    /// IPv6 forms that carry an internal IPv4 address.
+    #[test]
+    fn the_ssrf_guard_refuses_every_internal_range() {
+        for internal in [
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe::1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "fec0::1",
+            "2001:db8::1",
+            "100::1",
+            "ff02::1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+        ] {
+            let addr: IpAddr = internal.parse().unwrap();
+            assert!(internal_class(addr).is_some(), "{internal} must be refused");
+        }
+        for public in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            "198.20.0.1",
+            "100.128.0.1",
+        ] {
+            let addr: IpAddr = public.parse().unwrap();
+            assert_eq!(internal_class(addr), None, "{public} is public");
+        }
+    }
 
     #[test]
     fn signatures_match_the_specifications_example_and_verify() {

@@ -260,6 +260,8 @@ async fn attempt(
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would connect wherever it likes: the pinned, checked addresses are the only way out.
+        .no_proxy()
         .resolve_to_addrs(&host, &addrs)
         .user_agent(concat!("pasarela-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
