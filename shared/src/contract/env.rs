@@ -32,9 +32,20 @@ impl ConfigError {
 }
 
 /// A snapshot of environment variables; tests build one from a map instead of the process env.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Env {
+    // Any variable may hold a secret: the names are enough to see what was read.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Env")
+            .field("names", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Env {
@@ -133,4 +144,25 @@ pub fn base_url(env: &Env, variable: &str, default: &str) -> Result<String, Conf
         problem: format!("not a URL: {e}"),
     })?;
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, hole 9: printing the environment shows which variables are set, never a value.
+    #[test]
+    fn env_debug_never_prints_a_value() {
+        let env = Env::from_pairs([
+            ("AMQP_URL", "amqp://u:hunter2@h:5672/%2f"),
+            ("GESTOPAGO_AES_KEY", "pasarela-gestopago-demo-key-32by"),
+        ]);
+        let printed = format!("{env:?}");
+        assert!(
+            printed.contains("AMQP_URL") && printed.contains("GESTOPAGO_AES_KEY"),
+            "{printed}"
+        );
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("demo-key"), "{printed}");
+    }
 }
