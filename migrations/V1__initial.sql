@@ -1,4 +1,4 @@
--- pasarela's state. PostgreSQL is the source of truth for every request (DESIGN.md §4).
+-- pasarela's state. PostgreSQL is the source of truth for every request (docs/ARCHITECTURE.md).
 
 -- One row per work message, keyed on the producer's message_id: the idempotency record shared by every
 -- worker. It holds where the message stands, and the result to re-publish when the message comes again.

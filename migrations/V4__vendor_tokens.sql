@@ -1,4 +1,4 @@
--- One access token per vendor, shared by every task of every replica (DESIGN.md §3 rule 5). The token is
+-- One access token per vendor, shared by every task of every replica (docs/vendors/ and docs/ARCHITECTURE.md). The token is
 -- encrypted with AES-256-GCM under PASARELA_SECRET_KEY, with the vendor's name as associated data, so
 -- a row copied to another vendor does not decrypt. generation counts refreshes: a caller that got a 401
 -- expires only the generation it used, so many 401s on one token cause one refresh.

@@ -1,4 +1,4 @@
--- Document signing (DESIGN.md §5): the documents, their PDFs, and the client webhooks with every
+-- Document signing (docs/CONTRACT.md, `doc.sign`): the documents, their PDFs, and the client webhooks with every
 -- delivery attempt.
 
 -- One row per document a producer sent with doc.sign, keyed on the producer's document_id. The row stays
