@@ -41,11 +41,6 @@ impl Queue {
             Queue::VendorCall => "vendor.call",
         }
     }
-
-    /// The queue named `name`, if the contract has one.
-    pub fn from_name(name: &str) -> Option<Queue> {
-        Queue::ALL.into_iter().find(|q| q.name() == name)
-    }
 }
 
 impl std::fmt::Display for Queue {

@@ -24,5 +24,4 @@ pub mod stop;
 pub mod topology;
 
 pub use binary::{Worker, main};
-pub use consumer::run;
 pub use stop::{StopSignal, shutdown_signal};

@@ -46,22 +46,28 @@ fn dead_letter_to(args: &mut FieldTable, target: &str) {
     args.insert("x-overflow".into(), long_string("reject-publish"));
 }
 
+/// Declares one of pasarela's topic exchanges, durable, with the arguments every worker uses, so that
+/// a tool declaring it too never conflicts with them.
+pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+}
+
 impl QueueTopology {
     /// Declares both exchanges, the work queue bound to `pasarela`, its tiers and its `.dead` queue.
     pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
         for exchange in [self.names.work_exchange(), self.names.events_exchange()] {
-            channel
-                .exchange_declare(
-                    exchange.into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await?;
+            declare_exchange(channel, &exchange).await?;
         }
         let queue_opts = QueueDeclareOptions {
             durable: true,

@@ -6,17 +6,17 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, Consumer, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 use pasarela_shared::contract::envelope::OutboundMessage;
 use pasarela_shared::contract::queue::Names;
 use pasarela_shared::runtime::publisher::headers_to_table;
 use pasarela_shared::runtime::settings::RuntimeSettings;
-use pasarela_shared::runtime::topology::QueueTopology;
+use pasarela_shared::runtime::topology::{self, QueueTopology};
 use uuid::Uuid;
 
 /// Whether the broker said that a queue or exchange does not exist.
@@ -108,19 +108,7 @@ pub async fn private_queue(
         .await?;
     let name = queue.name().as_str().to_string();
     if let Some((exchange, routing_key)) = bind {
-        // Same arguments as every worker's declaration, so this never conflicts with theirs.
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        topology::declare_exchange(&channel, exchange).await?;
         channel
             .queue_bind(
                 name.as_str().into(),

@@ -18,11 +18,9 @@ use pasarela_shared::contract::envelope::OutboundMessage;
 use pasarela_shared::contract::queue::Names;
 use pasarela_shared::runtime::health::Health;
 use pasarela_shared::runtime::publisher::{PublishError, Publisher};
-use pasarela_shared::store::documents::{self, CallbackTarget};
-use pasarela_shared::store::error::DbError;
+use pasarela_shared::store::documents;
 use pasarela_shared::telemetry;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::QUEUE;
 use crate::checks::{Refusal, authorize, callback_message, parse_body, parse_document_id};
@@ -91,10 +89,6 @@ impl Ingress {
         }
     }
 
-    async fn lookup(&self, document_id: Uuid) -> Result<Option<CallbackTarget>, DbError> {
-        documents::callback_target(&self.pool, document_id).await
-    }
-
     async fn publish(&self, body: &Value) -> Result<(), PublishError> {
         let mut message = OutboundMessage::json(self.names.work_exchange(), QUEUE, body);
         telemetry::inject_current(&mut message.headers);
@@ -122,7 +116,12 @@ pub(crate) async fn handle(
     };
     tracing::Span::current().record("document_id", tracing::field::display(document_id));
 
-    let row = match tokio::time::timeout(LOOKUP_TIMEOUT, ingress.lookup(document_id)).await {
+    let row = match tokio::time::timeout(
+        LOOKUP_TIMEOUT,
+        documents::callback_target(&ingress.pool, document_id),
+    )
+    .await
+    {
         Ok(Ok(row)) => row,
         Ok(Err(e)) => {
             if e.is_transient() {
