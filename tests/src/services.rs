@@ -173,9 +173,11 @@ pub(crate) fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where the workspace's binaries are: beside this test binary's `deps` folder.
+/// Where the workspace's binaries are: `PASARELA_BIN_DIR` when set (to run the tests against another
+/// build, such as a release or an older commit), else beside this test binary's `deps` folder.
 pub fn binary(name: &str) -> PathBuf {
-    let path = target_dir().join(name);
+    let dir = std::env::var_os("PASARELA_BIN_DIR").map_or_else(target_dir, PathBuf::from);
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: build the binaries first (`cargo build --workspace --bins`; `make test` does)",

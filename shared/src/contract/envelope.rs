@@ -22,6 +22,9 @@ pub struct OutboundMessage {
     pub message_id: Option<String>,
     /// AMQP `correlation_id` (RPC replies).
     pub correlation_id: Option<String>,
+    /// AMQP `reply_to`: a retry or deferred copy keeps its caller's reply queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
     /// AMQP `content_type`.
     pub content_type: Option<String>,
     /// Per-message expiration in milliseconds (retry tiers).
@@ -46,6 +49,7 @@ impl OutboundMessage {
             routing_key: routing_key.into(),
             message_id: Some(Uuid::now_v7().to_string()),
             correlation_id: None,
+            reply_to: None,
             content_type: Some("application/json".into()),
             expiration_ms: None,
             headers: BTreeMap::new(),
@@ -63,6 +67,7 @@ mod tests {
     fn outbound_properties_survive_the_outbox_document() {
         let mut m = OutboundMessage::json("ex", "rk", &serde_json::json!({"a": 1}));
         m.correlation_id = Some("c-1".into());
+        m.reply_to = Some("amq.gen-reply".into());
         m.headers
             .insert(ERROR_HEADER.into(), HeaderValue::Text("bad".into()));
         let doc = serde_json::to_value(&m).unwrap();

@@ -256,6 +256,7 @@ impl<H: Handler> Consumer<H> {
             routing_key: String::new(),
             message_id: p.message_id().as_ref().map(|s| s.as_str().to_string()),
             correlation_id: p.correlation_id().as_ref().map(|s| s.as_str().to_string()),
+            reply_to: p.reply_to().as_ref().map(|s| s.as_str().to_string()),
             content_type: p.content_type().as_ref().map(|s| s.as_str().to_string()),
             expiration_ms: None,
             headers: delivery.headers.clone(),
@@ -275,6 +276,7 @@ impl<H: Handler> Consumer<H> {
             HeaderValue::Text(kind.as_str().into()),
         );
         // reply_to is dropped on purpose: a replay must not answer a caller that gave up long ago.
+        copy.reply_to = None;
         copy
     }
 

@@ -30,6 +30,9 @@ fn properties(m: &OutboundMessage) -> BasicProperties {
     if let Some(c) = &m.correlation_id {
         props = props.with_correlation_id(ShortString::from(c.as_str()));
     }
+    if let Some(r) = &m.reply_to {
+        props = props.with_reply_to(ShortString::from(r.as_str()));
+    }
     if let Some(ct) = &m.content_type {
         props = props.with_content_type(ShortString::from(ct.as_str()));
     }

@@ -163,6 +163,8 @@ pub fn replay_copy(
         routing_key: routing_key.to_string(),
         message_id: text(props.message_id()),
         correlation_id: text(props.correlation_id()),
+        // A replay must not answer a caller that gave up long ago.
+        reply_to: None,
         content_type: text(props.content_type()),
         expiration_ms: None,
         headers: replay_headers(headers_from_table(props.headers().as_ref())),

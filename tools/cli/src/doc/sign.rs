@@ -127,6 +127,7 @@ pub fn outbound(exchange: String, document_id: Uuid, body: Vec<u8>) -> OutboundM
         routing_key: QUEUE.to_string(),
         message_id: Some(document_id.to_string()),
         correlation_id: None,
+        reply_to: None,
         content_type: Some("application/json".into()),
         expiration_ms: None,
         headers: BTreeMap::new(),
