@@ -19,6 +19,7 @@ use crate::runtime::delivery::Inbound;
 use crate::runtime::handler::{Completion, HandleContext, Handler, NO_EVENT, Outcome};
 use crate::store::committer::Commit;
 use crate::store::dead_letters::DeadLetterRow;
+use crate::store::error::StoreError;
 use crate::store::work_items::Settlement;
 
 impl<H: Handler> Consumer<H> {
@@ -37,7 +38,11 @@ impl<H: Handler> Consumer<H> {
                 "taking over a message whose previous holder vanished mid-attempt: the vendor may be called twice"
             );
         }
-        let (finish, label) = match self.handle(message, &ctx).await {
+        let outcome = tokio::select! {
+            outcome = self.handle(message, &ctx) => outcome,
+            never = self.hold(ctx.message_id) => match never {},
+        };
+        let (finish, label) = match outcome {
             Outcome::Complete(c) => (self.complete(delivery, &ctx, c, None), "completed"),
             Outcome::Retry {
                 failure,
@@ -68,6 +73,43 @@ impl<H: Handler> Consumer<H> {
         metrics::histogram!("pasarela_handler_seconds", "queue" => self.routes.queue)
             .record(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Keeps the claim while the handler runs: a call or a wait may outlast the lease, and a lapsed
+    /// lease would let another holder call the vendor too.
+    async fn hold(&self, message_id: Uuid) -> std::convert::Infallible {
+        let every = self.store.lease() / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.renew(message_id).await {
+                Ok(true) => tracing::debug!("claim renewed"),
+                Ok(false) => tracing::warn!("the claim was lost while the handler ran"),
+                Err(e) => tracing::warn!(error = %e, "could not renew the claim"),
+            }
+        }
+    }
+
+    /// A message whose holders vanished mid-attempt as often as it may be attempted (see
+    /// [`crate::store::work_items::Claim::Abandoned`]): its failure is recorded and it goes to `.dead`,
+    /// without another call.
+    pub(crate) async fn abandon(
+        &self,
+        delivery: &Inbound,
+        message: &H::Message,
+        message_id: Uuid,
+        attempts: u32,
+    ) -> &'static str {
+        let ctx = HandleContext {
+            message_id,
+            attempt: attempts,
+            possible_duplicate: true,
+        };
+        let failure = Failure::new(
+            ErrorKind::Internal,
+            format!("abandoned: its holders vanished mid-attempt {attempts} times"),
+        );
+        let finish = self.give_up(delivery, message, &ctx, &failure);
+        self.record_then_ack(delivery, finish, "dead").await
     }
 
     /// A retry: the copy for the tier the policy picks, and the work row's new state.
@@ -194,12 +236,26 @@ impl<H: Handler> Consumer<H> {
         label: &'static str,
     ) -> &'static str {
         let store = self.store.clone();
-        let finish = Arc::new(finish);
+        let mut finish = Arc::new(finish);
         // The outcome must land: the vendor has been called. Hold the delivery until it does.
-        let committed = self
+        let mut committed = self
             .db
             .retrying("record outcome", || store.commit(finish.clone()))
             .await;
+        if let Err(e) = &committed
+            && !e.is_transient()
+            && let Some(fallback) = self.unrecordable(delivery, &finish, e)
+        {
+            // Trying again would fail again, and a redelivery would call the vendor again.
+            tracing::error!(error = %e, "the outcome cannot be recorded; recording its failure and dead-lettering");
+            finish = Arc::new(fallback);
+            committed = self
+                .db
+                .retrying("record the unrecordable outcome", || {
+                    store.commit(finish.clone())
+                })
+                .await;
+        }
         if let Err(e) = committed {
             tracing::error!(error = %e, "could not record the outcome; the message will be redelivered");
             return self.requeue(delivery).await;
@@ -220,6 +276,78 @@ impl<H: Handler> Consumer<H> {
                 label
             }
         }
+    }
+
+    /// What is recorded when an outcome cannot be (the database refuses it for good): the work row
+    /// settles with the failure, the event and reply still go out, the message goes to `.dead` with
+    /// the reason, and the handler's domain rows are not written. `None` for a message with no work
+    /// row, or one already dead-lettered.
+    fn unrecordable(
+        &self,
+        delivery: &Inbound,
+        finish: &Commit,
+        error: &StoreError,
+    ) -> Option<Commit> {
+        let message_id = finish.message_id?;
+        if finish.dead_letter.is_some() && finish.work.is_none() {
+            return None;
+        }
+        let reason = format!(
+            "the outcome could not be recorded ({error}); the vendor was called; domain rows were not written"
+        );
+        let failure = Failure::new(ErrorKind::Internal, reason.clone());
+        let (work, mut outbox) = match &finish.work {
+            Some(Settlement::Done {
+                status,
+                attempts,
+                routing_key,
+                result,
+                ..
+            }) => {
+                let work = Settlement::Done {
+                    status: status.clone(),
+                    attempts: *attempts,
+                    routing_key: routing_key.clone(),
+                    result: result.clone(),
+                    error: Some(failure),
+                };
+                // The event and reply still go out; a `.dead` copy is replaced by the one below.
+                let outbox: Vec<OutboundMessage> = finish
+                    .outbox
+                    .iter()
+                    .filter(|m| m.routing_key != self.routes.dead_queue)
+                    .cloned()
+                    .collect();
+                (work, outbox)
+            }
+            // A retry that cannot be recorded is not sent: the message ends here.
+            other => {
+                let work = Settlement::Done {
+                    status: "failed".into(),
+                    attempts: other.as_ref().map_or(1, Settlement::attempts),
+                    routing_key: NO_EVENT.into(),
+                    result: serde_json::json!({ "status": "failed", "error": failure }),
+                    error: Some(failure),
+                };
+                (work, Vec::new())
+            }
+        };
+        let attempts = work.attempts();
+        outbox.push(self.dead_copy(delivery, &reason, ErrorKind::Internal));
+        metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "unrecordable").increment(1);
+        Some(Commit {
+            message_id: Some(message_id),
+            work: Some(work),
+            records: Vec::new(),
+            outbox,
+            dead_letter: Some(self.dead_letter_row(
+                delivery,
+                Some(message_id.to_string()),
+                ErrorKind::Internal,
+                reason,
+                Some(attempts),
+            )),
+        })
     }
 
     /// The result event on the events exchange.

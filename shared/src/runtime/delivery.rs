@@ -131,6 +131,7 @@ impl<H: Handler> Consumer<H> {
             message_id,
             header_attempt: attempt_of(&delivery.headers),
             replay: delivery.headers.contains_key(REPLAY_HEADER),
+            max_attempts: self.settings.retry.max_attempts(),
         };
         let store = self.store.clone();
         let claim = match self.db.retrying("claim", || store.claim(request)).await {
@@ -161,6 +162,9 @@ impl<H: Handler> Consumer<H> {
             }
             Claim::Stale => self.drop_stale(delivery, message_id).await,
             Claim::Busy => self.defer(delivery).await,
+            Claim::Abandoned { attempts } => {
+                self.abandon(delivery, &message, message_id, attempts).await
+            }
         }
     }
 

@@ -46,6 +46,8 @@ enum Op {
 pub struct Store {
     ops: mpsc::Sender<Op>,
     pool: Pool,
+    queue: Arc<str>,
+    lease: Duration,
 }
 
 /// How the committer groups work.
@@ -66,11 +68,28 @@ impl Store {
         let queue: Arc<str> = Arc::from(queue);
         let committer = Committer {
             pool: pool.clone(),
-            queue,
+            queue: queue.clone(),
             lease_secs: settings.claim_lease.as_secs_f64(),
         };
         tokio::spawn(committer.run(rx, settings.max_batch.max(1), settings.parallel.max(1)));
-        Self { ops: tx, pool }
+        Self {
+            ops: tx,
+            pool,
+            queue,
+            lease: settings.claim_lease,
+        }
+    }
+
+    /// How long a claim holds a message.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Extends the lease of a message its holder is still working on; says whether it still held it.
+    /// Rare (only attempts longer than a third of the lease), so not grouped.
+    pub async fn renew(&self, message_id: Uuid) -> Result<bool, StoreError> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        work_items::renew(&client, &self.queue, message_id, self.lease.as_secs_f64()).await
     }
 
     /// The pool, for the rare paths that need no grouping.

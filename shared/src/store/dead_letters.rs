@@ -6,6 +6,7 @@ use serde_json::Value;
 use deadpool_postgres::Transaction;
 
 use crate::contract::errors::ErrorKind;
+use crate::store::column::{storable, storable_text};
 use crate::store::error::StoreError;
 
 /// A row of `dead_letters`.
@@ -44,15 +45,19 @@ pub(crate) async fn insert(
         let stmt = &stmt;
         async move {
             let attempts = d.attempts.map(|a| a as i32);
+            let message_id = d.message_id.as_deref().map(storable_text);
+            let message_id = message_id.as_deref();
+            let reason = storable_text(&d.reason);
+            let headers = storable(&d.headers);
             txn.execute(
                 stmt,
                 &[
                     &queue,
-                    &d.message_id,
+                    &message_id,
                     &d.kind.as_str(),
-                    &d.reason,
+                    &&*reason,
                     &attempts,
-                    &d.headers,
+                    &&*headers,
                     &d.body,
                 ],
             )

@@ -9,6 +9,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::contract::envelope::OutboundMessage;
+use crate::store::column::into_storable;
 use crate::store::error::{DbError, StoreError};
 
 /// Writes `messages` to the outbox inside the caller's transaction, under `queue` and `message_id`,
@@ -21,7 +22,8 @@ pub async fn write<C: tokio_postgres::GenericClient>(
     messages: &[OutboundMessage],
 ) -> Result<(), StoreError> {
     for m in messages {
-        let properties = serde_json::to_value(m).expect("outbound properties serialise");
+        let properties =
+            into_storable(serde_json::to_value(m).expect("outbound properties serialise"));
         client
             .execute(
                 "INSERT INTO outbox (id, queue, message_id, properties, body)
@@ -60,7 +62,9 @@ pub(crate) async fn insert(
     let sources: Vec<Option<Uuid>> = messages.iter().map(|(source, _)| *source).collect();
     let properties: Vec<Value> = messages
         .iter()
-        .map(|(_, m)| serde_json::to_value(m).expect("outbound properties serialise"))
+        .map(|(_, m)| {
+            into_storable(serde_json::to_value(m).expect("outbound properties serialise"))
+        })
         .collect();
     let bodies: Vec<&[u8]> = messages.iter().map(|(_, m)| m.body.as_slice()).collect();
     let stmt = txn

@@ -19,6 +19,8 @@ pub struct ClaimRequest {
     pub header_attempt: u32,
     /// Set by `pasarela dlq replay`: a failed message may start over.
     pub replay: bool,
+    /// The most attempts a message gets, takeovers included: past it, an orphan is abandoned.
+    pub max_attempts: u32,
 }
 
 /// The answer to a claim.
@@ -42,6 +44,12 @@ pub enum Claim {
     Stale,
     /// Another holder is working on it right now.
     Busy,
+    /// Its holders vanished mid-attempt `attempts` times, as many as it may have: give it up rather
+    /// than call the vendor once more. The claim holds it, so that one holder gives it up.
+    Abandoned {
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 /// Claims every message of a group in one statement, then settles the conflicts row by row.
@@ -128,11 +136,15 @@ async fn settle_conflicts(
             continue;
         };
         let answer = decide(row, &c);
-        if let Claim::Take {
-            attempt,
-            possible_duplicate,
-        } = answer
-        {
+        let held = match answer {
+            Claim::Take {
+                attempt,
+                possible_duplicate,
+            } => Some((attempt, possible_duplicate)),
+            Claim::Abandoned { attempts } => Some((attempts, false)),
+            _ => None,
+        };
+        if let Some((attempt, possible_duplicate)) = held {
             let dup = i32::from(possible_duplicate);
             txn.execute(
                 &take,
@@ -212,6 +224,11 @@ fn decide(row: &WorkRow, c: &ClaimRequest) -> Claim {
         }
         WorkState::RetryScheduled => Claim::Stale,
         WorkState::InFlight if row.leased => Claim::Busy,
+        // Its holders' leases ran out without an outcome as often as it may be attempted: a message
+        // that kills its holder, or whose outcome cannot be recorded, must not call a vendor forever.
+        WorkState::InFlight if row.attempts >= c.max_attempts => Claim::Abandoned {
+            attempts: row.attempts,
+        },
         // Its holder's lease ran out without an outcome: the holder died, maybe mid-call.
         WorkState::InFlight => Claim::Take {
             attempt: row.attempts + 1,
@@ -241,6 +258,7 @@ mod tests {
             message_id: Uuid::nil(),
             header_attempt,
             replay,
+            max_attempts: 5,
         }
     }
 
@@ -290,6 +308,21 @@ mod tests {
                 attempt: orphan.attempts + 1,
                 possible_duplicate: true
             }
+        );
+    }
+
+    #[test]
+    fn hole_1_an_orphan_that_spent_its_attempts_is_abandoned_not_called_again() {
+        let spent = row("in_flight", None, 6, false);
+        assert_eq!(spent.attempts, 5);
+        assert_eq!(
+            decide(&spent, &req(1, false)),
+            Claim::Abandoned { attempts: 5 }
+        );
+        // While its holder's lease lasts, it is that holder's.
+        assert_eq!(
+            decide(&row("in_flight", None, 6, true), &req(1, false)),
+            Claim::Busy
         );
     }
 }

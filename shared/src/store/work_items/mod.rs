@@ -5,12 +5,14 @@ mod claim;
 
 pub use claim::*;
 
+use std::borrow::Cow;
+
 use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::contract::errors::Failure;
-use crate::store::column::text_column;
+use crate::store::column::{into_storable, storable, text_column};
 use crate::store::error::StoreError;
 
 /// Where a message stands (`work_items.state`).
@@ -64,6 +66,17 @@ pub enum Settlement {
     },
 }
 
+impl Settlement {
+    /// Attempts made.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Settlement::Done { attempts, .. } | Settlement::RetryScheduled { attempts, .. } => {
+                *attempts
+            }
+        }
+    }
+}
+
 /// A work row whose retry is scheduled: id, attempts made, the scheduled attempt, the failure.
 type Retry = (Uuid, i32, i32, Option<Value>);
 
@@ -84,9 +97,13 @@ fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Ret
                 done.statuses.push(status.as_str());
                 done.attempts.push(*attempts as i32);
                 done.routing_keys.push(routing_key.as_str());
-                done.results.push(result);
-                done.errors
-                    .push(error.as_ref().and_then(|e| serde_json::to_value(e).ok()));
+                done.results.push(storable(result));
+                done.errors.push(
+                    error
+                        .as_ref()
+                        .and_then(|e| serde_json::to_value(e).ok())
+                        .map(into_storable),
+                );
             }
             Settlement::RetryScheduled {
                 attempts,
@@ -96,7 +113,7 @@ fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Ret
                 *id,
                 *attempts as i32,
                 *next_attempt as i32,
-                serde_json::to_value(error).ok(),
+                serde_json::to_value(error).ok().map(into_storable),
             )),
         }
     }
@@ -110,7 +127,7 @@ struct DoneRows<'a> {
     statuses: Vec<&'a str>,
     attempts: Vec<i32>,
     routing_keys: Vec<&'a str>,
-    results: Vec<&'a Value>,
+    results: Vec<Cow<'a, Value>>,
     errors: Vec<Option<Value>>,
 }
 
@@ -127,6 +144,7 @@ pub(crate) async fn record(
     let mark_done = txn.prepare_cached(MARK_DONE).await?;
     let mark_retry = txn.prepare_cached(MARK_RETRY).await?;
     let d = &done;
+    let results: Vec<&Value> = d.results.iter().map(|r| &**r).collect();
     let finished = async {
         if d.ids.is_empty() {
             return Ok(0);
@@ -139,7 +157,7 @@ pub(crate) async fn record(
                 &d.statuses,
                 &d.attempts,
                 &d.routing_keys,
-                &d.results,
+                &results,
                 &d.errors,
             ],
         )
@@ -154,6 +172,25 @@ pub(crate) async fn record(
     ));
     futures::try_join!(finished, retried)?;
     Ok(())
+}
+
+/// Extends the lease of an in-flight message; says whether the row was still in flight.
+pub(crate) async fn renew(
+    client: &deadpool_postgres::Object,
+    queue: &str,
+    message_id: Uuid,
+    lease_secs: f64,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE work_items SET claimed_until = now() + make_interval(secs => $3)
+             WHERE queue = $1 AND message_id = $2 AND state = 'in_flight'",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&queue, &message_id, &lease_secs])
+        .await?
+        == 1)
 }
 
 /// Every finished message of a group in one statement: one execution, not one per row.
