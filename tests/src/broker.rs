@@ -78,7 +78,7 @@ fn text_headers(props: &BasicProperties) -> HashMap<String, String> {
 }
 
 /// Properties as a producer sets them: persistent, so a broker restart keeps the message, and JSON.
-fn json_props() -> BasicProperties {
+pub fn json_props() -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
@@ -403,6 +403,32 @@ impl TestEnv {
             }
         }
         out
+    }
+
+    /// A new channel on the harness's connection, for steps that may make the broker close it (a
+    /// passive declare of a missing queue, a declaration it refuses).
+    pub async fn fresh_channel(&self) -> Channel {
+        self.connection.create_channel().await.expect("channel")
+    }
+
+    /// The ready messages of queue `name` (namespaced here), or `None` when it does not exist.
+    pub async fn queue_depth(&self, name: &str) -> Option<u32> {
+        let channel = self.fresh_channel().await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let depth = channel
+            .queue_declare(
+                qualify(&self.namespace, name).into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await
+            .ok()
+            .map(|q| q.message_count());
+        let _ = channel.close(200, "done".into()).await;
+        depth
     }
 
     /// Reconnects the harness to the broker (after a broker restart); queued events are kept.

@@ -12,7 +12,7 @@ mod environment;
 mod services;
 mod simulator;
 
-pub use broker::{DeadMessage, Event, mobile_for, otp_send, qualify};
+pub use broker::{DeadMessage, Event, json_props, mobile_for, otp_send, qualify};
 pub use database::{TestDatabase, drop_database};
 pub use environment::{
     EnvOptions, TEST_SECRET_KEY, TEST_TIERS, TEST_WEBHOOK_SECRET, TestEnv, free_port,

@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use pasarela_e2e::TestEnv;
+use lapin::options::{
+    BasicGetOptions, BasicNackOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use pasarela_e2e::{TestEnv, qualify};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -13,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// reaches the caller's `reply_to` with its `correlation_id`.
 #[tokio::test]
 async fn hole_3_an_rpc_reply_survives_a_retry_tier() {
-    let mut env = TestEnv::builder().worker("vendor-call").start().await;
+    let env = TestEnv::builder().worker("vendor-call").start().await;
     env.sim
         .faults(json!({ "vendor": "numrot", "script": ["503"] }))
         .await;
@@ -123,5 +128,139 @@ async fn hole_1_a_call_longer_than_the_lease_is_not_taken_over() {
         .query("SELECT coalesce(sum(possible_duplicates), 0)::int8 FROM work_items")
         .await;
     assert_eq!(dup[0].get::<_, i64>(0), 0);
+    env.teardown().await;
+}
+
+/// Hole 2: the broker closes the publishing channel (404: the events exchange was deleted) while an
+/// outcome is waiting to be published. The worker declares the topology again, reopens the channel,
+/// and the event goes out; before, every publish answered "not connected" for good.
+#[tokio::test]
+async fn hole_2_a_publishing_channel_the_broker_closed_is_reopened() {
+    let mut env = TestEnv::builder().worker("vendor-call").start().await;
+    let events_exchange = qualify(&env.namespace, "pasarela.events");
+    env.channel
+        .exchange_delete(
+            events_exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await
+        .expect("delete the events exchange");
+    let (id, message) = numrot_call(json!({ "a": 1 }));
+    env.publish_to("vendor.call", &message, &id).await;
+    // In flight when the fault struck: the outcome is committed, its event is still in the outbox.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = env.query("SELECT count(*) FROM outbox").await[0].get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outbox row; logs:\n{}",
+            env.worker_log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The harness binds its event queue again (the deletion removed the binding).
+    env.reconnect_broker().await;
+    let events = env.events(1, Duration::from_secs(30)).await;
+    assert_eq!(events.len(), 1, "no event; logs:\n{}", env.worker_log());
+    assert_eq!(events[0].body["call_id"], id.as_str());
+    assert!(
+        env.worker_log()
+            .contains("declaring the topology and reopening it"),
+        "{}",
+        env.worker_log()
+    );
+    env.teardown().await;
+}
+
+/// Hole 6: work published for a queue whose worker is not deployed yet is queued: every worker
+/// declares the whole topology.
+#[tokio::test]
+async fn hole_6_work_for_a_worker_not_deployed_yet_is_queued_not_dropped() {
+    let env = TestEnv::builder().worker("vendor-call").start().await;
+    let request = Uuid::new_v4();
+    env.send_otp(request).await;
+    assert_eq!(env.queue_depth("otp.send").await, Some(1));
+    assert!(env.queue_depth("otp.send.dead").await.is_some());
+    env.teardown().await;
+}
+
+/// Hole 6: a retry copy for a tier that an operator deleted is returned by the broker, not dropped:
+/// the worker declares the tier again and the retry goes through.
+#[tokio::test]
+async fn hole_6_a_retry_copy_for_a_deleted_tier_is_not_lost() {
+    let mut env = TestEnv::builder().worker("vendor-call").start().await;
+    let tier = qualify(&env.namespace, "vendor.call.retry.100ms");
+    env.channel
+        .queue_delete(tier.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete the tier");
+    env.sim
+        .faults(json!({ "vendor": "numrot", "script": ["503"] }))
+        .await;
+    let (id, message) = numrot_call(json!({ "a": 1 }));
+    env.publish_to("vendor.call", &message, &id).await;
+    let events = env.events(1, WAIT).await;
+    assert_eq!(events.len(), 1, "no event; logs:\n{}", env.worker_log());
+    assert_eq!(events[0].body["status"], "ok", "{}", events[0].body);
+    assert_eq!(events[0].body["attempts"], 2);
+    env.teardown().await;
+}
+
+/// Hole 6: a `.dead` queue has no delivery limit to reach (RabbitMQ 4 gives quorum queues 20 and drops
+/// past it): a dead letter nacked again and again stays for an operator.
+#[tokio::test]
+async fn hole_6_a_dead_letter_nacked_again_and_again_is_kept() {
+    let env = TestEnv::builder().worker("vendor-call").start().await;
+    let id = Uuid::new_v4().to_string();
+    env.publish_raw_to(
+        "vendor.call",
+        b"not json",
+        pasarela_e2e::json_props().with_message_id(id.as_str().into()),
+    )
+    .await;
+    let dead = qualify(&env.namespace, "vendor.call.dead");
+    let deadline = std::time::Instant::now() + WAIT;
+    while env.queue_depth("vendor.call.dead").await != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..25 {
+        let got = env
+            .channel
+            .basic_get(dead.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("the dead letter is still there");
+        got.delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .expect("nack");
+    }
+    assert_eq!(env.queue_depth("vendor.call.dead").await, Some(1));
+    // The queue carries its own limit, so a broker default never applies: declaring it without one
+    // is refused as inequivalent.
+    let channel = env.fresh_channel().await;
+    let mut plain = FieldTable::default();
+    plain.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let refused = channel
+        .queue_declare(dead.as_str().into(), durable, plain)
+        .await;
+    let error = refused
+        .expect_err("the .dead queue declares its own delivery limit")
+        .to_string();
+    assert!(error.contains("x-delivery-limit"), "{error}");
     env.teardown().await;
 }

@@ -29,6 +29,10 @@ pub struct OutboundMessage {
     pub content_type: Option<String>,
     /// Per-message expiration in milliseconds (retry tiers).
     pub expiration_ms: Option<u64>,
+    /// A copy for one of pasarela's own queues (a tier, `.dead`): published `mandatory`, so that a
+    /// missing queue is an error instead of a silent drop. Events and replies are not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mandatory: bool,
     /// Application headers.
     pub headers: BTreeMap<String, HeaderValue>,
     /// The body; stored in its own column, not in the properties document.
@@ -52,6 +56,7 @@ impl OutboundMessage {
             reply_to: None,
             content_type: Some("application/json".into()),
             expiration_ms: None,
+            mandatory: false,
             headers: BTreeMap::new(),
             body: serde_json::to_vec(body).expect("a JSON value always serialises"),
         }
@@ -68,6 +73,7 @@ mod tests {
         let mut m = OutboundMessage::json("ex", "rk", &serde_json::json!({"a": 1}));
         m.correlation_id = Some("c-1".into());
         m.reply_to = Some("amq.gen-reply".into());
+        m.mandatory = true;
         m.headers
             .insert(ERROR_HEADER.into(), HeaderValue::Text("bad".into()));
         let doc = serde_json::to_value(&m).unwrap();

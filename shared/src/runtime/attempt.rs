@@ -271,8 +271,7 @@ impl<H: Handler> Consumer<H> {
                 // Committed but not confirmed: the outbox keeps the messages. Requeue so the
                 // redelivery (or the relay) publishes them before anything is acked.
                 tracing::warn!(error = %e, "publish not confirmed; the outbox keeps the messages");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                self.requeue(delivery).await;
+                self.requeue_later(delivery).await;
                 label
             }
         }
@@ -387,6 +386,8 @@ impl<H: Handler> Consumer<H> {
             reply_to: p.reply_to().as_ref().map(|s| s.as_str().to_string()),
             content_type: p.content_type().as_ref().map(|s| s.as_str().to_string()),
             expiration_ms: None,
+            // Every copy goes to one of our queues (a tier, the defer tier, `.dead`).
+            mandatory: true,
             headers: delivery.headers.clone(),
             body: delivery.body.to_vec(),
         }

@@ -137,6 +137,16 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+impl<H: Handler> Consumer<H> {
+    /// The outbox rows this worker publishes: its queue's and its handler's others.
+    fn outbox_queues(&self) -> Vec<String> {
+        std::iter::once(self.routes.queue)
+            .chain(self.handler.outbox_queues().iter().copied())
+            .map(String::from)
+            .collect()
+    }
+}
+
 /// The tasks that run beside the broker session.
 struct Companions {
     watchdog: JoinHandle<()>,
@@ -166,6 +176,7 @@ impl Companions {
                 worker.publisher.clone(),
                 worker.settings.outbox_relay_interval,
                 worker.settings.outbox_relay_after,
+                worker.outbox_queues(),
                 stop.clone(),
             )),
             housekeeping: tokio::spawn(housekeeping(worker.clone(), stop.clone())),
@@ -184,7 +195,7 @@ impl Companions {
         }
         self.relay.abort();
         self.housekeeping.abort();
-        relay::flush_all(worker.db.pool(), &worker.publisher).await;
+        relay::flush_all(worker.db.pool(), &worker.publisher, &worker.outbox_queues()).await;
         worker.publisher.detach();
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -19,6 +19,9 @@ use crate::runtime::publisher;
 use crate::store::outbox;
 use crate::store::work_items::{Claim, ClaimRequest};
 use crate::telemetry;
+
+/// How long a delivery waits before going back to its queue when a publish failed.
+pub(crate) const PUBLISH_PAUSE: Duration = Duration::from_millis(500);
 
 /// Why a delivery cannot be read: it is dead-lettered unread, with this as its reason.
 #[derive(Debug, thiserror::Error)]
@@ -218,11 +221,11 @@ impl<H: Handler> Consumer<H> {
             }
             (Err(e), _) => {
                 tracing::warn!(error = %e, "could not flush the outbox for a duplicate");
-                self.requeue(delivery).await
+                self.requeue_later(delivery).await
             }
             (_, Err(e)) => {
                 tracing::warn!(error = %e, "could not re-publish the stored result");
-                self.requeue(delivery).await
+                self.requeue_later(delivery).await
             }
         }
     }
@@ -236,7 +239,7 @@ impl<H: Handler> Consumer<H> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not flush the outbox for a stale copy");
-                self.requeue(delivery).await
+                self.requeue_later(delivery).await
             }
         }
     }
@@ -259,7 +262,7 @@ impl<H: Handler> Consumer<H> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not defer a busy message");
-                self.requeue(delivery).await
+                self.requeue_later(delivery).await
             }
         }
     }
@@ -285,6 +288,13 @@ impl<H: Handler> Consumer<H> {
             // The channel is gone; the broker redelivers and the claim answers from the stored state.
             tracing::debug!(error = %e, "ack failed");
         }
+    }
+
+    /// Returns a delivery to its queue after a pause: the publisher failed, and an immediate
+    /// redelivery would fail the same way, in a loop as fast as the broker can redeliver.
+    pub(crate) async fn requeue_later(&self, delivery: &Inbound) -> &'static str {
+        tokio::time::sleep(PUBLISH_PAUSE).await;
+        self.requeue(delivery).await
     }
 
     /// Returns a delivery to its queue; says so.

@@ -134,6 +134,13 @@ pub trait Handler: Send + Sync + 'static {
         async {}
     }
 
+    /// Outbox rows this worker writes under names other than its queue (the webhook dispatcher's), which
+    /// its relay publishes too. A relay publishes only its own worker's rows, so that a row the broker
+    /// refuses stops no other worker.
+    fn outbox_queues(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// How often [`Handler::housekeep`] runs; `None` (the default) means never.
     fn housekeeping_interval(&self) -> Option<Duration> {
         None

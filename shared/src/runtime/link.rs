@@ -14,8 +14,8 @@ use crate::runtime::publisher::{self, Publisher};
 use crate::runtime::stop::StopSignal;
 use crate::runtime::topology::QueueTopology;
 
-/// How often a publish-only link looks at its connection and channel, besides their events.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often a link looks at its connection and publishing channel, besides their events.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Where to connect, what to declare, and the publisher and health a link keeps up.
 #[derive(Clone)]
@@ -45,9 +45,7 @@ impl Link {
     pub async fn open(&self) -> Result<Connection, lapin::Error> {
         let connection = publisher::connect(&self.url, self.service).await?;
         let ready = async {
-            let setup = connection.create_channel().await?;
-            self.topology.declare(&setup).await?;
-            let _ = setup.close(200, "topology declared".into()).await;
+            self.topology.declare(&connection).await?;
             self.publisher.attach(&connection).await
         };
         if let Err(e) = ready.await {
@@ -55,6 +53,35 @@ impl Link {
             return Err(e);
         }
         Ok(connection)
+    }
+
+    /// Reopens the publisher's channel after the broker closed it while the connection lives (a 404 on
+    /// a deleted exchange, an unroutable copy for a deleted queue), declaring the topology again first.
+    /// Not ready until it is done.
+    pub(crate) async fn repair(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        self.health.set_broker(false);
+        tracing::warn!(
+            "the broker closed the publishing channel; declaring the topology and reopening it"
+        );
+        self.topology.declare(connection).await?;
+        self.publisher.attach(connection).await?;
+        self.health.set_broker(true);
+        tracing::info!("publishing again");
+        Ok(())
+    }
+
+    /// What a periodic look at a session's connection finds.
+    pub(crate) async fn check(&self, connection: &Connection) -> Option<SessionEnd> {
+        if !connection.status().connected() {
+            return Some(SessionEnd::Lost);
+        }
+        if !self.publisher.is_connected()
+            && let Err(e) = self.repair(connection).await
+        {
+            tracing::warn!(error = %e, "could not reopen the publishing channel; reconnecting");
+            return Some(SessionEnd::Lost);
+        }
+        None
     }
 
     /// Marks the link down: no publisher channel, not ready.
@@ -115,12 +142,10 @@ async fn watch(link: &Link, stop: &mut StopSignal) -> Result<SessionEnd, lapin::
                 Some(_) => {}
                 None => break SessionEnd::Lost,
             },
-            _ = check.tick() => {
-                // A channel can close on its own (a channel-level error) while the connection lives.
-                if !conn.status().connected() || !link.publisher.is_connected() {
-                    break SessionEnd::Lost;
-                }
-            }
+            // A channel can close on its own (a channel-level error) while the connection lives.
+            _ = check.tick() => if let Some(end) = link.check(&conn).await {
+                break end;
+            },
         }
     };
     // Close the connection before dropping the publishing channel: dropping an open channel closes it

@@ -97,6 +97,10 @@ pub enum PublishError {
     /// The broker refused the message (e.g. a full queue with `reject-publish`).
     #[error("the broker refused the message (nack)")]
     Nacked,
+    /// A `mandatory` copy matched no queue: the queue is missing. The channel is closed so that the
+    /// link declares the topology again before the next publish.
+    #[error("no queue {0} on the broker: the message was returned")]
+    Unroutable(String),
     /// No confirm came in time.
     #[error("no confirm from the broker within {0:?}")]
     Timeout(Duration),
@@ -169,7 +173,10 @@ impl Publisher {
                 .basic_publish(
                     ShortString::from(m.exchange.as_str()),
                     ShortString::from(m.routing_key.as_str()),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: m.mandatory,
+                        ..Default::default()
+                    },
                     &m.body,
                     properties(m),
                 )
@@ -180,7 +187,20 @@ impl Publisher {
         let confirmations = tokio::time::timeout(self.confirm_timeout, all)
             .await
             .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
-        if confirmations.iter().any(|c| c.is_nack()) {
+        let mut nacked = false;
+        for (confirmation, m) in confirmations.into_iter().zip(messages) {
+            nacked |= confirmation.is_nack();
+            if confirmation.take_message().is_some() {
+                let _ = channel
+                    .close(
+                        312,
+                        "a copy was unroutable; declaring the topology again".into(),
+                    )
+                    .await;
+                return Err(PublishError::Unroutable(m.routing_key.clone()));
+            }
+        }
+        if nacked {
             return Err(PublishError::Nacked);
         }
         Ok(())

@@ -15,19 +15,21 @@ const PASS_ROWS: i64 = 500;
 /// Rows the last flush takes at most.
 const FLUSH_ROWS: i64 = 10_000;
 
-/// Every `every`, publishes outbox rows older than `after` while the broker is there, until stopped.
+/// Every `every`, publishes this worker's outbox rows (those of `queues`) older than `after` while the
+/// broker is there, until stopped.
 pub async fn run(
     pool: Pool,
     publisher: Publisher,
     every: Duration,
     after: Duration,
+    queues: Vec<String>,
     mut stop: StopSignal,
 ) {
     while stop.sleep(every).await {
         if !publisher.is_connected() {
             continue;
         }
-        match outbox::relay(&pool, &publisher, after, PASS_ROWS).await {
+        match outbox::relay(&pool, &publisher, &queues, after, PASS_ROWS).await {
             Ok(0) => {}
             Ok(n) => {
                 metrics::counter!("pasarela_outbox_relayed_total").increment(n as u64);
@@ -38,9 +40,9 @@ pub async fn run(
     }
 }
 
-/// Publishes whatever the outbox still holds, once, before the process leaves.
-pub async fn flush_all(pool: &Pool, publisher: &Publisher) {
-    match outbox::relay(pool, publisher, Duration::ZERO, FLUSH_ROWS).await {
+/// Publishes whatever this worker's outbox rows still hold, once, before the process leaves.
+pub async fn flush_all(pool: &Pool, publisher: &Publisher, queues: &[String]) {
+    match outbox::relay(pool, publisher, queues, Duration::ZERO, FLUSH_ROWS).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(published = n, "flushed the outbox"),
         Err(e) => {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::runtime::backoff;
 use crate::runtime::consumer::Consumer;
 use crate::runtime::handler::Handler;
-use crate::runtime::link::{Link, SessionEnd};
+use crate::runtime::link::{CHECK_EVERY, Link, SessionEnd};
 use crate::runtime::stop::StopSignal;
 
 /// A session's open connection, its consuming channel and the consumer.
@@ -87,14 +87,25 @@ impl<H: Handler> Consumer<H> {
         let mut open = self.open().await?;
         self.health.set_broker(true);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let link = self.link();
+        let mut check = tokio::time::interval(CHECK_EVERY);
         let end = loop {
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
                 _ = stop.wait() => break SessionEnd::Stopped,
+                _ = check.tick() => match link.check(&open.connection).await {
+                    Some(end) => break end,
+                    None => continue,
+                },
             };
             let next = tokio::select! {
                 d = open.consumer.next() => d,
                 _ = stop.wait() => break SessionEnd::Stopped,
+                // A publishing channel the broker closed is reopened while consuming goes on.
+                _ = check.tick() => match link.check(&open.connection).await {
+                    Some(end) => break end,
+                    None => continue,
+                },
             };
             match next {
                 Some(Ok(delivery)) => {

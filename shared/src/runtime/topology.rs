@@ -1,15 +1,16 @@
 //! Declaring the broker topology of the contract (the names are `contract::queue`'s).
 //!
-//! Declaring is idempotent: every worker declares its queue's whole topology at start and after each
-//! reconnect.
+//! Declaring is idempotent: every worker declares the whole topology at start and after each reconnect,
+//! as does `pasarela topology` for deploy pipelines.
 
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
-use crate::contract::queue::Names;
+use crate::contract::queue::{Names, Queue};
 
 /// The topology of one work queue: what a worker of that queue declares.
 #[derive(Debug, Clone)]
@@ -46,6 +47,43 @@ fn dead_letter_to(args: &mut FieldTable, target: &str) {
     args.insert("x-overflow".into(), long_string("reject-publish"));
 }
 
+/// Declares durable queue `name` with `args`; when it already exists with other arguments (the broker
+/// answers 406 and closes the channel), opens a new channel and uses the queue as it is.
+async fn declare_or_keep(
+    connection: &Connection,
+    channel: &mut Channel,
+    name: &str,
+    args: FieldTable,
+) -> Result<(), lapin::Error> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    match channel.queue_declare(name.into(), durable, args).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_precondition_failed(&e) => {
+            tracing::warn!(queue = name, error = %e,
+                "the queue exists with other arguments; using it as it is (see docs/OPERATIONS.md, \"Queue arguments\")");
+            *channel = connection.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(name.into(), passive, FieldTable::default())
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the broker refused a declaration because the entity exists with other arguments.
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp)
+        if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)))
+}
+
 /// Declares one of pasarela's topic exchanges, durable, with the arguments every worker uses, so that
 /// a tool declaring it too never conflicts with them.
 pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
@@ -64,21 +102,45 @@ pub async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), lapin
 }
 
 impl QueueTopology {
-    /// Declares both exchanges, the work queue bound to `pasarela`, its tiers and its `.dead` queue.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    /// Declares the whole topology of the contract on a channel of its own: both exchanges, and for
+    /// every work queue (this worker's first) its `.dead` queue, the queue bound to `pasarela`, and its
+    /// retry tiers. Work published for a queue whose worker is not deployed yet is then queued, not
+    /// dropped as unroutable.
+    ///
+    /// A queue that already exists with other arguments (another worker's delivery limit, or a release
+    /// before this one) is used as it is, with a warning: the broker refuses to redeclare it.
+    pub async fn declare(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let mut channel = connection.create_channel().await?;
         for exchange in [self.names.work_exchange(), self.names.events_exchange()] {
-            declare_exchange(channel, &exchange).await?;
+            declare_exchange(&channel, &exchange).await?;
         }
-        let queue_opts = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        let work = self.names.work_queue(&self.queue);
-        let dead = self.names.dead_queue(&self.queue);
+        let own = std::iter::once(self.queue.as_str());
+        let others = Queue::ALL
+            .iter()
+            .map(|q| q.name())
+            .filter(|q| *q != self.queue);
+        for queue in own.chain(others) {
+            self.declare_queue(connection, &mut channel, queue).await?;
+        }
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok(())
+    }
 
-        channel
-            .queue_declare(dead.as_str().into(), queue_opts, quorum_args())
-            .await?;
+    /// Declares one work queue's `.dead` queue, the queue and its binding, and its tiers.
+    async fn declare_queue(
+        &self,
+        connection: &Connection,
+        channel: &mut Channel,
+        queue: &str,
+    ) -> Result<(), lapin::Error> {
+        let work = self.names.work_queue(queue);
+        let dead = self.names.dead_queue(queue);
+
+        // Only an operator drops a dead letter: a replay that fails again and again must not reach a
+        // delivery limit (RabbitMQ 4 sets 20 by default, and `.dead` has nowhere to dead-letter to).
+        let mut dead_args = quorum_args();
+        dead_args.insert("x-delivery-limit".into(), AMQPValue::LongInt(i32::MAX));
+        declare_or_keep(connection, channel, &dead, dead_args).await?;
 
         let mut work_args = quorum_args();
         dead_letter_to(&mut work_args, &dead);
@@ -86,14 +148,12 @@ impl QueueTopology {
             "x-delivery-limit".into(),
             AMQPValue::LongInt(self.delivery_limit as i32),
         );
-        channel
-            .queue_declare(work.as_str().into(), queue_opts, work_args)
-            .await?;
+        declare_or_keep(connection, channel, &work, work_args).await?;
         channel
             .queue_bind(
                 work.as_str().into(),
                 self.names.work_exchange().into(),
-                ShortString::from(self.queue.as_str()),
+                ShortString::from(queue),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -106,13 +166,8 @@ impl QueueTopology {
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(delay.as_millis() as i64),
             );
-            channel
-                .queue_declare(
-                    self.names.tier_queue(&self.queue, *delay).into(),
-                    queue_opts,
-                    args,
-                )
-                .await?;
+            let tier = self.names.tier_queue(queue, *delay);
+            declare_or_keep(connection, channel, &tier, args).await?;
         }
         Ok(())
     }

@@ -111,11 +111,12 @@ pub async fn flush<S: Sink>(
     .await
 }
 
-/// One pass of the outbox relay: sends rows older than `older_than` that a crash or a broker outage
-/// left behind. Replicas share the work through `SKIP LOCKED`.
+/// One pass of the outbox relay: sends the rows of `queues` older than `older_than` that a crash or a
+/// broker outage left behind. Replicas share the work through `SKIP LOCKED`.
 pub async fn relay<S: Sink>(
     pool: &Pool,
     sink: &S,
+    queues: &[String],
     older_than: Duration,
     limit: i64,
 ) -> Result<usize, FlushError<S::Error>> {
@@ -123,9 +124,9 @@ pub async fn relay<S: Sink>(
         pool,
         sink,
         "SELECT id, properties, body FROM outbox
-         WHERE created_at < now() - make_interval(secs => $1)
-         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        &[&older_than.as_secs_f64(), &limit],
+         WHERE queue = ANY($1) AND created_at < now() - make_interval(secs => $2)
+         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        &[&queues, &older_than.as_secs_f64(), &limit],
     )
     .await
 }

@@ -52,33 +52,43 @@ pub async fn message_count(
     }
 }
 
-/// Makes sure the topology of work queue `queue` exists, so that work published before any worker of
-/// it has started is queued rather than dropped as unroutable.
-///
-/// An existing work queue is left alone: declaring it again with settings that differ from its
-/// workers' (retry tiers, delivery limit) would be refused by the broker.
+/// Makes sure the topology exists before publishing work for `queue`, so that work published before
+/// any worker has started is queued rather than dropped as unroutable. When the work queue exists, a
+/// worker or a deploy step has declared everything already.
 pub async fn ensure_work_topology(
     connection: &Connection,
     settings: &RuntimeSettings,
     queue: &str,
 ) -> anyhow::Result<()> {
     let names = Names::new(&settings.namespace);
-    let work = names.work_queue(queue);
-    if message_count(connection, &work).await?.is_some() {
+    if message_count(connection, &names.work_queue(queue))
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
-    let channel = connection.create_channel().await?;
-    QueueTopology {
-        names,
+    declare_topology(connection, settings, queue).await?;
+    Ok(())
+}
+
+/// Declares the whole topology with `settings`' tiers and delivery limit, `queue`'s first, as every
+/// worker does at start; returns what was declared.
+pub async fn declare_topology(
+    connection: &Connection,
+    settings: &RuntimeSettings,
+    queue: &str,
+) -> anyhow::Result<QueueTopology> {
+    let topology = QueueTopology {
+        names: Names::new(&settings.namespace),
         queue: queue.to_string(),
         tiers: settings.retry.delays().to_vec(),
         delivery_limit: settings.delivery_limit,
-    }
-    .declare(&channel)
-    .await
-    .with_context(|| format!("declaring the topology of {work}"))?;
-    let _ = channel.close(200, "done".into()).await;
-    Ok(())
+    };
+    topology
+        .declare(connection)
+        .await
+        .context("declaring the topology")?;
+    Ok(topology)
 }
 
 /// A server-named, exclusive, auto-deleted queue with a consumer on it (no acks: losing its

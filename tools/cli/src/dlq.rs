@@ -167,6 +167,7 @@ pub fn replay_copy(
         reply_to: None,
         content_type: text(props.content_type()),
         expiration_ms: None,
+        mandatory: false,
         headers: replay_headers(headers_from_table(props.headers().as_ref())),
         body,
     }

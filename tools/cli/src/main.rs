@@ -15,6 +15,7 @@ mod otp;
 mod report;
 mod status;
 mod summary;
+mod topology;
 mod vendor;
 mod webhooks;
 
@@ -69,6 +70,9 @@ enum Command {
     },
     /// Check that RabbitMQ and PostgreSQL can be reached.
     Check,
+    /// Declare the whole broker topology (exchanges, work, retry and `.dead` queues), as every worker
+    /// does at start: for deploy pipelines.
+    Topology,
     /// Run the sample workload of `make demo` and print a summary.
     Demo(demo::DemoArgs),
 }
@@ -86,6 +90,7 @@ async fn main() -> ExitCode {
         Command::Report { command } => report::run(command).await,
         Command::Vendor { command } => vendor::run(command).await,
         Command::Check => check::run().await,
+        Command::Topology => topology::run().await,
         Command::Demo(args) => demo::run(args).await,
     };
     match outcome {

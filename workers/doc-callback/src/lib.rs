@@ -324,6 +324,10 @@ impl Handler for DocCallbackHandler {
         "doc.callback"
     }
 
+    fn outbox_queues(&self) -> &'static [&'static str] {
+        &[webhook_jobs::OUTBOX_QUEUE]
+    }
+
     async fn handle(&self, m: &DocCallback, ctx: &HandleContext) -> Outcome {
         match self.check(m, ctx).await {
             Ok(Finding::Final {

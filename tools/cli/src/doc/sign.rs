@@ -130,6 +130,7 @@ pub fn outbound(exchange: String, document_id: Uuid, body: Vec<u8>) -> OutboundM
         reply_to: None,
         content_type: Some("application/json".into()),
         expiration_ms: None,
+        mandatory: false,
         headers: BTreeMap::new(),
         body,
     }
