@@ -17,6 +17,7 @@ use crate::runtime::health::{self, Health};
 use crate::runtime::jobs::{self, Jobs};
 use crate::runtime::publisher::Publisher;
 use crate::runtime::relay;
+use crate::runtime::session::Leaving;
 use crate::runtime::settings::RuntimeSettings;
 use crate::runtime::stop::{self, StopSignal};
 use crate::runtime::topology::QueueTopology;
@@ -85,8 +86,8 @@ pub async fn run<H: Handler>(
     let handler = build(&db);
     let worker = Arc::new(Consumer::new(handler, settings, service, db, health));
     let companions = Companions::start(&worker, &stop);
-    worker.clone().supervise(stop).await;
-    companions.wind_down(&worker).await;
+    let leaving = worker.clone().supervise(stop).await;
+    companions.wind_down(&worker, leaving).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -183,22 +184,44 @@ impl Companions {
         }
     }
 
-    /// Gives background work the grace period, then sends what the outbox still holds.
-    async fn wind_down<H: Handler>(self, worker: &Consumer<H>) {
+    /// Within what is left of the grace period: lets background work finish, commits the last
+    /// outbox clean-ups, sends what the outbox still holds through the still-open connection, and
+    /// closes it. What does not fit is left to the relay of another replica or of the restart.
+    async fn wind_down<H: Handler>(self, worker: &Consumer<H>, leaving: Leaving) {
         let _ = self.watchdog.await;
-        // Background work saw the same stop; give it the grace period to wind down.
-        if tokio::time::timeout(worker.settings.shutdown_grace, self.background)
-            .await
-            .is_err()
-        {
+        // Background work saw the same stop when the session did.
+        if leaving.within(self.background).await.is_none() {
             tracing::warn!("background work did not stop within the grace period");
         }
         self.relay.abort();
         self.housekeeping.abort();
-        relay::flush_all(worker.db.pool(), &worker.publisher, &worker.outbox_queues()).await;
+        if leaving.within(worker.store.settle()).await.is_none() {
+            tracing::warn!("the last outbox clean-ups did not commit within the grace period");
+        }
+        let queues = worker.outbox_queues();
+        let flushed = leaving.within(relay::flush_all(
+            worker.db.pool(),
+            &worker.publisher,
+            &queues,
+        ));
+        if flushed.await.is_none() {
+            tracing::warn!(
+                "the outbox was not flushed within the grace period; the relay will send it"
+            );
+        }
         worker.publisher.detach();
+        if let Some(connection) = leaving.connection {
+            // A broker that stopped answering must not hold the process past its grace period.
+            let close = connection.close(200, "shutdown".into());
+            if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+                tracing::warn!("the broker did not answer the close; leaving anyway");
+            }
+        }
     }
 }
+
+/// How long the way out waits for the broker to answer a connection close.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// The handler's housekeeping as a job loop: one job a turn, every `housekeeping_interval`.
 struct Housekeeping<H: Handler> {

@@ -199,8 +199,9 @@ impl<H: Handler> Consumer<H> {
         Ok((message_id, message))
     }
 
-    /// A message already finished: publish its stored result again (and any copy still waiting in the
-    /// outbox after a crash before its confirm), then ack.
+    /// A message already finished: publish its stored result again, then ack. What its outcome caused
+    /// is confirmed first (ack last): rows a crash left behind are sent now, and while rows its holder
+    /// is publishing right now remain, this copy is deferred instead.
     async fn answer_again(
         &self,
         delivery: &Inbound,
@@ -208,38 +209,53 @@ impl<H: Handler> Consumer<H> {
         routing_key: &str,
         result: &serde_json::Value,
     ) -> &'static str {
+        match self.outcome_confirmed(message_id).await {
+            Some(true) => {}
+            Some(false) => return self.defer(delivery).await,
+            None => return self.requeue_later(delivery).await,
+        }
         let mut out = Vec::with_capacity(2);
         if routing_key != NO_EVENT {
             out.push(self.event(routing_key, result));
         }
         out.extend(self.reply(delivery, result));
-        let flushed = self.flush_outbox(message_id).await;
-        match (flushed, self.publisher.publish_all(&out).await) {
-            (Ok(_), Ok(())) => {
+        match self.publisher.publish_all(&out).await {
+            Ok(()) => {
                 self.ack(delivery).await;
                 "duplicate"
             }
-            (Err(e), _) => {
-                tracing::warn!(error = %e, "could not flush the outbox for a duplicate");
-                self.requeue_later(delivery).await
-            }
-            (_, Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "could not re-publish the stored result");
                 self.requeue_later(delivery).await
             }
         }
     }
 
-    /// A copy older than the scheduled retry: what it caused is sent, and it is dropped.
+    /// A copy older than the scheduled retry: once what it caused is confirmed, it is dropped.
     async fn drop_stale(&self, delivery: &Inbound, message_id: Uuid) -> &'static str {
-        match self.flush_outbox(message_id).await {
-            Ok(_) => {
+        match self.outcome_confirmed(message_id).await {
+            Some(true) => {
                 self.ack(delivery).await;
                 "stale"
             }
+            Some(false) => self.defer(delivery).await,
+            None => self.requeue_later(delivery).await,
+        }
+    }
+
+    /// Sends the message's outbox rows a crash left behind, and says whether none is left waiting;
+    /// `None` when the outbox could not be read or sent.
+    async fn outcome_confirmed(&self, message_id: Uuid) -> Option<bool> {
+        if let Err(e) = self.flush_outbox(message_id).await {
+            tracing::warn!(error = %e, "could not flush the outbox of a finished message");
+            return None;
+        }
+        let pool = self.store.pool();
+        match outbox::waiting(pool, self.routes.queue, message_id).await {
+            Ok(waiting) => Some(waiting == 0),
             Err(e) => {
-                tracing::warn!(error = %e, "could not flush the outbox for a stale copy");
-                self.requeue_later(delivery).await
+                tracing::warn!(error = %e, "could not read the outbox of a finished message");
+                None
             }
         }
     }

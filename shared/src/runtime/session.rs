@@ -3,6 +3,7 @@
 //! finish within the grace period, close.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -36,12 +37,14 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Keeps a broker session up until stopped, reconnecting with backoff.
-    pub(crate) async fn supervise(self: Arc<Self>, mut stop: StopSignal) {
+    /// Keeps a broker session up until stopped, reconnecting with backoff; returns what the way out
+    /// needs.
+    pub(crate) async fn supervise(self: Arc<Self>, mut stop: StopSignal) -> Leaving {
         let mut delays = backoff::reconnect();
+        let mut leaving = None;
         while !stop.is_set() {
-            match self.session(&mut stop).await {
-                Ok(SessionEnd::Stopped) => return,
+            match self.session(&mut stop, &mut leaving).await {
+                Ok(SessionEnd::Stopped) => break,
                 Ok(SessionEnd::Lost) => {
                     tracing::warn!("lost the broker; reconnecting");
                     delays = backoff::reconnect();
@@ -51,9 +54,13 @@ impl<H: Handler> Consumer<H> {
             self.link().down();
             let delay = delays.next().unwrap_or_default();
             if !stop.sleep(delay).await {
-                return;
+                break;
             }
         }
+        leaving.unwrap_or_else(|| Leaving {
+            connection: None,
+            deadline: Instant::now() + self.settings.shutdown_grace,
+        })
     }
 
     /// Connects, declares the whole topology of this worker's queue, and starts consuming.
@@ -83,7 +90,11 @@ impl<H: Handler> Consumer<H> {
 
     /// One session: deliveries are handed to tasks, at most `concurrency` at once, until the broker
     /// goes away or the worker stops.
-    async fn session(self: &Arc<Self>, stop: &mut StopSignal) -> Result<SessionEnd, lapin::Error> {
+    async fn session(
+        self: &Arc<Self>,
+        stop: &mut StopSignal,
+        leaving: &mut Option<Leaving>,
+    ) -> Result<SessionEnd, lapin::Error> {
         let mut open = self.open().await?;
         self.health.set_broker(true);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
@@ -120,28 +131,55 @@ impl<H: Handler> Consumer<H> {
             }
         };
         if let SessionEnd::Stopped = end {
-            self.drain(open, &slots).await;
+            *leaving = Some(self.drain(open, &slots).await);
         }
         Ok(end)
     }
 
     /// Stops the broker pushing more and waits, within the grace period, for in-flight work.
-    /// Prefetched deliveries not yet started go back to the queue when the channel closes.
-    async fn drain(&self, open: Open, slots: &Semaphore) {
-        let _ = open
-            .channel
-            .basic_cancel(open.consumer.tag(), BasicCancelOptions::default())
-            .await;
-        let all = self.settings.concurrency as u32;
+    /// Prefetched deliveries not yet started go back to the queue when the consuming channel closes;
+    /// the connection stays open for the last outbox flush.
+    async fn drain(&self, open: Open, slots: &Semaphore) -> Leaving {
         let grace = self.settings.shutdown_grace;
-        match tokio::time::timeout(grace, slots.acquire_many(all)).await {
-            Ok(_) => tracing::info!("in-flight work finished"),
+        let deadline = Instant::now() + grace;
+        let all = self.settings.concurrency as u32;
+        let finished = tokio::time::timeout_at(deadline.into(), async {
+            let _ = open
+                .channel
+                .basic_cancel(open.consumer.tag(), BasicCancelOptions::default())
+                .await;
+            let _ = slots.acquire_many(all).await;
+            let _ = open.channel.close(200, "shutdown".into()).await;
+        })
+        .await;
+        match finished {
+            Ok(()) => tracing::info!("in-flight work finished"),
             Err(_) => tracing::warn!(
                 ?grace,
                 "in-flight work did not finish within the grace period; it will be redelivered"
             ),
         }
-        let _ = open.channel.close(200, "shutdown".into()).await;
-        let _ = open.connection.close(200, "shutdown".into()).await;
+        Leaving {
+            connection: Some(open.connection),
+            deadline,
+        }
+    }
+}
+
+/// What a stopped session leaves for the way out: its connection, still open so that the outbox can
+/// be flushed through it, and the end of the grace period, which every step of the way out shares.
+pub(crate) struct Leaving {
+    /// The broker connection, when the worker was connected as it stopped.
+    pub(crate) connection: Option<Connection>,
+    /// When the grace period ends.
+    pub(crate) deadline: Instant,
+}
+
+impl Leaving {
+    /// Runs `step` until the deadline; says whether it finished.
+    pub(crate) async fn within<T>(&self, step: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::time::timeout_at(self.deadline.into(), step)
+            .await
+            .ok()
     }
 }

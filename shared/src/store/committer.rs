@@ -39,6 +39,8 @@ enum Op {
     Claim(ClaimRequest, oneshot::Sender<Result<Claim, StoreError>>),
     Commit(Arc<Commit>, oneshot::Sender<Result<(), StoreError>>),
     Forget(Vec<Uuid>),
+    /// Answers once every operation sent before it is committed.
+    Settle(oneshot::Sender<()>),
 }
 
 /// Group-committing access to the state of one work queue.
@@ -117,6 +119,15 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Waits until every operation handed over before it is committed: on the way out, so that the
+    /// last confirmed outbox rows are deleted rather than published again after a restart.
+    pub async fn settle(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(Op::Settle(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Deletes outbox rows the broker has confirmed; grouped with whatever commits next.
     pub async fn forget(&self, ids: Vec<Uuid>) {
         if !ids.is_empty() {
@@ -150,6 +161,14 @@ impl Committer {
                     Err(_) => break,
                 }
             }
+            if batch.iter().any(|op| matches!(op, Op::Settle(_))) {
+                // Every earlier group must be committed first: wait for all the other slots.
+                let others = u32::try_from(parallel - 1).unwrap_or(u32::MAX);
+                let _all = slots.acquire_many(others).await;
+                this.commit_group(batch).await;
+                drop(permit);
+                continue;
+            }
             let this = this.clone();
             tokio::spawn(async move {
                 this.commit_group(batch).await;
@@ -163,12 +182,30 @@ impl Committer {
         let mut claims = Vec::new();
         let mut finishes = Vec::new();
         let mut forgets = Vec::new();
+        let mut settled = Vec::new();
         for op in batch {
             match op {
                 Op::Claim(r, tx) => claims.push((r, tx)),
                 Op::Commit(f, tx) => finishes.push((f, tx)),
                 Op::Forget(ids) => forgets.extend(ids),
+                Op::Settle(tx) => settled.push(tx),
             }
+        }
+        self.commit_ops(claims, finishes, forgets).await;
+        for tx in settled {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Commits a group's claims, outcomes and clean-ups, and answers each waiter.
+    async fn commit_ops(
+        &self,
+        claims: Vec<(ClaimRequest, oneshot::Sender<Result<Claim, StoreError>>)>,
+        finishes: Vec<(Arc<Commit>, oneshot::Sender<Result<(), StoreError>>)>,
+        forgets: Vec<Uuid>,
+    ) {
+        if claims.is_empty() && finishes.is_empty() && forgets.is_empty() {
+            return;
         }
         let claim_reqs: Vec<ClaimRequest> = claims.iter().map(|(r, _)| *r).collect();
         let finish_refs: Vec<&Commit> = finishes.iter().map(|(f, _)| f.as_ref()).collect();

@@ -111,6 +111,19 @@ pub async fn flush<S: Sink>(
     .await
 }
 
+/// How many outbox rows of a message are still waiting for the broker's confirm (written by a holder
+/// that is publishing them now, or left by one that died).
+pub async fn waiting(pool: &Pool, queue: &str, message_id: Uuid) -> Result<i64, StoreError> {
+    let client = pool.get().await.map_err(DbError::from)?;
+    let stmt = client
+        .prepare_cached("SELECT count(*) FROM outbox WHERE queue = $1 AND message_id = $2")
+        .await?;
+    Ok(client
+        .query_one(&stmt, &[&queue, &message_id])
+        .await?
+        .get(0))
+}
+
 /// One pass of the outbox relay: sends the rows of `queues` older than `older_than` that a crash or a
 /// broker outage left behind. Replicas share the work through `SKIP LOCKED`.
 pub async fn relay<S: Sink>(
