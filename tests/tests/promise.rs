@@ -360,3 +360,39 @@ async fn hole_4_sigterm_flushes_the_outbox_before_closing_and_leaves_nothing_beh
     assert_eq!(flushed[0].body["call_id"], left.as_str());
     env.teardown().await;
 }
+
+/// Hole 9: finished work rows are pruned once past `PASARELA_WORK_RETENTION`, through an index that
+/// keeps the pruning cheap; rows still in use stay.
+#[tokio::test]
+async fn hole_9_finished_work_rows_are_pruned_past_their_retention() {
+    let mut env = TestEnv::builder()
+        .worker("vendor-call")
+        .env("PASARELA_WORK_RETENTION", "2s")
+        .env("PASARELA_WORK_PRUNE_INTERVAL", "500ms")
+        .start()
+        .await;
+    for i in 0..20 {
+        let (id, message) = numrot_call(json!({ "i": i }));
+        event_of(&mut env, &id, &message).await;
+    }
+    let index: i64 = env
+        .query("SELECT count(*) FROM pg_indexes WHERE indexname = 'work_items_age'")
+        .await[0]
+        .get(0);
+    assert_eq!(index, 1);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let rows: i64 = env.query("SELECT count(*) FROM work_items").await[0].get(0);
+        if rows == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows} rows left; logs:\n{}",
+            env.worker_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(env.worker_log().contains("pruned finished work rows"));
+    env.teardown().await;
+}

@@ -16,11 +16,11 @@ use crate::runtime::handler::{Background, Handler};
 use crate::runtime::health::{self, Health};
 use crate::runtime::jobs::{self, Jobs};
 use crate::runtime::publisher::Publisher;
-use crate::runtime::relay;
 use crate::runtime::session::Leaving;
 use crate::runtime::settings::RuntimeSettings;
 use crate::runtime::stop::{self, StopSignal};
 use crate::runtime::topology::QueueTopology;
+use crate::runtime::{relay, retention};
 use crate::store::committer::{Store, StoreSettings};
 use crate::store::error::DbError;
 
@@ -154,6 +154,7 @@ struct Companions {
     background: JoinHandle<()>,
     relay: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
+    retention: JoinHandle<()>,
 }
 
 impl Companions {
@@ -181,6 +182,13 @@ impl Companions {
                 stop.clone(),
             )),
             housekeeping: tokio::spawn(housekeeping(worker.clone(), stop.clone())),
+            retention: tokio::spawn(retention::run(
+                worker.db.pool().clone(),
+                worker.routes.queue,
+                worker.settings.work_retention,
+                worker.settings.work_prune_interval,
+                stop.clone(),
+            )),
         }
     }
 
@@ -195,6 +203,7 @@ impl Companions {
         }
         self.relay.abort();
         self.housekeeping.abort();
+        self.retention.abort();
         if leaving.within(worker.store.settle()).await.is_none() {
             tracing::warn!("the last outbox clean-ups did not commit within the grace period");
         }

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod link;
 pub mod publisher;
 pub mod relay;
+pub mod retention;
 pub mod session;
 pub mod settings;
 pub mod stop;

@@ -12,8 +12,8 @@ use crate::store::outbox;
 /// Rows one relay pass takes at most.
 const PASS_ROWS: i64 = 500;
 
-/// Rows the last flush takes at most.
-const FLUSH_ROWS: i64 = 10_000;
+/// Bodies one pass holds in memory at most, past its first row: a `doc.sign` copy carries a document.
+const PASS_BYTES: i64 = 32 * 1024 * 1024;
 
 /// Every `every`, publishes this worker's outbox rows (those of `queues`) older than `after` while the
 /// broker is there, until stopped.
@@ -29,7 +29,7 @@ pub async fn run(
         if !publisher.is_connected() {
             continue;
         }
-        match outbox::relay(&pool, &publisher, &queues, after, PASS_ROWS).await {
+        match outbox::relay(&pool, &publisher, &queues, after, PASS_ROWS, PASS_BYTES).await {
             Ok(0) => {}
             Ok(n) => {
                 metrics::counter!("pasarela_outbox_relayed_total").increment(n as u64);
@@ -40,13 +40,30 @@ pub async fn run(
     }
 }
 
-/// Publishes whatever this worker's outbox rows still hold, once, before the process leaves.
+/// Publishes whatever this worker's outbox rows still hold before the process leaves, pass by pass
+/// (each bounded like the relay's); the caller bounds the whole by the grace period.
 pub async fn flush_all(pool: &Pool, publisher: &Publisher, queues: &[String]) {
-    match outbox::relay(pool, publisher, queues, Duration::ZERO, FLUSH_ROWS).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(published = n, "flushed the outbox"),
-        Err(e) => {
-            tracing::warn!(error = %e, "outbox left for the relay of another replica or restart")
+    let mut published = 0;
+    loop {
+        match outbox::relay(
+            pool,
+            publisher,
+            queues,
+            Duration::ZERO,
+            PASS_ROWS,
+            PASS_BYTES,
+        )
+        .await
+        {
+            Ok(0) => break,
+            Ok(n) => published += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox left for the relay of another replica or restart");
+                break;
+            }
         }
+    }
+    if published > 0 {
+        tracing::info!(published, "flushed the outbox");
     }
 }

@@ -61,6 +61,12 @@ pub struct RuntimeSettings {
     pub claim_lease: Duration,
     /// `PASARELA_SHUTDOWN_GRACE`: how long SIGTERM waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// `PASARELA_WORK_RETENTION`: how long a finished message's row is kept to answer its duplicates
+    /// (7 days); older rows are pruned.
+    pub work_retention: Duration,
+    /// `PASARELA_WORK_PRUNE_INTERVAL`: how often each worker prunes its queue's rows past retention
+    /// (10 minutes).
+    pub work_prune_interval: Duration,
     /// `PASARELA_DB_POOL_SIZE`.
     pub db_pool_size: usize,
     /// `PASARELA_GROUP_COMMIT_MAX`: most operations committed in one transaction.
@@ -125,6 +131,12 @@ impl RuntimeSettings {
                 .duration("PASARELA_OUTBOX_RELAY_INTERVAL", Duration::from_secs(1))?,
             outbox_relay_after: env
                 .duration("PASARELA_OUTBOX_RELAY_AFTER", Duration::from_secs(5))?,
+            work_retention: env.duration(
+                "PASARELA_WORK_RETENTION",
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            work_prune_interval: env
+                .duration("PASARELA_WORK_PRUNE_INTERVAL", Duration::from_secs(600))?,
         })
     }
 }

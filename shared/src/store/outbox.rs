@@ -125,23 +125,57 @@ pub async fn waiting(pool: &Pool, queue: &str, message_id: Uuid) -> Result<i64, 
 }
 
 /// One pass of the outbox relay: sends the rows of `queues` older than `older_than` that a crash or a
-/// broker outage left behind. Replicas share the work through `SKIP LOCKED`.
+/// broker outage left behind, at most `limit` rows and, past the first, at most `max_bytes` of bodies
+/// (a `doc.sign` copy carries a document). Replicas share the work through `SKIP LOCKED`.
 pub async fn relay<S: Sink>(
     pool: &Pool,
     sink: &S,
     queues: &[String],
     older_than: Duration,
     limit: i64,
+    max_bytes: i64,
 ) -> Result<usize, FlushError<S::Error>> {
+    let ids = {
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| FlushError::Store(DbError::from(e).into()))?;
+        let sizes = client
+            .query(
+                "SELECT id, octet_length(body)::int8 FROM outbox
+                 WHERE queue = ANY($1) AND created_at < now() - make_interval(secs => $2)
+                 ORDER BY created_at LIMIT $3",
+                &[&queues, &older_than.as_secs_f64(), &limit],
+            )
+            .await
+            .map_err(StoreError::from)?;
+        within_bytes(sizes.iter().map(|r| (r.get(0), r.get(1))), max_bytes)
+    };
+    if ids.is_empty() {
+        return Ok(0);
+    }
     send_rows(
         pool,
         sink,
-        "SELECT id, properties, body FROM outbox
-         WHERE queue = ANY($1) AND created_at < now() - make_interval(secs => $2)
-         ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-        &[&queues, &older_than.as_secs_f64(), &limit],
+        "SELECT id, properties, body FROM outbox WHERE id = ANY($1)
+         ORDER BY created_at FOR UPDATE SKIP LOCKED",
+        &[&ids],
     )
     .await
+}
+
+/// The ids of the first rows whose bodies fit in `max_bytes` together; the first row always does.
+fn within_bytes(rows: impl Iterator<Item = (Uuid, i64)>, max_bytes: i64) -> Vec<Uuid> {
+    let mut total = 0;
+    let mut ids = Vec::new();
+    for (id, size) in rows {
+        total += size;
+        if total > max_bytes && !ids.is_empty() {
+            break;
+        }
+        ids.push(id);
+    }
+    ids
 }
 
 /// Locks the outbox rows `select` finds, sends them, and deletes them in the same transaction: a row
@@ -198,4 +232,21 @@ pub enum FlushError<E: std::error::Error + 'static> {
     /// The broker did not confirm.
     #[error(transparent)]
     Send(E),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_pass_takes_rows_up_to_its_byte_budget_and_at_least_one() {
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+        let rows = |sizes: [i64; 4]| ids.iter().copied().zip(sizes).collect::<Vec<_>>();
+        assert_eq!(
+            within_bytes(rows([10, 10, 10, 10]).into_iter(), 25),
+            ids[..2]
+        );
+        assert_eq!(within_bytes(rows([100, 1, 1, 1]).into_iter(), 25), ids[..1]);
+        assert_eq!(within_bytes(rows([1, 1, 1, 1]).into_iter(), 25), ids);
+    }
 }

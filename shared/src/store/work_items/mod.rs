@@ -193,6 +193,32 @@ pub(crate) async fn renew(
         == 1)
 }
 
+/// Deletes up to `limit` rows of `queue` finished more than `older_than` ago; answers how many. A
+/// message seen again after that is new work: the retention is how long duplicates are recognised.
+pub async fn prune(
+    pool: &deadpool_postgres::Pool,
+    queue: &str,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(crate::store::error::DbError::from)?;
+    let stmt = client
+        .prepare_cached(
+            "DELETE FROM work_items WHERE queue = $1 AND message_id = ANY(ARRAY(
+                 SELECT message_id FROM work_items
+                 WHERE queue = $1 AND state = 'done'
+                   AND created_at < now() - make_interval(secs => $2)
+                 LIMIT $3))",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&queue, &older_than.as_secs_f64(), &limit])
+        .await?)
+}
+
 /// Every finished message of a group in one statement: one execution, not one per row.
 const MARK_DONE: &str = "UPDATE work_items AS w SET state = 'done', status = t.status,
         attempts = t.attempts, result_routing_key = t.routing_key, result = t.result,
