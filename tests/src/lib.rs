@@ -9,6 +9,7 @@
 mod broker;
 mod database;
 mod environment;
+mod proxy;
 mod services;
 mod simulator;
 
@@ -17,5 +18,6 @@ pub use database::{TestDatabase, drop_database};
 pub use environment::{
     EnvOptions, TEST_SECRET_KEY, TEST_TIERS, TEST_WEBHOOK_SECRET, TestEnv, free_port,
 };
+pub use proxy::BlackHole;
 pub use services::{Services, binary, pg_connect, services};
 pub use simulator::Simulator;

@@ -222,15 +222,21 @@ impl Companions {
         if let Some(connection) = leaving.connection {
             // A broker that stopped answering must not hold the process past its grace period.
             let close = connection.close(200, "shutdown".into());
-            if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+            let left = leaving
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            if tokio::time::timeout(left.max(LAST_CLOSE), close)
+                .await
+                .is_err()
+            {
                 tracing::warn!("the broker did not answer the close; leaving anyway");
             }
         }
     }
 }
 
-/// How long the way out waits for the broker to answer a connection close.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// The least time the way out gives the broker to answer the connection's close.
+const LAST_CLOSE: Duration = Duration::from_millis(200);
 
 /// The handler's housekeeping as a job loop: one job a turn, every `housekeeping_interval`.
 struct Housekeeping<H: Handler> {

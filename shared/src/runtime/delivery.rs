@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::contract::headers::{DEFERRED_HEADER, HeaderValue, REPLAY_HEADER, attempt_of};
 use crate::runtime::consumer::Consumer;
 use crate::runtime::handler::{HandleContext, Handler, NO_EVENT};
+use crate::runtime::link::answered;
 use crate::runtime::publisher;
 use crate::store::outbox;
 use crate::store::work_items::{Claim, ClaimRequest};
@@ -300,7 +301,8 @@ impl<H: Handler> Consumer<H> {
 
     /// Acks a delivery whose outcome is committed and confirmed.
     pub(crate) async fn ack(&self, delivery: &Inbound) {
-        if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+        let ack = delivery.acker.ack(BasicAckOptions::default());
+        if let Err(e) = answered("an ack", self.settings.amqp_heartbeat, ack).await {
             // The channel is gone; the broker redelivers and the claim answers from the stored state.
             tracing::debug!(error = %e, "ack failed");
         }
@@ -319,7 +321,8 @@ impl<H: Handler> Consumer<H> {
             requeue: true,
             ..Default::default()
         };
-        if let Err(e) = delivery.acker.nack(opts).await {
+        let nack = delivery.acker.nack(opts);
+        if let Err(e) = answered("a nack", self.settings.amqp_heartbeat, nack).await {
             tracing::debug!(error = %e, "nack failed");
         }
         "requeued"

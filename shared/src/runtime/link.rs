@@ -2,10 +2,13 @@
 //! The consumer builds its session on it; a service that only publishes (callback-ingress) keeps a
 //! link with [`publish_only`], which also watches the connection's events.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::{Connection, Event};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Event};
 use secrecy::SecretString;
 
 use crate::runtime::backoff;
@@ -30,6 +33,43 @@ pub struct Link {
     pub publisher: Publisher,
     /// Where broker readiness is reported.
     pub health: Health,
+    /// `PASARELA_AMQP_HEARTBEAT`: the heartbeat asked of the broker, and how long any broker call may
+    /// go unanswered before the broker is taken for gone.
+    pub heartbeat: Duration,
+}
+
+/// Why a link could not be opened or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The broker answered with an error, or the connection failed.
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    /// The broker did not answer in time: a node that keeps its port open but no longer speaks.
+    #[error("the broker did not answer {what} within {after:?}")]
+    Silent {
+        /// What went unanswered.
+        what: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
+}
+
+/// Awaits a broker call for at most `after`.
+pub(crate) async fn answered<T>(
+    what: &'static str,
+    after: Duration,
+    call: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, LinkError> {
+    match tokio::time::timeout(after, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(LinkError::Silent { what, after }),
+    }
+}
+
+/// An open link: its connection, and the channel its liveness probe runs on.
+pub(crate) struct Opened {
+    pub(crate) connection: Connection,
+    pub(crate) probe: Channel,
 }
 
 /// How a session ended.
@@ -41,18 +81,34 @@ pub(crate) enum SessionEnd {
 }
 
 impl Link {
-    /// Connects, declares the whole topology, and gives the publisher a channel.
-    pub async fn open(&self) -> Result<Connection, lapin::Error> {
-        let connection = publisher::connect(&self.url, self.service).await?;
+    /// Connects, declares the whole topology, and gives the publisher a channel; all of it within
+    /// [`Link::open_within`], so that a broker which accepts connections but never answers is given up.
+    pub(crate) async fn open(&self) -> Result<Opened, LinkError> {
+        let within = self.open_within();
+        let connect = publisher::connect(&self.url, self.service, self.heartbeat);
+        let connection = answered("the connection handshake", within, connect).await?;
         let ready = async {
             self.topology.declare(&connection).await?;
-            self.publisher.attach(&connection).await
+            self.publisher.attach(&connection).await?;
+            connection.create_channel().await
         };
-        if let Err(e) = ready.await {
-            let _ = connection.close(200, "setup failed".into()).await;
-            return Err(e);
+        match answered("the topology declaration", within, ready).await {
+            Ok(probe) => Ok(Opened { connection, probe }),
+            Err(e) => {
+                let _ = answered(
+                    "a close",
+                    self.heartbeat,
+                    connection.close(200, "setup failed".into()),
+                )
+                .await;
+                Err(e)
+            }
         }
-        Ok(connection)
+    }
+
+    /// How long opening a link may take: a handshake and some fifty declarations.
+    fn open_within(&self) -> Duration {
+        self.heartbeat.saturating_mul(3).max(Duration::from_secs(5))
     }
 
     /// Reopens the publisher's channel after the broker closed it while the connection lives (a 404 on
@@ -70,9 +126,27 @@ impl Link {
         Ok(())
     }
 
-    /// What a periodic look at a session's connection finds.
-    pub(crate) async fn check(&self, connection: &Connection) -> Option<SessionEnd> {
+    /// What a periodic look at a session's connection finds. Besides the connection's state, it asks
+    /// the broker a question (a passive declaration of the work queue) and waits one heartbeat
+    /// interval for the answer: a node that stopped answering is found within that, even while the TCP
+    /// connection looks alive.
+    pub(crate) async fn check(&self, opened: &Opened) -> Option<SessionEnd> {
+        let connection = &opened.connection;
         if !connection.status().connected() {
+            return Some(SessionEnd::Lost);
+        }
+        let work_queue = self.topology.names.work_queue(&self.topology.queue);
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let probe =
+            opened
+                .probe
+                .queue_declare(work_queue.as_str().into(), passive, FieldTable::default());
+        if let Err(e) = answered("a liveness probe", self.heartbeat, probe).await {
+            tracing::warn!(error = %e, "the broker failed a liveness probe; reconnecting");
+            self.health.set_broker(false);
             return Some(SessionEnd::Lost);
         }
         if !self.publisher.is_connected()
@@ -113,8 +187,12 @@ pub async fn publish_only(link: Link, mut stop: StopSignal) {
 }
 
 /// One publish-only session: open, then follow the connection's events until it fails or stops.
-async fn watch(link: &Link, stop: &mut StopSignal) -> Result<SessionEnd, lapin::Error> {
-    let conn = link.open().await?;
+async fn watch(link: &Link, stop: &mut StopSignal) -> Result<SessionEnd, LinkError> {
+    let opened = tokio::select! {
+        opened = link.open() => opened?,
+        _ = stop.wait() => return Ok(SessionEnd::Stopped),
+    };
+    let conn = &opened.connection;
     let events = conn.events_listener();
     link.health.set_broker(true);
     tracing::info!(queue = %link.topology.names.work_queue(&link.topology.queue),
@@ -143,14 +221,20 @@ async fn watch(link: &Link, stop: &mut StopSignal) -> Result<SessionEnd, lapin::
                 None => break SessionEnd::Lost,
             },
             // A channel can close on its own (a channel-level error) while the connection lives.
-            _ = check.tick() => if let Some(end) = link.check(&conn).await {
+            _ = check.tick() => if let Some(end) = link.check(&opened).await {
                 break end;
             },
         }
     };
     // Close the connection before dropping the publishing channel: dropping an open channel closes it
-    // on its own, racing the connection's close. Closing a connection already gone fails, as expected.
-    let _ = conn.close(200, "stopping".into()).await;
+    // on its own, racing the connection's close. Closing a connection already gone fails, as expected;
+    // a broker that stopped answering gets one heartbeat interval.
+    let _ = answered(
+        "a close",
+        link.heartbeat,
+        conn.close(200, "stopping".into()),
+    )
+    .await;
     link.publisher.detach();
     Ok(end)
 }

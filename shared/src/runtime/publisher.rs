@@ -167,6 +167,17 @@ impl Publisher {
             .clone()
             .filter(|c| c.status().connected())
             .ok_or(PublishError::NotConnected)?;
+        tokio::time::timeout(self.confirm_timeout, self.publish_on(&channel, messages))
+            .await
+            .map_err(|_| PublishError::Timeout(self.confirm_timeout))?
+    }
+
+    /// Publishes on `channel` and waits for every confirm.
+    async fn publish_on(
+        &self,
+        channel: &Channel,
+        messages: &[OutboundMessage],
+    ) -> Result<(), PublishError> {
         let mut confirms = Vec::with_capacity(messages.len());
         for m in messages {
             let confirm = channel
@@ -183,10 +194,7 @@ impl Publisher {
                 .await?;
             confirms.push(confirm);
         }
-        let all = futures::future::try_join_all(confirms);
-        let confirmations = tokio::time::timeout(self.confirm_timeout, all)
-            .await
-            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+        let confirmations = futures::future::try_join_all(confirms).await?;
         let mut nacked = false;
         for (confirmation, m) in confirmations.into_iter().zip(messages) {
             nacked |= confirmation.is_nack();
@@ -215,11 +223,27 @@ impl Sink for Publisher {
     }
 }
 
-/// Connects to RabbitMQ, naming the connection after the service so operators can find it.
-pub async fn connect(url: &SecretString, service: &str) -> Result<Connection, lapin::Error> {
+/// Connects to RabbitMQ, naming the connection after the service so operators can find it, and asking
+/// for `heartbeat` unless the URL names its own.
+pub async fn connect(
+    url: &SecretString,
+    service: &str,
+    heartbeat: Duration,
+) -> Result<Connection, lapin::Error> {
     let props = ConnectionProperties::default()
         .with_connection_name(LongString::from(format!("{service}@{}", hostname())));
-    Connection::connect(url.expose_secret(), props).await
+    let mut uri: lapin::uri::AMQPUri = url
+        .expose_secret()
+        .parse()
+        // serde of the URL's own error could quote the URL, password included.
+        .map_err(|_: String| {
+            lapin::Error::from(std::io::Error::other("AMQP_URL is not an amqp:// URL"))
+        })?;
+    if uri.query.heartbeat.is_none() {
+        let seconds = heartbeat.as_secs().clamp(1, u64::from(u16::MAX));
+        uri.query.heartbeat = Some(seconds as u16);
+    }
+    Connection::connect_uri(uri, props).await
 }
 
 fn hostname() -> String {

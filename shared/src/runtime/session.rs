@@ -15,12 +15,12 @@ use uuid::Uuid;
 use crate::runtime::backoff;
 use crate::runtime::consumer::Consumer;
 use crate::runtime::handler::Handler;
-use crate::runtime::link::{CHECK_EVERY, Link, SessionEnd};
+use crate::runtime::link::{CHECK_EVERY, Link, LinkError, Opened, SessionEnd, answered};
 use crate::runtime::stop::StopSignal;
 
-/// A session's open connection, its consuming channel and the consumer.
+/// A session's open link, its consuming channel and the consumer.
 struct Open {
-    connection: Connection,
+    link: Opened,
     channel: Channel,
     consumer: lapin::Consumer,
 }
@@ -34,6 +34,7 @@ impl<H: Handler> Consumer<H> {
             topology: self.topology.clone(),
             publisher: self.publisher.clone(),
             health: self.health.clone(),
+            heartbeat: self.settings.amqp_heartbeat,
         }
     }
 
@@ -63,26 +64,31 @@ impl<H: Handler> Consumer<H> {
         })
     }
 
-    /// Connects, declares the whole topology of this worker's queue, and starts consuming.
-    async fn open(&self) -> Result<Open, lapin::Error> {
-        let connection = self.link().open().await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .basic_qos(self.settings.prefetch, BasicQosOptions::default())
-            .await?;
+    /// Connects, declares the whole topology, and starts consuming this worker's queue.
+    async fn open(&self) -> Result<Open, LinkError> {
+        let link = self.link().open().await?;
         let work_queue = self.topology.names.work_queue(&self.topology.queue);
-        let consumer = channel
-            .basic_consume(
-                work_queue.as_str().into(),
-                format!("{}-{}", self.service, Uuid::now_v7()).into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let consume = async {
+            let channel = link.connection.create_channel().await?;
+            channel
+                .basic_qos(self.settings.prefetch, BasicQosOptions::default())
+                .await?;
+            let consumer = channel
+                .basic_consume(
+                    work_queue.as_str().into(),
+                    format!("{}-{}", self.service, Uuid::now_v7()).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok((channel, consumer))
+        };
+        let (channel, consumer) =
+            answered("the consumer", self.settings.amqp_heartbeat, consume).await?;
         tracing::info!(queue = %work_queue, prefetch = self.settings.prefetch,
             concurrency = self.settings.concurrency, "consuming");
         Ok(Open {
-            connection,
+            link,
             channel,
             consumer,
         })
@@ -94,8 +100,12 @@ impl<H: Handler> Consumer<H> {
         self: &Arc<Self>,
         stop: &mut StopSignal,
         leaving: &mut Option<Leaving>,
-    ) -> Result<SessionEnd, lapin::Error> {
-        let mut open = self.open().await?;
+    ) -> Result<SessionEnd, LinkError> {
+        // A broker that accepts the connection but never answers must not keep SIGTERM waiting.
+        let mut open = tokio::select! {
+            open = self.open() => open?,
+            _ = stop.wait() => return Ok(SessionEnd::Stopped),
+        };
         self.health.set_broker(true);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let link = self.link();
@@ -104,7 +114,7 @@ impl<H: Handler> Consumer<H> {
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
                 _ = stop.wait() => break SessionEnd::Stopped,
-                _ = check.tick() => match link.check(&open.connection).await {
+                _ = check.tick() => match link.check(&open.link).await {
                     Some(end) => break end,
                     None => continue,
                 },
@@ -113,7 +123,7 @@ impl<H: Handler> Consumer<H> {
                 d = open.consumer.next() => d,
                 _ = stop.wait() => break SessionEnd::Stopped,
                 // A publishing channel the broker closed is reopened while consuming goes on.
-                _ = check.tick() => match link.check(&open.connection).await {
+                _ = check.tick() => match link.check(&open.link).await {
                     Some(end) => break end,
                     None => continue,
                 },
@@ -160,7 +170,7 @@ impl<H: Handler> Consumer<H> {
             ),
         }
         Leaving {
-            connection: Some(open.connection),
+            connection: Some(open.link.connection),
             deadline,
         }
     }

@@ -64,6 +64,9 @@ pub struct RuntimeSettings {
     /// `PASARELA_WORK_RETENTION`: how long a finished message's row is kept to answer its duplicates
     /// (7 days); older rows are pruned.
     pub work_retention: Duration,
+    /// `PASARELA_AMQP_HEARTBEAT`: the heartbeat asked of the broker (unless `AMQP_URL` names one), and
+    /// how long a broker call may go unanswered before the broker is taken for gone (10 s).
+    pub amqp_heartbeat: Duration,
     /// `PASARELA_WORK_PRUNE_INTERVAL`: how often each worker prunes its queue's rows past retention
     /// (10 minutes).
     pub work_prune_interval: Duration,
@@ -131,6 +134,7 @@ impl RuntimeSettings {
                 .duration("PASARELA_OUTBOX_RELAY_INTERVAL", Duration::from_secs(1))?,
             outbox_relay_after: env
                 .duration("PASARELA_OUTBOX_RELAY_AFTER", Duration::from_secs(5))?,
+            amqp_heartbeat: env.duration("PASARELA_AMQP_HEARTBEAT", Duration::from_secs(10))?,
             work_retention: env.duration(
                 "PASARELA_WORK_RETENTION",
                 Duration::from_secs(7 * 24 * 3600),

@@ -108,11 +108,7 @@ fn has_nul(value: &serde_json::Value) -> bool {
 fn scrub(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
-        Value::String(s) => {
-            if s.contains('\0') {
-                *s = s.replace('\0', "\u{FFFD}");
-            }
-        }
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
         Value::Array(items) => items.iter_mut().for_each(scrub),
         Value::Object(map) => {
             let entries = std::mem::take(map);

@@ -35,9 +35,14 @@ pub struct Commit {
     pub dead_letter: Option<DeadLetterRow>,
 }
 
+/// Where a claim's answer goes.
+type ClaimReply = oneshot::Sender<Result<Claim, StoreError>>;
+/// Where a commit's answer goes.
+type CommitReply = oneshot::Sender<Result<(), StoreError>>;
+
 enum Op {
-    Claim(ClaimRequest, oneshot::Sender<Result<Claim, StoreError>>),
-    Commit(Arc<Commit>, oneshot::Sender<Result<(), StoreError>>),
+    Claim(ClaimRequest, ClaimReply),
+    Commit(Arc<Commit>, CommitReply),
     Forget(Vec<Uuid>),
     /// Answers once every operation sent before it is committed.
     Settle(oneshot::Sender<()>),
@@ -200,8 +205,8 @@ impl Committer {
     /// Commits a group's claims, outcomes and clean-ups, and answers each waiter.
     async fn commit_ops(
         &self,
-        claims: Vec<(ClaimRequest, oneshot::Sender<Result<Claim, StoreError>>)>,
-        finishes: Vec<(Arc<Commit>, oneshot::Sender<Result<(), StoreError>>)>,
+        claims: Vec<(ClaimRequest, ClaimReply)>,
+        finishes: Vec<(Arc<Commit>, CommitReply)>,
         forgets: Vec<Uuid>,
     ) {
         if claims.is_empty() && finishes.is_empty() && forgets.is_empty() {

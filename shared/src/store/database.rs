@@ -22,6 +22,15 @@ pub fn parse_url(url: &SecretString) -> Result<tokio_postgres::Config, DbError> 
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
+    // A server that stops answering (a black-holed route, a frozen host) fails the connection within
+    // half a minute instead of holding a query, and the delivery waiting on it, forever.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+    config
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3);
     Ok(config)
 }
 
@@ -108,12 +117,17 @@ pub fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, DbErro
         .map_err(|e| DbError::Config(e.to_string()))
 }
 
-/// Whether the database answers a trivial query.
+/// Whether the database answers a trivial query within five seconds.
 pub async fn ping(pool: &Pool) -> bool {
-    match pool.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
-    }
+    let ask = async {
+        match pool.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .unwrap_or(false)
 }
 
 /// Whether a database named `name` exists, asked on a connection to any database of the server

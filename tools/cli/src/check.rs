@@ -122,23 +122,27 @@ async fn check_rabbitmq(url: &SecretString) -> Report {
             return report;
         }
     };
-    report.verdict =
-        match tokio::time::timeout(TIMEOUT, broker::connect(url, "pasarela-check")).await {
-            Err(_) => Verdict::Down(format!("no answer within {}s", TIMEOUT.as_secs())),
-            Ok(Ok(connection)) => {
-                let _ = connection.close(200, "check done".into()).await;
-                Verdict::Ok(String::new())
+    report.verdict = match tokio::time::timeout(
+        TIMEOUT,
+        broker::connect(url, "pasarela-check", TIMEOUT),
+    )
+    .await
+    {
+        Err(_) => Verdict::Down(format!("no answer within {}s", TIMEOUT.as_secs())),
+        Ok(Ok(connection)) => {
+            let _ = connection.close(200, "check done".into()).await;
+            Verdict::Ok(String::new())
+        }
+        Ok(Err(e)) => {
+            let why = describe(&e, password.as_deref());
+            match e.kind() {
+                lapin::ErrorKind::IOError(_) => Verdict::Down(why),
+                _ => Verdict::Refused(format!(
+                    "{why} (check the user, password and vhost in AMQP_URL)"
+                )),
             }
-            Ok(Err(e)) => {
-                let why = describe(&e, password.as_deref());
-                match e.kind() {
-                    lapin::ErrorKind::IOError(_) => Verdict::Down(why),
-                    _ => Verdict::Refused(format!(
-                        "{why} (check the user, password and vhost in AMQP_URL)"
-                    )),
-                }
-            }
-        };
+        }
+    };
     report
 }
 

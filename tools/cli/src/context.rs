@@ -46,7 +46,11 @@ impl Context {
     pub async fn broker(&self) -> anyhow::Result<Connection> {
         tokio::time::timeout(
             CONNECT_TIMEOUT,
-            broker::connect(&self.settings.amqp_url, CONNECTION_NAME),
+            broker::connect(
+                &self.settings.amqp_url,
+                CONNECTION_NAME,
+                self.settings.amqp_heartbeat,
+            ),
         )
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))

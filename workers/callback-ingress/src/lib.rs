@@ -101,6 +101,7 @@ pub async fn run(
         },
         publisher: Publisher::new(),
         health: health.clone(),
+        heartbeat: settings.amqp_heartbeat,
     };
     // Stops in this order: requests (on the signal), the broker (after the last request, so that
     // in-flight publishes get their confirms), the metrics endpoint (last, so the drain can be watched).
