@@ -13,6 +13,14 @@ impl TestEnv {
         self.db.query(sql, &[]).await.expect("query")
     }
 
+    /// Runs `sql` on the test's database; the error when it fails (a lock not granted, say).
+    pub async fn try_query(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        self.db.query(sql, &[]).await
+    }
+
     /// Reconnects the harness's database client (after a database restart).
     pub async fn reconnect_db(&mut self) {
         self.db = pg_connect(&self.database_url).await;

@@ -32,17 +32,21 @@ pub enum Record {
     DocumentFailed(documents::FailedRow),
     /// A vendor call (`vendor_calls`).
     VendorCall(vendor_calls::CallRow),
+    /// What a document check found (`documents`, its signed file, its client webhook).
+    DocumentChecked(documents::Checked),
 }
 
 impl Record {
-    async fn write(&self, txn: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
-        match self {
+    async fn write(&self, txn: &Transaction<'_>) -> Result<u64, StoreError> {
+        let written = match self {
             Record::OtpSend(row) => row.write(txn).await,
             Record::OtpVerification(row) => row.write(txn).await,
             Record::DocumentSubmitted(row) => row.write(txn).await,
             Record::DocumentFailed(row) => row.write(txn).await,
             Record::VendorCall(row) => row.write(txn).await,
-        }
+            Record::DocumentChecked(checked) => return checked.write(txn).await,
+        };
+        Ok(written?)
     }
 }
 

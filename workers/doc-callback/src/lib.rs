@@ -3,8 +3,9 @@
 //! PDF is downloaded and stored, `doc.signed` (or `doc.sign.failed`) is published, and the client's
 //! webhook is queued for the [`dispatch`] task, which delivers it signed, with retries.
 //!
-//! The document's row is locked for the whole check, so a webhook and a poll racing for one document
-//! are served one after the other, and only the message that finished it announces it.
+//! The check holds no row lock and no transaction while it asks the vendor (a status, then a download
+//! of up to two minutes): what it found is a record written in the runtime's one commit, and only a
+//! document still `submitted` changes, so a webhook and a poll racing for one document finish it once.
 
 mod settings;
 
@@ -27,17 +28,20 @@ use pasarela_shared::runtime::handler::{
 use pasarela_shared::runtime::jobs;
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store;
-use pasarela_shared::store::documents::{
-    CheckRow, DocumentState, FileKind, SignedCheck, StoreFileError,
-};
+use pasarela_shared::store::Record;
+use pasarela_shared::store::documents::{CheckRow, CheckWebhook, Checked, DocumentState};
 use pasarela_shared::store::error::DbError;
 use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
-use pasarela_shared::store::webhook_jobs::{self, NewJob};
+use pasarela_shared::store::webhook_jobs;
 use pasarela_shared::vendors::signing::{DocumentStatus, SigningClient, VendorStatus};
 use pasarela_shared::vendors::webhook::WebhookSigner;
 pub use settings::Settings;
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// How long a check holds a document while it asks the vendor: a status and a download, each bounded
+/// by the signing client's timeouts.
+const CHECK_LEASE: Duration = Duration::from_secs(180);
 
 /// How long before the access token's end the shared store refreshes it.
 const TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -59,9 +63,11 @@ enum Finding {
         status: &'static str,
         facts: DocumentFacts,
         failure: Option<Failure>,
+        /// What to write; none when announcing again what this message already wrote.
+        checked: Option<Checked>,
     },
     /// Nothing to publish: still in progress, already finished by another message, or unknown.
-    Quiet(&'static str),
+    Quiet(&'static str, Option<Checked>),
 }
 
 impl DocCallbackHandler {
@@ -85,12 +91,31 @@ impl DocCallbackHandler {
     }
 
     async fn check(&self, m: &DocCallback, ctx: &HandleContext) -> Result<Finding, CheckError> {
-        let mut conn = self.db.pool().get().await.map_err(DbError::from)?;
-        let txn = conn.transaction().await.map_err(DbError::from)?;
-        let Some(row) = store::documents::lock_for_check(&txn, m.document_id).await? else {
-            tracing::warn!(document_id = %m.document_id, "doc.callback for an unknown document");
-            return Ok(Finding::Quiet("unknown"));
+        let (row, leased) = {
+            let client = self.db.pool().get().await.map_err(DbError::from)?;
+            let row = store::documents::read_for_check(&client, m.document_id).await?;
+            let leased = match &row {
+                Some(r) if r.state == DocumentState::Submitted => {
+                    store::documents::lease_check(
+                        &client,
+                        m.document_id,
+                        ctx.message_id,
+                        CHECK_LEASE,
+                    )
+                    .await?
+                }
+                _ => false,
+            };
+            (row, leased)
         };
+        let Some(row) = row else {
+            tracing::warn!(document_id = %m.document_id, "doc.callback for an unknown document");
+            return Ok(Finding::Quiet("unknown", None));
+        };
+        if row.state == DocumentState::Submitted && !leased {
+            // Another message's check is asking the vendor right now, and announces what it finds.
+            return Ok(Finding::Quiet("checking", None));
+        }
         match row.state {
             DocumentState::Signed | DocumentState::Failed
                 if row.completed_by == Some(ctx.message_id) =>
@@ -103,10 +128,11 @@ impl DocCallbackHandler {
                     status: row.state.as_str(),
                     facts: row.facts,
                     failure,
+                    checked: None,
                 });
             }
             DocumentState::Signed | DocumentState::Failed => {
-                return Ok(Finding::Quiet("already_final"));
+                return Ok(Finding::Quiet("already_final", None));
             }
             DocumentState::Stored => return Err(CheckError::NotYetSubmitted),
             DocumentState::Submitted => {}
@@ -116,7 +142,7 @@ impl DocCallbackHandler {
             .clone()
             .ok_or(CheckError::NotYetSubmitted)?;
         let status = self.client.status(&self.tokens, &vendor_id).await?;
-        let mut facts = DocumentFacts {
+        let facts = DocumentFacts {
             vendor_document_id: Some(vendor_id.clone()),
             date_sent_to_sign: status.date_sent_to_sign,
             signing_date: status.signing_date,
@@ -127,57 +153,7 @@ impl DocCallbackHandler {
         };
         let state = status.state();
         if state == VendorStatus::Signed {
-            let limit = self.documents.max_document_bytes.saturating_mul(3) + 64 * 1024;
-            let download = self
-                .client
-                .download(&self.tokens, &vendor_id, limit)
-                .await?;
-            let view = download.view()?;
-            let content = view.signed_document_content.as_bytes();
-            let size = documents::check_base64_pdf(content, limit).map_err(|e| {
-                CheckError::Signing(
-                    pasarela_shared::vendors::http::VendorError::Decode {
-                        vendor: "signing",
-                        detail: format!("signed document: {e}"),
-                    }
-                    .into(),
-                )
-            })?;
-            store::documents::store_file(&txn, m.document_id, FileKind::Signed, content).await?;
-            facts.date_sent_to_sign = facts.date_sent_to_sign.or(view.date_sent_to_sign);
-            let signed_name = view.document_name.clone();
-            drop(view);
-            drop(download);
-            let signed = SignedCheck {
-                document_id: m.document_id,
-                vendor_status: &status.status,
-                vendor_message: status.message.as_deref(),
-                signed_bytes: size as i64,
-                signed_document_name: signed_name.as_deref(),
-                facts: &facts,
-                completed_by: ctx.message_id,
-            };
-            store::documents::mark_signed(&txn, &signed).await?;
-            if facts.signing_date.is_none() {
-                facts.signing_date = Some(chrono::Utc::now());
-            }
-            self.queue_webhook(
-                &txn,
-                m.document_id,
-                &row,
-                "document.signed",
-                &status,
-                &facts,
-            )
-            .await?;
-            txn.commit().await.map_err(DbError::from)?;
-            metrics::counter!("pasarela_documents_signed_total").increment(1);
-            tracing::info!(document_id = %m.document_id, source = %m.source, bytes = size, "document signed and stored");
-            return Ok(Finding::Final {
-                status: "signed",
-                facts,
-                failure: None,
-            });
+            return self.signed(m, ctx, &row, &vendor_id, status, facts).await;
         }
         if state.is_failure() || row.poll_over {
             let failure = if state.is_failure() {
@@ -199,31 +175,23 @@ impl DocCallbackHandler {
                     ),
                 )
             };
-            store::documents::mark_failed(
-                &txn,
-                m.document_id,
-                &status.status,
-                status.message.as_deref(),
-                &failure,
-                ctx.message_id,
-                facts.date_sent_to_sign,
-            )
-            .await?;
-            self.queue_webhook(
-                &txn,
-                m.document_id,
-                &row,
-                "document.sign_failed",
-                &status,
-                &facts,
-            )
-            .await?;
-            txn.commit().await.map_err(DbError::from)?;
+            let webhook =
+                self.webhook(m.document_id, &row, "document.sign_failed", &status, &facts);
+            let checked = Checked::Failed {
+                document_id: m.document_id,
+                vendor_status: status.status.clone(),
+                vendor_message: status.message.clone(),
+                failure: failure.clone(),
+                completed_by: ctx.message_id,
+                date_sent_to_sign: facts.date_sent_to_sign,
+                webhook,
+            };
             metrics::counter!("pasarela_documents_failed_total").increment(1);
             return Ok(Finding::Final {
                 status: "failed",
                 facts,
                 failure: Some(failure),
+                checked: Some(checked),
             });
         }
         // Still in progress. A poll schedules the next one further out; a webhook the status does not
@@ -236,28 +204,83 @@ impl DocCallbackHandler {
         } else {
             (row.polls, self.documents.poll_delay(0))
         };
-        store::documents::schedule_poll(&txn, m.document_id, &status.status, polls, delay).await?;
-        txn.commit().await.map_err(DbError::from)?;
-        Ok(Finding::Quiet(if m.source == "poll" {
+        let pending = Checked::Pending {
+            document_id: m.document_id,
+            vendor_status: status.status.clone(),
+            polls,
+            next_in: delay,
+        };
+        let quiet = if m.source == "poll" {
             "pending"
         } else {
             "unconfirmed"
-        }))
+        };
+        Ok(Finding::Quiet(quiet, Some(pending)))
     }
 
-    /// Queues the client's webhook for this outcome, when the producer gave a callback URL.
-    async fn queue_webhook(
+    /// A document the vendor says is signed: download the signed PDF and check it; what to write.
+    async fn signed(
         &self,
-        txn: &deadpool_postgres::Transaction<'_>,
+        m: &DocCallback,
+        ctx: &HandleContext,
+        row: &CheckRow,
+        vendor_id: &str,
+        status: DocumentStatus,
+        mut facts: DocumentFacts,
+    ) -> Result<Finding, CheckError> {
+        let limit = self.documents.max_document_bytes.saturating_mul(3) + 64 * 1024;
+        let download = self.client.download(&self.tokens, vendor_id, limit).await?;
+        let view = download.view()?;
+        let content = view.signed_document_content.as_bytes();
+        let size = documents::check_base64_pdf(content, limit).map_err(|e| {
+            CheckError::Signing(
+                pasarela_shared::vendors::http::VendorError::Decode {
+                    vendor: "signing",
+                    detail: format!("signed document: {e}"),
+                }
+                .into(),
+            )
+        })?;
+        let content = bytes::Bytes::copy_from_slice(content);
+        facts.date_sent_to_sign = facts.date_sent_to_sign.or(view.date_sent_to_sign);
+        let signed_document_name = view.document_name.clone();
+        drop(view);
+        drop(download);
+        if facts.signing_date.is_none() {
+            facts.signing_date = Some(chrono::Utc::now());
+        }
+        let webhook = self.webhook(m.document_id, row, "document.signed", &status, &facts);
+        let checked = Checked::Signed {
+            document_id: m.document_id,
+            vendor_status: status.status.clone(),
+            vendor_message: status.message.clone(),
+            signed_bytes: size as i64,
+            signed_document_name,
+            facts: facts.clone(),
+            completed_by: ctx.message_id,
+            content,
+            webhook,
+        };
+        metrics::counter!("pasarela_documents_signed_total").increment(1);
+        tracing::info!(document_id = %m.document_id, source = %m.source, bytes = size, "document signed");
+        Ok(Finding::Final {
+            status: "signed",
+            facts,
+            failure: None,
+            checked: Some(checked),
+        })
+    }
+
+    /// The client's webhook for this outcome, when the producer gave a callback URL.
+    fn webhook(
+        &self,
         document_id: Uuid,
         row: &CheckRow,
-        event_type: &str,
+        event_type: &'static str,
         status: &DocumentStatus,
         facts: &DocumentFacts,
-    ) -> Result<(), DbError> {
-        let Some(url) = &row.client_callback_url else {
-            return Ok(());
-        };
+    ) -> Option<CheckWebhook> {
+        let url = row.client_callback_url.clone()?;
         let payload = dispatch::payload(
             event_type,
             document_id,
@@ -266,13 +289,11 @@ impl DocCallbackHandler {
             status,
             facts,
         );
-        let job = NewJob {
-            document_id,
+        Some(CheckWebhook {
             event_type,
             url,
-            payload: &payload,
-        };
-        webhook_jobs::queue(txn, &job).await
+            payload,
+        })
     }
 }
 
@@ -287,34 +308,25 @@ enum CheckError {
     NotYetSubmitted,
 }
 
-impl From<StoreFileError> for CheckError {
-    fn from(e: StoreFileError) -> Self {
-        match e {
-            StoreFileError::Db(d) => CheckError::Db(d),
-            StoreFileError::Content(c) => CheckError::Signing(
-                pasarela_shared::vendors::http::VendorError::Decode {
-                    vendor: "signing",
-                    detail: c.to_string(),
-                }
-                .into(),
-            ),
-        }
-    }
-}
-
 impl From<pasarela_shared::vendors::http::VendorError> for CheckError {
     fn from(e: pasarela_shared::vendors::http::VendorError) -> Self {
         CheckError::Signing(e.into())
     }
 }
 
-fn quiet(m: &DocCallback, ctx: &HandleContext, status: &str) -> Completion {
+fn quiet(
+    m: &DocCallback,
+    ctx: &HandleContext,
+    status: &str,
+    checked: Option<Checked>,
+) -> Completion {
     let event = CallbackChecked {
         document_id: m.document_id,
         ending: Ending::now(status, ctx.attempt, None),
         source: m.source.clone(),
     };
-    Completion::of(&event, None, vec![])
+    let records = checked.map(Record::DocumentChecked).into_iter().collect();
+    Completion::of(&event, None, records)
 }
 
 impl Handler for DocCallbackHandler {
@@ -334,6 +346,7 @@ impl Handler for DocCallbackHandler {
                 status,
                 facts,
                 failure,
+                checked,
             }) => {
                 let step = if failure.is_none() {
                     DocumentStep::Signed
@@ -342,9 +355,12 @@ impl Handler for DocCallbackHandler {
                 };
                 let ending = Ending::now(status, ctx.attempt, failure.as_ref());
                 let event = DocumentEvent::new(m.document_id, step, ending, &facts);
-                Outcome::Complete(Completion::of(&event, failure, vec![]))
+                let records = checked.map(Record::DocumentChecked).into_iter().collect();
+                Outcome::Complete(Completion::of(&event, failure, records))
             }
-            Ok(Finding::Quiet(status)) => Outcome::Complete(quiet(m, ctx, status)),
+            Ok(Finding::Quiet(status, checked)) => {
+                Outcome::Complete(quiet(m, ctx, status, checked))
+            }
             Err(CheckError::NotYetSubmitted) => Outcome::Retry {
                 failure: Failure::new(ErrorKind::Internal, CheckError::NotYetSubmitted.to_string()),
                 retry_after: None,
@@ -358,7 +374,7 @@ impl Handler for DocCallbackHandler {
                 std::ops::ControlFlow::Continue(failure) => {
                     // The poll keeps its schedule; this message has nothing more to do.
                     tracing::warn!(document_id = %m.document_id, error = %failure, "could not confirm the document");
-                    let mut c = quiet(m, ctx, "unconfirmed");
+                    let mut c = quiet(m, ctx, "unconfirmed", None);
                     c.error = Some(failure);
                     Outcome::Complete(c)
                 }
@@ -368,7 +384,7 @@ impl Handler for DocCallbackHandler {
 
     fn exhausted(&self, m: &DocCallback, ctx: &HandleContext, last: &Failure) -> Completion {
         // The document is not failed for it: its status polls go on.
-        let mut c = quiet(m, ctx, "unconfirmed");
+        let mut c = quiet(m, ctx, "unconfirmed", None);
         c.error = Some(Failure::exhausted(ctx.attempt, last));
         c
     }
