@@ -380,14 +380,30 @@ async fn forged_and_replayed_vendor_callbacks_are_refused_and_publish_nothing() 
         .status()
         .as_u16();
     assert_eq!(replay, 409);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A sentinel check published after the refusals: once it is done, anything they had published
+    // before it would be done too.
+    let sentinel = Uuid::now_v7();
+    env.publish_to(
+        "doc.callback",
+        &json!({ "document_id": Uuid::now_v7(), "source": "poll" }),
+        &sentinel.to_string(),
+    )
+    .await;
+    let done = format!(
+        "SELECT count(*) FROM work_items WHERE queue = 'doc.callback' AND message_id = '{sentinel}' AND state = 'done'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&env, &done).await == 0 {
+        assert!(Instant::now() < deadline, "the sentinel was not checked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         count(
             &env,
             "SELECT count(*) FROM work_items WHERE queue = 'doc.callback'"
         )
         .await,
-        callbacks_before,
+        callbacks_before + 1,
         "a refused callback published nothing"
     );
     env.teardown().await;

@@ -71,14 +71,20 @@ enum Fault {
 /// one terminal row with the same worker process still up.
 async fn ride_out(fault: Fault) {
     let mut env = TestEnv::start().await;
+    // Slow enough that the batch takes seconds: the fault strikes while most of it is in flight.
     env.sim
-        .faults(json!({ "vendor": "danaconnect", "latency_ms": 50 }))
+        .faults(json!({ "vendor": "danaconnect", "latency_ms": 1000 }))
         .await;
     let ids = publish_batch(&env).await;
     let mut seen = HashSet::new();
     for e in env.events(50, Duration::from_secs(60)).await {
         seen.insert(e.body["request_id"].as_str().unwrap().to_string());
     }
+    let terminal_before = tally(&env).await.terminal;
+    assert!(
+        terminal_before < BATCH as i64,
+        "the batch finished before the fault ({terminal_before} terminal)"
+    );
     let name = match fault {
         Fault::Broker => {
             services()
@@ -99,8 +105,11 @@ async fn ride_out(fault: Fault) {
     let t = tally(&env).await;
     let calls = env.sim.calls("danaconnect", "send").await as i64;
     println!(
-        "{name} restart: published {BATCH}, terminal rows {}, events {events}, vendor calls {calls}, possible duplicates {}, dead {}",
-        t.terminal, t.possible_duplicates, t.dead
+        "{name} restart: published {BATCH}, in flight at the fault {}, terminal rows {}, events {events}, vendor calls {calls}, possible duplicates {}, dead {}",
+        BATCH as i64 - terminal_before,
+        t.terminal,
+        t.possible_duplicates,
+        t.dead
     );
     assert_eq!(t.terminal, BATCH as i64, "one terminal row per message");
     assert_eq!(t.dead, 0);
