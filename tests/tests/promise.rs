@@ -60,9 +60,16 @@ async fn hole_1_a_poison_vendor_answer_is_recorded_and_the_vendor_called_once() 
         .env("PASARELA_CLAIM_LEASE", "1s")
         .start()
         .await;
-    let (id, message) = numrot_call(json!({ "note": "a\u{0}b" }));
+    env.sim
+        .post("numrot/settings", &json!({ "nul_in_answers": true }))
+        .await;
+    let (id, message) = numrot_call(json!({ "a": 1 }));
     let event = event_of(&mut env, &id, &message).await;
     assert_eq!(event["status"], "ok", "{event}");
+    assert_eq!(
+        event["response"]["note"], "a\u{0}b",
+        "the event carries the answer as it came"
+    );
     // A sentinel after it: by its event, every lease of the first has lapsed three times over.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (sentinel, message) = numrot_call(json!({ "n": 1 }));
@@ -78,8 +85,9 @@ async fn hole_1_a_poison_vendor_answer_is_recorded_and_the_vendor_called_once() 
     env.teardown().await;
 }
 
-/// Hole 1: an outcome whose domain row PostgreSQL refuses (`text` rejects NUL) settles as a dead
-/// letter that says why, instead of being redelivered and attempted forever.
+/// Hole 1: an outcome the database refuses for good (here a constraint the table gained, as a DBA or a
+/// migration might add) settles as a dead letter that says why, its event still published, instead of
+/// being redelivered and calling the vendor again each time its lease lapses.
 #[tokio::test]
 async fn hole_1_an_unrecordable_outcome_is_dead_lettered_once_not_retried() {
     let mut env = TestEnv::builder()
@@ -87,21 +95,30 @@ async fn hole_1_an_unrecordable_outcome_is_dead_lettered_once_not_retried() {
         .env("PASARELA_CLAIM_LEASE", "1s")
         .start()
         .await;
+    env.query("ALTER TABLE vendor_calls ADD CONSTRAINT no_poison CHECK (path <> '/api/poison')")
+        .await;
     let id = Uuid::new_v4().to_string();
-    let message = json!({ "call_id": id, "vendor": "twi\u{0}lio", "method": "GET", "path": "/x" });
+    let message = json!({ "call_id": id, "vendor": "numrot", "method": "POST",
+        "path": "/api/poison", "body": { "a": 1 } });
     let event = event_of(&mut env, &id, &message).await;
-    assert_eq!(event["status"], "rejected", "{event}");
+    assert_eq!(event["status"], "ok", "{event}");
     let dead = env
         .dead_letters_of("vendor.call", 1, Duration::from_secs(10))
         .await;
     assert_eq!(dead.len(), 1);
+    // A sentinel after three lapsed leases: by its event, any repeat of the first would have happened.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (sentinel, message) = numrot_call(json!({ "n": 1 }));
+    event_of(&mut env, &sentinel, &message).await;
+    assert_eq!(env.sim.calls("numrot", "call").await, 2, "one call each");
     let rows = env
         .query("SELECT reason, (SELECT count(*) FROM work_items WHERE state = 'done') FROM dead_letters")
         .await;
     assert_eq!(rows.len(), 1, "one dead letter");
     let reason: String = rows[0].get(0);
     assert!(reason.contains("could not be recorded"), "{reason}");
-    assert_eq!(rows[0].get::<_, i64>(1), 1);
+    assert!(reason.contains("23514"), "{reason}");
+    assert_eq!(rows[0].get::<_, i64>(1), 2);
     env.teardown().await;
 }
 

@@ -41,6 +41,10 @@ pub(crate) enum Unreadable {
         /// The handler's limit.
         limit: usize,
     },
+    /// A field holding the NUL character, which PostgreSQL cannot store: refused before any vendor is
+    /// called for it.
+    #[error("a field holds a NUL character (\\u0000), which cannot be stored")]
+    Nul,
     /// A body that is not the queue's message.
     #[error("invalid {queue} message: {error}")]
     Body {
@@ -87,6 +91,14 @@ impl Inbound {
             .as_ref()
             .map(|s| s.as_str().to_string())
     }
+}
+
+/// Whether a JSON text holds the escape `\u0000` (not a literal backslash followed by `u0000`).
+fn holds_escaped_nul(body: &[u8]) -> bool {
+    memchr::memmem::find_iter(body, b"u0000").any(|at| {
+        let backslashes = body[..at].iter().rev().take_while(|b| **b == b'\\').count();
+        backslashes % 2 == 1
+    })
 }
 
 impl<H: Handler> Consumer<H> {
@@ -189,6 +201,9 @@ impl<H: Handler> Consumer<H> {
                 size: delivery.body.len(),
                 limit,
             });
+        }
+        if holds_escaped_nul(&delivery.body) {
+            return Err(Unreadable::Nul);
         }
         let message = self
             .handler
@@ -326,5 +341,18 @@ impl<H: Handler> Consumer<H> {
             tracing::debug!(error = %e, "nack failed");
         }
         "requeued"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_escaped_nul_is_found_and_a_literal_backslash_u0000_is_not() {
+        assert!(holds_escaped_nul(br#"{"tenant":"ac\u0000me"}"#));
+        assert!(holds_escaped_nul(br#"{"a":"\\\u0000"}"#));
+        assert!(!holds_escaped_nul(br#"{"a":"\\u0000"}"#));
+        assert!(!holds_escaped_nul(br#"{"a":"u0000"}"#));
     }
 }

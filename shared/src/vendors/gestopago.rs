@@ -98,18 +98,18 @@ impl GestoPagoClient {
         if !status.is_success() {
             return Err(http::status_error(VENDOR, status, &headers, &text));
         }
-        let parsed: Value = serde_json::from_str(&text).map_err(|_| VendorError::Decode {
-            vendor: VENDOR,
-            detail: "the token answer is not JSON".into(),
-        })?;
-        let token =
-            parsed
-                .get("accessToken")
-                .and_then(Value::as_str)
-                .ok_or(VendorError::Decode {
-                    vendor: VENDOR,
-                    detail: "the token answer has no accessToken".into(),
-                })?;
+        let parsed: Value = serde_json::from_str(&text)
+            .map_err(|e| http::unreadable(VENDOR, "token answer", &text, &e))?;
+        let token = parsed
+            .get("accessToken")
+            .and_then(Value::as_str)
+            .ok_or_else(|| VendorError::Decode {
+                vendor: VENDOR,
+                detail: format!(
+                    "the token answer has no accessToken; its shape: {}",
+                    crate::vendors::shape::shape_of(&text)
+                ),
+            })?;
         let lifetime = parsed
             .get("expiresIn")
             .and_then(Value::as_u64)

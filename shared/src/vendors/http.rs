@@ -161,6 +161,24 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// An answer that is not the documented shape: what the parser said, without the values it may quote,
+/// and the answer's shape (keys and types, never values) for the operator.
+pub fn unreadable(
+    vendor: &'static str,
+    what: &str,
+    text: &str,
+    error: &serde_json::Error,
+) -> VendorError {
+    VendorError::Decode {
+        vendor,
+        detail: format!(
+            "{what}: {}; the answer's shape: {}",
+            crate::vendors::shape::parse_error(error),
+            crate::vendors::shape::shape_of(text)
+        ),
+    }
+}
+
 /// The first 200 characters of a body, for error messages.
 pub fn snippet(body: &str) -> String {
     body.chars().take(200).collect()
@@ -272,10 +290,7 @@ impl BasicJsonApi {
         } = exchange(vendor, operation, self.timeout, request).await?;
         match serde_json::from_str::<R>(&text) {
             Ok(parsed) => Ok(parsed),
-            Err(e) if status.is_success() => Err(VendorError::Decode {
-                vendor,
-                detail: e.to_string(),
-            }),
+            Err(e) if status.is_success() => Err(unreadable(vendor, operation, &text, &e)),
             Err(_) => Err(status_error(vendor, status, &headers, &text)),
         }
     }

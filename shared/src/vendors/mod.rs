@@ -10,6 +10,7 @@ pub mod demo;
 pub mod gestopago;
 pub mod http;
 pub mod numrot;
+pub mod shape;
 pub mod signing;
 pub mod tokens;
 pub mod webhook;

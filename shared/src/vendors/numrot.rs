@@ -95,9 +95,12 @@ impl NumRotClient {
         if !status.is_success() {
             return Err(http::status_error(VENDOR, status, &headers, &text));
         }
-        let (value, lifetime) = token_from_body(&text).ok_or(VendorError::Decode {
+        let (value, lifetime) = token_from_body(&text).ok_or_else(|| VendorError::Decode {
             vendor: VENDOR,
-            detail: "the token answer holds no token".into(),
+            detail: format!(
+                "the token answer holds no token; its shape: {}",
+                crate::vendors::shape::shape_of(&text)
+            ),
         })?;
         Ok(FetchedToken {
             value,

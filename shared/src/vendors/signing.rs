@@ -246,9 +246,8 @@ pub struct DownloadView<'a> {
 impl Download {
     /// The answer's fields.
     pub fn view(&self) -> Result<DownloadView<'_>, VendorError> {
-        serde_json::from_slice(&self.raw).map_err(|e| VendorError::Decode {
-            vendor: VENDOR,
-            detail: format!("download: {e}"),
+        serde_json::from_slice(&self.raw).map_err(|e| {
+            http::unreadable(VENDOR, "download", &String::from_utf8_lossy(&self.raw), &e)
         })
     }
 }
@@ -329,10 +328,8 @@ impl SigningClient {
         if !status.is_success() {
             return Err(refused(status, &headers, &text));
         }
-        let answer: TokenAnswer = serde_json::from_str(&text).map_err(|e| VendorError::Decode {
-            vendor: VENDOR,
-            detail: format!("token answer: {e}"),
-        })?;
+        let answer: TokenAnswer = serde_json::from_str(&text)
+            .map_err(|e| http::unreadable(VENDOR, "token answer", &text, &e))?;
         if let Some(kind) = answer.token_type.as_deref()
             && !kind.eq_ignore_ascii_case("bearer")
         {
@@ -585,11 +582,8 @@ impl SigningClient {
         if !status.is_success() {
             return Err(refused(status, &headers, &text));
         }
-        let submitted: Submitted =
-            serde_json::from_str(&text).map_err(|e| VendorError::Decode {
-                vendor: VENDOR,
-                detail: format!("submit answer: {e}"),
-            })?;
+        let submitted: Submitted = serde_json::from_str(&text)
+            .map_err(|e| http::unreadable(VENDOR, "submit answer", &text, &e))?;
         if submitted.document_id.is_empty() {
             return Err(VendorError::Decode {
                 vendor: VENDOR,

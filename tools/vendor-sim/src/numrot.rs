@@ -13,6 +13,8 @@
 //! - the services behind the token are in no document we have: `/numrot/api/{*path}` stands for them,
 //!   any method, echoing `{"method", "path", "query", "body"}`; a missing or unknown token is 401 like an
 //!   expired one (the document names only the expired case), each with its own `error` text;
+//! - with the `nul_in_answers` setting on, every service answer also carries `"note": "a\u0000b"`: a
+//!   vendor answer holding the NUL character, which PostgreSQL refuses to store;
 //! - the lifetime is 3600 s (the document's maximum) unless set with `POST /sim/numrot/settings`, and
 //!   `POST /sim/numrot/invalidate` ends every issued token at once, as a revocation on NumRot's side
 //!   would.
@@ -41,6 +43,7 @@ const MAX_LIFETIME_S: u64 = 365 * 86_400;
 pub struct NumRotState {
     tokens: TokenStore,
     bare_token: AtomicBool,
+    nul_in_answers: AtomicBool,
 }
 
 impl Default for NumRotState {
@@ -48,6 +51,7 @@ impl Default for NumRotState {
         Self {
             tokens: TokenStore::new(DEFAULT_LIFETIME_S),
             bare_token: AtomicBool::new(false),
+            nul_in_answers: AtomicBool::new(false),
         }
     }
 }
@@ -152,19 +156,23 @@ async fn call(
             );
         }
     };
-    Json(json!({
+    let mut answer = json!({
         "method": method.as_str(),
         "path": path,
         "query": query,
         "body": body,
-    }))
-    .into_response()
+    });
+    if sim.numrot.nul_in_answers.load(Ordering::Relaxed) {
+        answer["note"] = "a\u{0}b".into();
+    }
+    Json(answer).into_response()
 }
 
 fn settings_of(sim: &Sim) -> Json<Value> {
     Json(json!({
         "token_lifetime_s": sim.numrot.tokens.lifetime_s(),
         "bare_token": sim.numrot.bare_token.load(Ordering::Relaxed),
+        "nul_in_answers": sim.numrot.nul_in_answers.load(Ordering::Relaxed),
     }))
 }
 
@@ -194,6 +202,14 @@ async fn set_settings(State(sim): State<Sim>, raw: Bytes) -> Response {
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return error(StatusCode::BAD_REQUEST, "bare_token must be a boolean"),
     };
+    let nul = match body.get("nul_in_answers") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "nul_in_answers must be a boolean"),
+    };
+    if let Some(nul) = nul {
+        sim.numrot.nul_in_answers.store(nul, Ordering::Relaxed);
+    }
     if let Some(seconds) = lifetime {
         sim.numrot.tokens.set_lifetime_s(seconds);
     }

@@ -115,6 +115,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any body and any path segment is read or refused, never a panic, and a message is only
+        /// ever built from an object.
+        #[test]
+        fn any_callback_body_or_path_is_read_or_refused(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            path in ".{0,48}",
+        ) {
+            let _ = parse_document_id(&path);
+            if let Ok(map) = parse_body(&body) {
+                let _ = callback_message(Uuid::now_v7(), &row(DocumentState::Submitted, Some("v-1")), &map);
+                let _ = callback_message(Uuid::now_v7(), &row(DocumentState::Submitted, None), &map);
+            }
+        }
+    }
+
     #[test]
     fn only_uuids_name_documents() {
         let id = Uuid::now_v7();
