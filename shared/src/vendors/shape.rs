@@ -90,7 +90,7 @@ mod tests {
         let shape = shape_of(text);
         assert_eq!(
             shape,
-            r#"{"code": string, "data": {"token": string, "n": number, "ok": boolean}, "items": [{"a": number} ×2]}"#
+            r#"{"code": string, "data": {"n": number, "ok": boolean, "token": string}, "items": [{"a": number} ×2]}"#
         );
         for value in ["SECRET-7", "abc123", "42"] {
             assert!(!shape.contains(value), "{shape}");
