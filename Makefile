@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos up down clean-test-state
+.PHONY: build test unit e2e faults lint demo bench chaos fuzz up down clean-test-state
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -19,8 +19,22 @@ e2e: build
 	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile
 
 # These stop and start the shared broker and database: never beside other tests.
-faults chaos: build
+faults: build
 	$(CARGO) test -p pasarela-e2e --test faults -- --test-threads=1
+
+## chaos: 20,000 messages while workers are killed, then a broker stop, a database restart, a vendor
+## outage and a client endpoint down; prints each scenario's published, terminal, lost and repeats
+chaos: build
+	$(CARGO) test -p pasarela-e2e --test chaos -- --ignored --nocapture --test-threads=1
+
+## fuzz: every cargo fuzz target (libFuzzer, nightly) for FUZZ_SECONDS each (600)
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := work_messages vendor_answers callback_body aes_payload
+fuzz:
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		CARGO_TARGET_DIR=$(CURDIR)/fuzz/target cargo +nightly fuzz run $$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -212,6 +212,33 @@ impl TestEnv {
             .await;
     }
 
+    /// Publishes `(message_id, body)` pairs to `routing_key`, confirms awaited together.
+    pub async fn publish_bulk(&self, routing_key: &str, messages: &[(String, Value)]) {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (id, body) in messages {
+            let props = json_props().with_message_id(ShortString::from(id.as_str()));
+            let body = serde_json::to_vec(body).expect("json");
+            let confirm = self
+                .channel
+                .basic_publish(
+                    qualify(&self.namespace, "pasarela").into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+                .expect("publish");
+            confirms.push(confirm);
+        }
+        for c in futures::future::try_join_all(confirms)
+            .await
+            .expect("confirms")
+        {
+            assert!(c.is_ack(), "the broker refused a message");
+        }
+    }
+
     /// Publishes many `otp.send` bodies, each with its request id as `message_id`, confirms pipelined.
     pub async fn publish_many(&self, ids: &[Uuid]) {
         let mut confirms = Vec::with_capacity(ids.len());

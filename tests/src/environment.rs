@@ -212,6 +212,31 @@ impl TestEnv {
         self.wait_until_serving(self.workers.len() - 1).await;
     }
 
+    /// How many worker processes the environment has (running or not).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The binary of the `index`th worker.
+    pub fn worker_binary(&self, index: usize) -> &str {
+        &self.workers[index].binary
+    }
+
+    /// Kills the `index`th worker with SIGKILL (no chance to finish anything), starts it again and
+    /// waits until it serves.
+    pub async fn kill_and_restart(&mut self, index: usize) {
+        if let Some(mut child) = self.workers[index].child.take() {
+            let _ = child.kill().await;
+        }
+        let (binary, log) = (
+            self.workers[index].binary.clone(),
+            self.workers[index].log.clone(),
+        );
+        let child = self.spawn(&binary, &log).await;
+        self.workers[index].child = Some(child);
+        self.wait_until_serving(index).await;
+    }
+
     /// Starts the worker again after [`TestEnv::signal_worker`] stopped it, and waits until it consumes.
     pub async fn start_worker(&mut self) {
         let (binary, log) = match self.workers.first() {

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -223,17 +224,68 @@ impl Sink for Publisher {
     }
 }
 
+/// The node a process last connected to, among the URLs of `AMQP_URL`: the next connect starts there,
+/// and moves on to the next node when that one does not answer.
+static PREFERRED_NODE: AtomicUsize = AtomicUsize::new(0);
+
 /// Connects to RabbitMQ, naming the connection after the service so operators can find it, and asking
-/// for `heartbeat` unless the URL names its own.
+/// for `heartbeat` unless the URL names its own. `url` may list the nodes of a cluster, separated by
+/// commas: they are tried in turn, from the one that answered last, each given one heartbeat.
 pub async fn connect(
     url: &SecretString,
+    service: &str,
+    heartbeat: Duration,
+) -> Result<Connection, lapin::Error> {
+    let nodes: Vec<&str> = url
+        .expose_secret()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if nodes.len() <= 1 {
+        return connect_node(url.expose_secret(), service, heartbeat).await;
+    }
+    let first = PREFERRED_NODE.load(Ordering::Relaxed) % nodes.len();
+    let mut last_error = None;
+    for step in 0..nodes.len() {
+        let index = (first + step) % nodes.len();
+        let attempt = connect_node(nodes[index], service, heartbeat);
+        match tokio::time::timeout(heartbeat, attempt).await {
+            Ok(Ok(connection)) => {
+                PREFERRED_NODE.store(index, Ordering::Relaxed);
+                if step > 0 {
+                    tracing::info!(
+                        node = index + 1,
+                        of = nodes.len(),
+                        "connected to another node of the cluster"
+                    );
+                }
+                return Ok(connection);
+            }
+            Ok(Err(e)) => last_error = Some(e),
+            Err(_) => {
+                last_error = Some(lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "node {} of AMQP_URL did not answer within {heartbeat:?}",
+                        index + 1
+                    ),
+                )))
+            }
+        }
+    }
+    Err(last_error.expect("at least two nodes were tried"))
+}
+
+/// Connects to one node.
+async fn connect_node(
+    url: &str,
     service: &str,
     heartbeat: Duration,
 ) -> Result<Connection, lapin::Error> {
     let props = ConnectionProperties::default()
         .with_connection_name(LongString::from(format!("{service}@{}", hostname())));
     let mut uri: lapin::uri::AMQPUri = url
-        .expose_secret()
         .parse()
         // serde of the URL's own error could quote the URL, password included.
         .map_err(|_: String| {

@@ -6,7 +6,7 @@
 //! is away, so the vendor retries instead of giving up, and pasarela's status poll covers the rest.
 
 mod callback;
-mod checks;
+pub mod checks;
 
 use std::future::Future;
 use std::net::SocketAddr;
