@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos fuzz up down clean-test-state
+.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -26,6 +26,13 @@ faults: build
 ## outage and a client endpoint down; prints each scenario's published, terminal, lost and repeats
 chaos: build
 	$(CARGO) test -p pasarela-e2e --test chaos -- --ignored --nocapture --test-threads=1
+
+## cluster: a three-node RabbitMQ cluster on loopback, the failover test against it, then stop it
+CLUSTER_URLS = amqp://guest:guest@127.0.0.1:5701/%2f,amqp://guest:guest@127.0.0.1:5702/%2f,amqp://guest:guest@127.0.0.1:5703/%2f
+cluster: build
+	tools/cluster/cluster.sh start
+	AMQP_URL='$(CLUSTER_URLS)' $(CARGO) test -p pasarela-e2e --test cluster -- --ignored --nocapture; \
+		status=$$?; tools/cluster/cluster.sh stop; exit $$status
 
 ## fuzz: every cargo fuzz target (libFuzzer, nightly) for FUZZ_SECONDS each (600)
 FUZZ_SECONDS ?= 600

@@ -101,8 +101,13 @@ fn declare_args_quorum() -> FieldTable {
 /// Connects, and declares the events exchange and the test's own durable queue on it.
 pub(crate) async fn open_broker(amqp_url: &str, namespace: &str) -> (Connection, Channel) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    // `AMQP_URL` may list a cluster's nodes: the first that answers.
+    let nodes: Vec<&str> = amqp_url.split(',').map(str::trim).collect();
+    let mut turn = 0;
     let connection = loop {
-        match Connection::connect(amqp_url, ConnectionProperties::default()).await {
+        let node = nodes[turn % nodes.len()];
+        turn += 1;
+        match Connection::connect(node, ConnectionProperties::default()).await {
             Ok(c) => break c,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
