@@ -16,6 +16,7 @@ pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod link;
+pub mod outbound;
 pub mod publisher;
 pub mod relay;
 pub mod retention;
