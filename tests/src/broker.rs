@@ -246,29 +246,11 @@ impl TestEnv {
 
     /// Publishes many `otp.send` bodies, each with its request id as `message_id`, confirms pipelined.
     pub async fn publish_many(&self, ids: &[Uuid]) {
-        let mut confirms = Vec::with_capacity(ids.len());
-        for id in ids {
-            let props = json_props().with_message_id(ShortString::from(id.to_string()));
-            let body = serde_json::to_vec(&otp_send(*id)).expect("json");
-            let confirm = self
-                .channel
-                .basic_publish(
-                    qualify(&self.namespace, "pasarela").into(),
-                    "otp.send".into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props,
-                )
-                .await
-                .expect("publish");
-            confirms.push(confirm);
-        }
-        for c in futures::future::try_join_all(confirms)
-            .await
-            .expect("confirms")
-        {
-            assert!(c.is_ack(), "the broker refused a message");
-        }
+        let messages: Vec<(String, Value)> = ids
+            .iter()
+            .map(|id| (id.to_string(), otp_send(*id)))
+            .collect();
+        self.publish_bulk("otp.send", &messages).await;
     }
 
     /// Publishes raw bytes with the given properties to `otp.send`.

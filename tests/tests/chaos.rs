@@ -284,10 +284,14 @@ async fn chaos_1_kill_a_random_worker_every_three_seconds() {
     no_loss(lost);
 }
 
-/// RabbitMQ's application stopped for three seconds mid-run.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "make chaos: stops the shared broker"]
-async fn chaos_2_broker_stop_app_and_start_app() {
+/// A shared service that fails mid-run.
+enum Outage {
+    Broker,
+    Database,
+}
+
+/// 4,200 messages (otp.send, vendor.call, doc.sign with webhooks), and `outage` once they are published.
+async fn mid_run(outage: Outage) {
     let (_endpoint, port) = Endpoint::start().await;
     let mut env = all_workers(&[]).await;
     let work = Work::default()
@@ -297,14 +301,24 @@ async fn chaos_2_broker_stop_app_and_start_app() {
     let started = Instant::now();
     work.publish(&env).await;
     let unfinished = unfinished(&env, &work).await;
-    services()
-        .await
-        .restart_broker(Duration::from_secs(3))
-        .await;
-    env.reconnect_broker().await;
+    let name = match outage {
+        Outage::Broker => {
+            services()
+                .await
+                .restart_broker(Duration::from_secs(3))
+                .await;
+            env.reconnect_broker().await;
+            "RabbitMQ stop_app, 3 s, start_app"
+        }
+        Outage::Database => {
+            services().await.restart_database().await;
+            env.reconnect_db().await;
+            "PostgreSQL restart"
+        }
+    };
     let (took, line, lost) = drain(&env, &work, started).await;
     report(
-        &format!("RabbitMQ stop_app, 3 s, start_app ({unfinished} unfinished when it stopped)"),
+        &format!("{name} ({unfinished} unfinished when it struck)"),
         took,
         &line,
     );
@@ -312,29 +326,18 @@ async fn chaos_2_broker_stop_app_and_start_app() {
     no_loss(lost);
 }
 
+/// RabbitMQ's application stopped for three seconds mid-run.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "make chaos: stops the shared broker"]
+async fn chaos_2_broker_stop_app_and_start_app() {
+    mid_run(Outage::Broker).await;
+}
+
 /// PostgreSQL restarted mid-run.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "make chaos: restarts the shared database"]
 async fn chaos_3_database_restart() {
-    let (_endpoint, port) = Endpoint::start().await;
-    let mut env = all_workers(&[]).await;
-    let work = Work::default()
-        .otp_send(2_000)
-        .vendor_call(2_000)
-        .doc_sign(200, port);
-    let started = Instant::now();
-    work.publish(&env).await;
-    let unfinished = unfinished(&env, &work).await;
-    services().await.restart_database().await;
-    env.reconnect_db().await;
-    let (took, line, lost) = drain(&env, &work, started).await;
-    report(
-        &format!("PostgreSQL restart ({unfinished} unfinished when it went down)"),
-        took,
-        &line,
-    );
-    env.teardown().await;
-    no_loss(lost);
+    mid_run(Outage::Database).await;
 }
 
 /// A vendor down for 60 s: retries wait in the tiers, and the vendor's request rate stays bounded.
