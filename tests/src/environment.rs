@@ -61,6 +61,10 @@ impl Default for EnvOptions {
         Self {
             workers: Vec::new(),
             worker_env: vec![
+                // One queue's topology per worker, as before the contract's whole-topology default: a test
+                // namespace is new each time, and creating every work queue's quorum queues for each
+                // test would load the shared broker several times over. Tests of the default set `all`.
+                ("PASARELA_DECLARE_TOPOLOGY".into(), "own".into()),
                 ("PASARELA_RETRY_DELAYS".into(), TEST_TIERS.join(",")),
                 ("PASARELA_MAX_ATTEMPTS".into(), "4".into()),
             ],

@@ -196,7 +196,11 @@ async fn hole_2_a_publishing_channel_the_broker_closed_is_reopened() {
 /// declares the whole topology.
 #[tokio::test]
 async fn hole_6_work_for_a_worker_not_deployed_yet_is_queued_not_dropped() {
-    let env = TestEnv::builder().worker("vendor-call").start().await;
+    let env = TestEnv::builder()
+        .worker("vendor-call")
+        .env("PASARELA_DECLARE_TOPOLOGY", "all")
+        .start()
+        .await;
     let request = Uuid::new_v4();
     env.send_otp(request).await;
     assert_eq!(env.queue_depth("otp.send").await, Some(1));

@@ -123,6 +123,7 @@ impl<H: Handler> Consumer<H> {
             queue: queue.to_string(),
             tiers: settings.retry.delays().to_vec(),
             delivery_limit: settings.delivery_limit,
+            whole: settings.declare_whole_topology,
         };
         Self {
             routes,

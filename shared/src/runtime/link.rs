@@ -81,18 +81,18 @@ pub(crate) enum SessionEnd {
 }
 
 impl Link {
-    /// Connects, declares the whole topology, and gives the publisher a channel; all of it within
-    /// [`Link::open_within`], so that a broker which accepts connections but never answers is given up.
+    /// Connects, declares the topology, and gives the publisher a channel: the handshake within
+    /// [`Link::open_within`], so that a broker which accepts connections but never answers is given up,
+    /// and the declarations within [`Link::declare_within`].
     pub(crate) async fn open(&self) -> Result<Opened, LinkError> {
-        let within = self.open_within();
         let connect = publisher::connect(&self.url, self.service, self.heartbeat);
-        let connection = answered("the connection handshake", within, connect).await?;
+        let connection = answered("the connection handshake", self.open_within(), connect).await?;
         let ready = async {
             self.topology.declare(&connection).await?;
             self.publisher.attach(&connection).await?;
             connection.create_channel().await
         };
-        match answered("the topology declaration", within, ready).await {
+        match answered("the topology declaration", self.declare_within(), ready).await {
             Ok(probe) => Ok(Opened { connection, probe }),
             Err(e) => {
                 let _ = answered(
@@ -106,9 +106,16 @@ impl Link {
         }
     }
 
-    /// How long opening a link may take: a handshake and some fifty declarations.
+    /// How long a connection handshake may take: a node that does not answer it is taken for gone.
     fn open_within(&self) -> Duration {
         self.heartbeat.saturating_mul(3).max(Duration::from_secs(5))
+    }
+
+    /// How long declaring the topology may take: creating some thirty quorum queues on a busy broker is
+    /// slow but not a sign of a dead one (the heartbeat catches that), and giving up early only repeats
+    /// the work.
+    fn declare_within(&self) -> Duration {
+        self.heartbeat.saturating_mul(12).max(Duration::from_secs(60))
     }
 
     /// Reopens the publisher's channel after the broker closed it while the connection lives (a 404 on

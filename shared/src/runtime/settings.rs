@@ -67,6 +67,10 @@ pub struct RuntimeSettings {
     /// `PASARELA_AMQP_HEARTBEAT`: the heartbeat asked of the broker (unless `AMQP_URL` names one), and
     /// how long a broker call may go unanswered before the broker is taken for gone (10 s).
     pub amqp_heartbeat: Duration,
+    /// `PASARELA_DECLARE_TOPOLOGY`: `all` (the default) declares every work queue's topology at start,
+    /// so work for a worker not deployed yet is kept; `own` only the worker's queue (a vhost where a
+    /// worker may configure only its own queues, with `pasarela topology` run by the deploy instead).
+    pub declare_whole_topology: bool,
     /// `PASARELA_WORK_PRUNE_INTERVAL`: how often each worker prunes its queue's rows past retention
     /// (10 minutes).
     pub work_prune_interval: Duration,
@@ -135,6 +139,16 @@ impl RuntimeSettings {
             outbox_relay_after: env
                 .duration("PASARELA_OUTBOX_RELAY_AFTER", Duration::from_secs(5))?,
             amqp_heartbeat: env.duration("PASARELA_AMQP_HEARTBEAT", Duration::from_secs(10))?,
+            declare_whole_topology: match env.string("PASARELA_DECLARE_TOPOLOGY", "all").as_str() {
+                "all" => true,
+                "own" => false,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "PASARELA_DECLARE_TOPOLOGY".into(),
+                        problem: "must be all or own".into(),
+                    });
+                }
+            },
             work_retention: env.duration(
                 "PASARELA_WORK_RETENTION",
                 Duration::from_secs(7 * 24 * 3600),

@@ -23,6 +23,9 @@ pub struct QueueTopology {
     pub tiers: Vec<Duration>,
     /// `x-delivery-limit` of the work queue.
     pub delivery_limit: u32,
+    /// Whether to declare every work queue's topology (`PASARELA_DECLARE_TOPOLOGY=all`, the contract's
+    /// default) or only this one's (`own`: a vhost where a worker may configure only its own queues).
+    pub whole: bool,
 }
 
 fn quorum_args() -> FieldTable {
@@ -118,7 +121,7 @@ impl QueueTopology {
         let others = Queue::ALL
             .iter()
             .map(|q| q.name())
-            .filter(|q| *q != self.queue);
+            .filter(|q| self.whole && *q != self.queue);
         for queue in own.chain(others) {
             self.declare_queue(connection, &mut channel, queue).await?;
         }

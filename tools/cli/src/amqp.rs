@@ -83,6 +83,8 @@ pub async fn declare_topology(
         queue: queue.to_string(),
         tiers: settings.retry.delays().to_vec(),
         delivery_limit: settings.delivery_limit,
+        // The command that declares for a deploy pipeline declares everything.
+        whole: true,
     };
     topology
         .declare(connection)

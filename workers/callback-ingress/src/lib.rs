@@ -98,6 +98,7 @@ pub async fn run(
             queue: QUEUE.to_string(),
             tiers: settings.retry.delays().to_vec(),
             delivery_limit: settings.delivery_limit,
+            whole: settings.declare_whole_topology,
         },
         publisher: Publisher::new(),
         health: health.clone(),

@@ -239,6 +239,7 @@ where
                 .delays()
                 .to_vec(),
             delivery_limit: 20,
+            whole: true,
         };
         for queue in topology.queue_names() {
             let _ = channel
