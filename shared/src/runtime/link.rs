@@ -115,7 +115,9 @@ impl Link {
     /// slow but not a sign of a dead one (the heartbeat catches that), and giving up early only repeats
     /// the work.
     fn declare_within(&self) -> Duration {
-        self.heartbeat.saturating_mul(12).max(Duration::from_secs(60))
+        self.heartbeat
+            .saturating_mul(12)
+            .max(Duration::from_secs(60))
     }
 
     /// Reopens the publisher's channel after the broker closed it while the connection lives (a 404 on
