@@ -117,12 +117,7 @@ impl QueueTopology {
         for exchange in [self.names.work_exchange(), self.names.events_exchange()] {
             declare_exchange(&channel, &exchange).await?;
         }
-        let own = std::iter::once(self.queue.as_str());
-        let others = Queue::ALL
-            .iter()
-            .map(|q| q.name())
-            .filter(|q| self.whole && *q != self.queue);
-        for queue in own.chain(others) {
+        for queue in self.declared_queues() {
             self.declare_queue(connection, &mut channel, queue).await?;
         }
         let _ = channel.close(200, "topology declared".into()).await;
@@ -177,15 +172,22 @@ impl QueueTopology {
 
     /// Every queue this topology declares, for clean-up and status listings.
     pub fn queue_names(&self) -> Vec<String> {
-        let mut names = vec![
-            self.names.work_queue(&self.queue),
-            self.names.dead_queue(&self.queue),
-        ];
-        names.extend(
-            self.tiers
-                .iter()
-                .map(|d| self.names.tier_queue(&self.queue, *d)),
-        );
-        names
+        self.declared_queues()
+            .flat_map(|queue| {
+                let mut names = vec![self.names.work_queue(queue), self.names.dead_queue(queue)];
+                names.extend(self.tiers.iter().map(|d| self.names.tier_queue(queue, *d)));
+                names
+            })
+            .collect()
+    }
+
+    /// The work queues whose topology this declares: this worker's first, then, when whole, the rest.
+    fn declared_queues(&self) -> impl Iterator<Item = &str> {
+        let own = std::iter::once(self.queue.as_str());
+        let others = Queue::ALL
+            .iter()
+            .map(|q| q.name())
+            .filter(|q| self.whole && *q != self.queue);
+        own.chain(others)
     }
 }

@@ -17,12 +17,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let topology = declared?;
     println!("exchange {}", ctx.names.work_exchange());
     println!("exchange {}", ctx.names.events_exchange());
-    for queue in Queue::ALL {
-        let mut per_queue = topology.clone();
-        per_queue.queue = queue.name().to_string();
-        for name in per_queue.queue_names() {
-            println!("queue {name}");
-        }
+    for name in topology.queue_names() {
+        println!("queue {name}");
     }
     Ok(ExitCode::SUCCESS)
 }
