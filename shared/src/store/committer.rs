@@ -294,13 +294,17 @@ impl Committer {
             .iter()
             .filter_map(|f| f.dead_letter.as_ref())
             .collect();
-        // tokio-postgres pipelines statements issued together on one connection: one round trip.
-        futures::try_join!(
+        // tokio-postgres pipelines statements issued together on one connection: one round trip. All
+        // are awaited, so that a failure reports its cause rather than a later "transaction aborted".
+        let (a, b, c, d) = futures::join!(
             work_items::record(txn, queue, &outcomes),
             crate::store::write_all(txn, &records),
             outbox::insert(txn, queue, &messages),
             dead_letters::insert(txn, queue, &dead),
-        )?;
-        Ok(())
+        );
+        match StoreError::first_cause([a, b, c, d].into_iter().filter_map(Result::err)) {
+            Some(cause) => Err(cause),
+            None => Ok(()),
+        }
     }
 }

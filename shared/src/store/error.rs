@@ -102,6 +102,26 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Of the errors of statements pipelined in one transaction, the one that caused the others: once
+    /// a statement fails, every statement after it answers only "current transaction is aborted".
+    pub(crate) fn first_cause(errors: impl IntoIterator<Item = StoreError>) -> Option<StoreError> {
+        let mut errors: Vec<StoreError> = errors.into_iter().collect();
+        let cause = errors.iter().position(|e| !e.is_aborted_transaction());
+        cause
+            .or((!errors.is_empty()).then_some(0))
+            .map(|i| errors.swap_remove(i))
+    }
+
+    fn is_aborted_transaction(&self) -> bool {
+        match self {
+            StoreError::Database { source, .. } => matches!(&**source,
+                DbError::Postgres(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION)),
+            StoreError::Closed => false,
+        }
+    }
+}
+
 impl Transient for StoreError {
     fn transient(&self) -> bool {
         self.is_transient()

@@ -55,8 +55,11 @@ pub(crate) async fn write_all(
     txn: &Transaction<'_>,
     records: &[&Record],
 ) -> Result<(), StoreError> {
-    futures::future::try_join_all(records.iter().map(|r| r.write(txn))).await?;
-    Ok(())
+    let written = futures::future::join_all(records.iter().map(|r| r.write(txn))).await;
+    match StoreError::first_cause(written.into_iter().filter_map(Result::err)) {
+        Some(cause) => Err(cause),
+        None => Ok(()),
+    }
 }
 
 // Reads and repairs for operators (the `pasarela` command), by table like the rest; `column` types
