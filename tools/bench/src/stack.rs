@@ -113,6 +113,10 @@ impl Stack {
                 format!("{}/{}", self.pg_base, self.database),
             )
             .env("PASARELA_NAMESPACE", &self.ns)
+            // Each worker declares only its own queue's topology, which teardown removes: the whole
+            // topology per run left hundreds of quorum queues behind after a dozen runs, and RabbitMQ
+            // 3.10 stopped answering new connections under them.
+            .env("PASARELA_DECLARE_TOPOLOGY", "own")
             .env("PASARELA_CONCURRENCY", opts.concurrency.to_string())
             .env("PASARELA_PREFETCH", opts.prefetch.to_string())
             .env("PASARELA_RETRY_DELAYS", TIERS.join(","))
