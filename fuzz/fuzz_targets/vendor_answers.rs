@@ -25,7 +25,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = answer.verdict("sms");
         let _ = answer.verdict("email");
     }
-    let _ = serde_json::from_str::<aldeamo::ValidateOtpResponse>(text);
+    for status in [200, 400, 404] {
+        let answer = pasarela_shared::vendors::http::Answer::of(status, text).expect("a real status");
+        if let Err(e) = aldeamo::read_answer(&answer) {
+            assert!(e.to_string().len() < 4096);
+        }
+    }
     let _ = numrot::token_from_body(text);
     let _ = serde_json::from_str::<signing::DownloadView<'_>>(text);
     let _ = signing::VendorStatus::parse(text);

@@ -111,7 +111,7 @@ proptest! {
     fn vendor_code_tables_answer_any_code(code in ".{0,12}") {
         let _ = SendCode::parse(&code).verdict();
         let _ = VerifyCode::parse(&code);
-        let _ = ValidateStatus::parse(&code);
+        let _ = ValidateStatus::from_word(&code);
         let _ = VendorStatus::parse(&code);
         let _ = shape_of(&code);
     }

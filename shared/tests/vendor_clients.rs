@@ -6,106 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pasarela_shared::contract::env::Env;
 use pasarela_shared::contract::env::FromEnv;
-use pasarela_shared::store::vendor_tokens::{SecretKey, TokenStore};
 use pasarela_shared::vendors::bearer::CallError;
-use pasarela_shared::vendors::gestopago::GestoPagoClient;
-use pasarela_shared::vendors::gestopago::GestoPagoSettings;
 use pasarela_shared::vendors::http::VendorError;
-use pasarela_shared::vendors::numrot::NumRotClient;
-use pasarela_shared::vendors::numrot::NumRotSettings;
-use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
-use common::{SECRET_KEY, TestDb};
-
-struct World {
-    sim: String,
-    http: reqwest::Client,
-    stores: Vec<Arc<TokenStore>>,
-    db: TestDb,
-}
-
-async fn world(replicas: usize) -> World {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(vendor_sim::serve(
-        listener,
-        vendor_sim::SimConfig::default(),
-        std::future::pending(),
-    ));
-    let db = TestDb::create("pasarela_vc").await;
-    let stores = (0..replicas)
-        .map(|_| {
-            let key = SecretKey::from_base64(&SecretString::from(SECRET_KEY)).unwrap();
-            Arc::new(TokenStore::new(db.pool(8), key, Duration::from_secs(60)))
-        })
-        .collect();
-    World {
-        sim: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        stores,
-        db,
-    }
-}
-
-impl World {
-    fn env(&self, extra: &[(&str, &str)]) -> Env {
-        let mut pairs = vec![
-            (
-                "NUMROT_BASE_URL".to_string(),
-                format!("{}/numrot", self.sim),
-            ),
-            (
-                "GESTOPAGO_BASE_URL".to_string(),
-                format!("{}/gestopago", self.sim),
-            ),
-        ];
-        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Env::from_pairs(pairs)
-    }
-
-    fn numrot(&self, extra: &[(&str, &str)]) -> NumRotClient {
-        NumRotClient::new(&NumRotSettings::from_env(&self.env(extra)).unwrap()).unwrap()
-    }
-
-    fn gestopago(&self) -> GestoPagoClient {
-        GestoPagoClient::new(&GestoPagoSettings::from_env(&self.env(&[])).unwrap()).unwrap()
-    }
-
-    async fn calls(&self, vendor: &str, op: &str) -> u64 {
-        let stats: Value = self
-            .http
-            .get(format!("{}/sim/stats", self.sim))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats[vendor][op].as_u64().unwrap_or(0)
-    }
-
-    async fn control(&self, path: &str, body: Value) {
-        let status = self
-            .http
-            .post(format!("{}/sim/{path}", self.sim))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "{path}: {status}");
-    }
-
-    async fn drop_database(self) {
-        drop(self.stores);
-        self.db.drop().await;
-    }
-}
+use common::world::world;
 
 #[tokio::test]
 async fn gestopago_one_token_for_a_hundred_calls_on_two_replicas_and_one_refetch_after_invalidation()
@@ -211,26 +119,40 @@ async fn numrot_refetches_once_after_expiry_and_never_storms_on_bad_credentials(
         "one refetch after 401"
     );
 
-    // Wrong credentials: a permanent auth error naming the cause, after one token call.
+    // Wrong credentials: the token service answers 500, which its document reads as "not registered"
+    // and a failing server also sends. The first two are a passing failure (retry); the third is
+    // believed: a permanent auth error naming the cause; then no token call while the circuit holds.
     let wrong = w.numrot(&[("NUMROT_PASSWORD", "not-the-password")]);
     let other = world(1).await;
     let before = w.calls("numrot", "token").await;
-    let err = wrong
-        .call(&other.stores[0], "GET", "/api/estado", None)
-        .await
-        .unwrap_err();
-    match &err {
-        CallError::Vendor(e @ VendorError::Credentials { .. }) => {
-            let verdict = e.verdict();
-            assert!(!verdict.is_retry());
-            let f = verdict.failure();
-            assert_eq!(f.kind.as_str(), "auth");
-            assert!(f.message.contains("not registered"), "{}", f.message);
-            assert!(!f.message.contains("not-the-password"));
+    for round in 1..=4 {
+        let err = wrong
+            .call(&other.stores[0], "GET", "/api/estado", None)
+            .await
+            .unwrap_err();
+        let CallError::Vendor(e) = &err else {
+            panic!("round {round}: expected a vendor error, got {err:?}");
+        };
+        let verdict = e.verdict();
+        if round < 3 {
+            assert!(verdict.is_retry(), "round {round}: {e}");
+            continue;
         }
-        other => panic!("expected a credentials error, got {other:?}"),
+        assert!(
+            matches!(e, VendorError::Credentials { .. }),
+            "round {round}: {e}"
+        );
+        assert!(!verdict.is_retry());
+        let f = verdict.failure();
+        assert_eq!(f.kind.as_str(), "auth");
+        assert!(f.message.contains("not registered"), "{}", f.message);
+        assert!(!f.message.contains("not-the-password"));
     }
-    assert_eq!(w.calls("numrot", "token").await, before + 1);
+    assert_eq!(
+        w.calls("numrot", "token").await,
+        before + 3,
+        "the budget, then none"
+    );
     other.drop_database().await;
     w.drop_database().await;
 }
@@ -313,5 +235,154 @@ async fn signing_grants_refreshes_and_revokes_through_the_shared_store() {
         failure.kind,
         pasarela_shared::contract::errors::ErrorKind::Rejected
     );
+    w.drop_database().await;
+}
+
+/// Rotating the signing credentials: a replica configured with the new password finds the grant the
+/// old password got, revokes it with its own access token, and signs in again; the old one would have
+/// gone on working at the vendor until it expired.
+#[tokio::test]
+async fn a_grant_of_rotated_signing_credentials_is_revoked_not_used() {
+    use pasarela_shared::vendors::signing::{SigningClient, SigningSettings, SubmitDocument};
+
+    let w = world(1).await;
+    let base = format!("{}/signing", w.sim);
+    let old = w.env(&[("SIGNING_BASE_URL", &base)]);
+    let old = SigningClient::new(&SigningSettings::from_env(&old).unwrap()).unwrap();
+    let doc = SubmitDocument {
+        document_name: "a.pdf".into(),
+        content: base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            b"%PDF-1.4\n%%EOF\n",
+        )
+        .into(),
+        active_directory_user: "j@x".into(),
+        signature_type: "digital_signature".into(),
+        callback_url: None,
+    };
+    let submitted = old.submit(&w.stores[0], &doc).await.unwrap();
+    assert_eq!(w.calls("signing", "password_grant").await, 1);
+
+    // The operator rotates the password at the vendor and in pasarela's settings.
+    w.control(
+        "signing/settings",
+        json!({ "password": "rotated-password" }),
+    )
+    .await;
+    let new = w.env(&[
+        ("SIGNING_BASE_URL", &base),
+        ("SIGNING_PASSWORD", "rotated-password"),
+    ]);
+    let new = SigningClient::new(&SigningSettings::from_env(&new).unwrap()).unwrap();
+    new.status(&w.stores[0], &submitted.document_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.calls("signing", "revoke").await,
+        1,
+        "the old grant revoked"
+    );
+    let revoked = w.requests("signing", "revoke").await;
+    assert_eq!(revoked[0]["body"]["token_type_hint"], "refresh_token");
+    assert_eq!(
+        w.calls("signing", "password_grant").await,
+        2,
+        "signed in anew"
+    );
+    assert_eq!(
+        w.calls("signing", "refresh_grant").await,
+        0,
+        "no refresh of the old grant"
+    );
+    // The new grant is used as it is from then on.
+    new.status(&w.stores[0], &submitted.document_id)
+        .await
+        .unwrap();
+    assert_eq!(w.calls("signing", "password_grant").await, 2);
+    assert_eq!(w.calls("signing", "revoke").await, 1);
+    w.drop_database().await;
+}
+
+/// GestoPago at the client: a 401 or 403 from the token call is the credentials (not retried); a 401
+/// on a call fetches one new token and retries once; and the payload travels in whichever encoding the
+/// settings name, the simulator taking only that one.
+#[tokio::test]
+async fn gestopago_token_refusals_a_refetch_on_401_and_both_encodings() {
+    let w = world(1).await;
+    let store = &w.stores[0];
+    for status in ["401", "403"] {
+        w.control(
+            "faults",
+            json!({ "vendor": "gestopago", "script": [status] }),
+        )
+        .await;
+        let err = w
+            .gestopago()
+            .call(store, "POST", "/api/x", &json!({}))
+            .await
+            .unwrap_err();
+        match &err {
+            CallError::Vendor(e @ VendorError::Credentials { .. }) => {
+                assert!(!e.verdict().is_retry(), "{e}");
+                assert!(e.to_string().contains(status), "{e}");
+            }
+            other => panic!("token call {status}: expected a credentials error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        w.calls("gestopago", "call").await,
+        0,
+        "no call without a token"
+    );
+
+    let client = w.gestopago();
+    let r = client
+        .call(store, "POST", "/api/ventas", &json!({ "monto": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let (tokens, calls) = (
+        w.calls("gestopago", "token").await,
+        w.calls("gestopago", "call").await,
+    );
+    w.control(
+        "faults",
+        json!({ "vendor": "gestopago", "script": ["401"] }),
+    )
+    .await;
+    let r = client
+        .call(store, "GET", "/api/saldo", &json!({ "cuenta": 7 }))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["payload"], json!({ "cuenta": 7 }));
+    assert_eq!(
+        w.calls("gestopago", "token").await,
+        tokens + 1,
+        "one refetch"
+    );
+    assert_eq!(w.calls("gestopago", "call").await, calls + 2, "one retry");
+
+    // Form-url-encoded and hex, on both sides; the multipart client is refused then.
+    w.control(
+        "gestopago/settings",
+        json!({ "payload_encoding": "urlencoded", "cipher_encoding": "hex" }),
+    )
+    .await;
+    let refused = client
+        .call(store, "POST", "/api/ventas", &json!({ "monto": 2 }))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 415, "{:?}", refused.body);
+    let other = w.gestopago_with(&[
+        ("GESTOPAGO_PAYLOAD_ENCODING", "urlencoded"),
+        ("GESTOPAGO_CIPHER_ENCODING", "hex"),
+    ]);
+    let r = other
+        .call(store, "POST", "/api/ventas", &json!({ "monto": 2 }))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["payload"], json!({ "monto": 2 }));
     w.drop_database().await;
 }

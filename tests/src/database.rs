@@ -59,7 +59,13 @@ impl TestDatabase {
 
     /// Runs the `pasarela` command against this database; stdout and stderr stay apart.
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_with(&[], args).await
+    }
+
+    /// Runs the `pasarela` CLI like [`TestDatabase::cli`], with the settings `env` too.
+    pub async fn cli_with(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         pasarela_on(&self.url)
+            .envs(env.iter().copied())
             .args(args)
             .output()
             .await

@@ -82,7 +82,8 @@ impl EnvOptions {
         self
     }
 
-    /// Sets `key` for every worker process, over the harness's own value if it has one.
+    /// Sets `key` for every worker process, over the harness's own value if it has one; `{sim}` in
+    /// `value` stands for the simulator's base URL, which is only known once it runs.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.worker_env.push((key.to_string(), value.to_string()));
         self
@@ -335,7 +336,7 @@ impl TestEnv {
             .stderr(log)
             .kill_on_drop(true);
         for (k, v) in &self.worker_env {
-            cmd.env(k, v);
+            cmd.env(k, v.replace("{sim}", &self.sim.base_url));
         }
         cmd
     }
@@ -373,6 +374,8 @@ impl TestEnv {
             .env("DATABASE_URL", &self.database_url)
             .env("PASARELA_NAMESPACE", &self.namespace)
             .env("PASARELA_RETRY_DELAYS", TEST_TIERS.join(","))
+            .env("PASARELA_SECRET_KEY", TEST_SECRET_KEY)
+            .env("SIGNING_BASE_URL", format!("{}/signing", self.sim.base_url))
             .output()
             .await
             .expect("running pasarela");

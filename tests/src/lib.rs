@@ -9,9 +9,12 @@
 mod broker;
 mod database;
 mod environment;
+pub mod otp;
 mod proxy;
 mod services;
+pub mod signing;
 mod simulator;
+pub mod vendor_call;
 
 pub use broker::{DeadMessage, Event, json_props, mobile_for, otp_send, qualify};
 pub use database::{TestDatabase, drop_database};

@@ -83,6 +83,10 @@ VALUES
     ('00000000-0000-4000-9000-000000000011', '00000000-0000-4000-9000-000000000011',
      '00000000-0000-4000-8000-000000000011', 'acme', 'aldeamo', 'completed', 'verified',
      '2024-04-30 23:01:00Z', '2024-04-30 23:01:01Z');
+
+-- Aldeamo's otpTransactionId of send 1, which the report shows beside pasarela's id.
+UPDATE otp_requests SET vendor_request_id = '013ff9a3-4ccf-4125-af33-8e38862680c2'
+WHERE request_id = '00000000-0000-4000-8000-000000000001';
 ";
 
 /// Every destination the fixtures hold: none may appear in a report.
@@ -128,6 +132,31 @@ fn assert_no_raw_destination(text: &str) {
         assert!(!text.contains(raw), "{raw} appears unmasked in\n{text}");
     }
 }
+
+/// The CSV header of the detail section.
+const DETAIL_HEADER: [&str; 9] = [
+    "transaction_id",
+    "vendor_transaction_id",
+    "user",
+    "destination",
+    "channel",
+    "provider",
+    "generated_at",
+    "validated_at",
+    "state",
+];
+
+/// The CSV header of the traffic light's section.
+const LIGHT_HEADER: [&str; 8] = [
+    "measure",
+    "generated",
+    "validated",
+    "validated_ok",
+    "measured",
+    "ratio_percent",
+    "band",
+    "label",
+];
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
@@ -189,6 +218,7 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
         words_of_line(detail, "00000000-0000-4000-8000-000000000001"),
         [
             "00000000-0000-4000-8000-000000000001",
+            "013ff9a3-4ccf-4125-af33-8e38862680c2",
             "acme",
             "+5730*****233",
             "sms",
@@ -223,9 +253,17 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
         words_of_line(hourly, "2024-05-01 12:00"),
         ["2024-05-01", "12:00", "3", "1", "0", "0", "4"]
     );
-    let light = section(&table, "Validation traffic light");
+    // The default measure: 4 of the 6 generated were not validated successfully (2 were).
+    let light = section(
+        &table,
+        "Validation traffic light: share of generated OTPs not validated successfully",
+    );
     assert_eq!(words_of_line(light, "generated "), ["generated", "6"]);
-    assert_eq!(words_of_line(light, "validated "), ["validated", "4"]);
+    assert_eq!(
+        words_of_line(light, "validated "),
+        ["validated", "4", "(2", "successfully)"]
+    );
+    assert_eq!(words_of_line(light, "measured "), ["measured", "4"]);
     assert_eq!(words_of_line(light, "ratio "), ["ratio", "67", "%"]);
     assert!(
         light.contains("band       regular (Validaciones regulares)"),
@@ -243,7 +281,10 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
     );
     assert_eq!(
         report_json["traffic_light"],
-        serde_json::json!({ "generated": 6, "validated": 4, "ratio_percent": 67, "band": "regular", "label": "Validaciones regulares" })
+        serde_json::json!({ "measure": "unvalidated",
+            "description": "share of generated OTPs not validated successfully",
+            "generated": 6, "validated": 4, "validated_ok": 2, "measured": 4, "ratio_percent": 67,
+            "band": "regular", "label": "Validaciones regulares" })
     );
     assert_eq!(
         report_json["limits"],
@@ -261,6 +302,10 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
     assert_eq!(
         first["transaction_id"],
         "00000000-0000-4000-8000-000000000001"
+    );
+    assert_eq!(
+        first["vendor_transaction_id"],
+        "013ff9a3-4ccf-4125-af33-8e38862680c2"
     );
     assert_eq!(first["user"], "acme");
     assert_eq!(first["destination"], "+5730*****233");
@@ -294,31 +339,14 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
     );
 
     for (section, header, rows) in [
-        (
-            "detail",
-            &[
-                "transaction_id",
-                "user",
-                "destination",
-                "channel",
-                "provider",
-                "generated_at",
-                "validated_at",
-                "state",
-            ][..],
-            10,
-        ),
+        ("detail", &DETAIL_HEADER[..], 10),
         ("states", &["state", "otps"][..], 5),
         (
             "hourly",
             &["hour", "sms", "email", "whatsapp", "voice", "total"][..],
             3,
         ),
-        (
-            "light",
-            &["generated", "validated", "ratio_percent", "band", "label"][..],
-            1,
-        ),
+        ("light", &LIGHT_HEADER[..], 1),
         ("limits", &["limit", "refused"][..], 3),
     ] {
         let text = report(&database, &["--format", "csv", "--section", section]).await;
@@ -327,26 +355,20 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
     }
     let light = report(&database, &["--format", "csv", "--section", "light"]).await;
     assert_eq!(
-        csv_records(
-            &light,
-            &["generated", "validated", "ratio_percent", "band", "label"]
-        ),
-        [["6", "4", "67", "regular", "Validaciones regulares"]]
+        csv_records(&light, &LIGHT_HEADER),
+        [[
+            "unvalidated",
+            "6",
+            "4",
+            "2",
+            "4",
+            "67",
+            "regular",
+            "Validaciones regulares"
+        ]]
     );
     let limited = report(&database, &["--format", "csv", "--limit", "3"]).await;
-    let records = csv_records(
-        &limited,
-        &[
-            "transaction_id",
-            "user",
-            "destination",
-            "channel",
-            "provider",
-            "generated_at",
-            "validated_at",
-            "state",
-        ],
-    );
+    let records = csv_records(&limited, &DETAIL_HEADER);
     assert_eq!(records.len(), 3, "--limit 3:\n{limited}");
 
     database.drop_database().await;
@@ -356,14 +378,88 @@ async fn the_otp_report_counts_the_seeded_sends_in_every_format() {
 async fn the_otp_report_filters_and_refuses_bad_values() {
     let database = seeded().await;
 
-    // SMS alone: sends 1 and 4 generated and both validated, three refused.
+    // SMS alone: sends 1 and 4 generated and both validated (1 successfully), three refused.
     let sms = json(&report(&database, &["--channel", "sms", "--format", "json"]).await);
     assert_eq!(sms["detail"].as_array().expect("detail").len(), 5);
-    assert_eq!(sms["traffic_light"]["ratio_percent"], 100);
-    assert_eq!(sms["traffic_light"]["band"], "in danger");
-    assert_eq!(sms["traffic_light"]["label"], "Validaciones en peligro");
+    assert_eq!(sms["traffic_light"]["measure"], "unvalidated");
+    assert_eq!(sms["traffic_light"]["ratio_percent"], 50);
+    assert_eq!(sms["traffic_light"]["band"], "partially effective");
     assert_eq!(sms["states"]["errored"], 3);
-    assert_eq!(sms["filters"]["channel"], "sms");
+    assert_eq!(sms["filters"]["channels"], serde_json::json!(["sms"]));
+    // The document's literal measure, by flag or by setting: every generated OTP validated.
+    let literal = json(
+        &report(
+            &database,
+            &[
+                "--channel",
+                "sms",
+                "--light",
+                "validated",
+                "--format",
+                "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(literal["traffic_light"]["ratio_percent"], 100);
+    assert_eq!(literal["traffic_light"]["band"], "in danger");
+    assert_eq!(literal["traffic_light"]["label"], "Validaciones en peligro");
+    let out = database
+        .cli_with(
+            &[("PASARELA_OTP_TRAFFIC_LIGHT", "validated")],
+            &[
+                "report",
+                "otp",
+                "--since",
+                SINCE,
+                "--until",
+                UNTIL,
+                "--channel",
+                "sms",
+                "--format",
+                "json",
+            ],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by_setting = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(by_setting["traffic_light"], literal["traffic_light"]);
+    let out = database
+        .cli_with(
+            &[("PASARELA_OTP_TRAFFIC_LIGHT", "sideways")],
+            &["report", "otp"],
+        )
+        .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PASARELA_OTP_TRAFFIC_LIGHT"));
+
+    // Every filter takes several values: a comma list or the flag repeated.
+    for (args, rows) in [
+        (&["--state", "sent,expired"][..], 3),
+        (&["--state", "generated", "--state", "expired"][..], 3),
+        (&["--channel", "sms,voice"][..], 6),
+        (&["--tenant", "acme,globex"][..], 10),
+        (&["--destination", "ana@example.com,+573007778899"][..], 2),
+        (
+            &[
+                "--provider",
+                "danaconnect",
+                "--state",
+                "validated_ok,errored",
+            ][..],
+            2,
+        ),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let r = json(&report(&database, &all).await);
+        let detail = r["detail"].as_array().expect("detail");
+        assert_eq!(detail.len(), rows, "{args:?}: {r}");
+    }
 
     let acme = json(
         &report(
@@ -399,7 +495,10 @@ async fn the_otp_report_filters_and_refuses_bad_values() {
     let detail = ana["detail"].as_array().expect("detail");
     assert_eq!(detail.len(), 1);
     assert_eq!(detail[0]["destination"], "a**@example.com");
-    assert_eq!(ana["filters"]["destination"], "a**@example.com");
+    assert_eq!(
+        ana["filters"]["destinations"],
+        serde_json::json!(["a**@example.com"])
+    );
     let by_mobile = json(
         &report(
             &database,
@@ -408,7 +507,10 @@ async fn the_otp_report_filters_and_refuses_bad_values() {
         .await,
     );
     assert_eq!(by_mobile["states"]["expired"], 1);
-    assert_eq!(by_mobile["filters"]["destination"], "+5730*****899");
+    assert_eq!(
+        by_mobile["filters"]["destinations"],
+        serde_json::json!(["+5730*****899"])
+    );
 
     let errored = report(&database, &["--state", "errored"]).await;
     assert!(
@@ -432,7 +534,7 @@ async fn the_otp_report_filters_and_refuses_bad_values() {
     let everything = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(everything["detail"].as_array().expect("detail").len(), 11);
     assert_eq!(everything["states"]["validated_ok"], 3);
-    // The default window, the last 24 hours, holds none of the fixtures of 2024.
+    // The default window, the last week, holds none of the fixtures of 2024.
     let out = database.cli(&["report", "otp", "--format", "json"]).await;
     assert!(
         out.status.success(),
@@ -441,8 +543,19 @@ async fn the_otp_report_filters_and_refuses_bad_values() {
     );
     let recent = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(recent["detail"].as_array().expect("detail").len(), 0);
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(recent["filters"][k].as_str().expect(k)).expect(k)
+    };
+    assert_eq!(
+        (at("until") - at("since")).num_days(),
+        7,
+        "{}",
+        recent["filters"]
+    );
 
-    let out = database.cli(&["report", "otp", "--state", "sent"]).await;
+    let out = database
+        .cli(&["report", "otp", "--state", "sent,lost"])
+        .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for state in [
@@ -488,6 +601,9 @@ fn repository_file(path: &str) -> PathBuf {
         .join("..")
         .join(path)
 }
+
+/// How the dashboard names a destination: masked.
+const MASKED: &str = "pasarela_mask_destination(o.destination_mobile, o.destination_email)";
 
 fn dashboard() -> Value {
     let path = repository_file("deploy/grafana/dashboards/otp-reports.json");
@@ -576,20 +692,18 @@ fn the_dashboard_is_a_valid_grafana_dashboard_on_its_provisioned_datasource() {
                 "{title}: duplicate refId"
             );
             let sql = t["rawSql"].as_str().expect("rawSql");
-            // Every panel counts the same rows as the CLI: the window and all three variables.
+            // Every panel counts the same rows as the CLI: the window and all four filters.
             for filter in [
                 "$__timeFilter(o.created_at)",
                 "$tenant",
                 "$channel",
                 "$state",
+                "$destination",
             ] {
                 assert!(sql.contains(filter), "{title}: {filter} missing");
             }
             // A destination only ever leaves the database masked.
-            let unmasked = sql.replace(
-                "pasarela_mask_destination(o.destination_mobile, o.destination_email)",
-                "",
-            );
+            let unmasked = sql.replace(MASKED, "");
             assert!(
                 !unmasked.contains("destination_mobile") && !unmasked.contains("destination_email"),
                 "{title}"
@@ -601,7 +715,10 @@ fn the_dashboard_is_a_valid_grafana_dashboard_on_its_provisioned_datasource() {
         .iter()
         .map(|v| v["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["tenant", "channel", "state"]);
+    assert_eq!(
+        names,
+        ["tenant", "channel", "state", "destination", "light"]
+    );
     for v in variables(&d) {
         let name = v["name"].as_str().expect("name");
         assert_eq!(v["type"], "query", "{name}");
@@ -610,9 +727,29 @@ fn the_dashboard_is_a_valid_grafana_dashboard_on_its_provisioned_datasource() {
             v["query"].as_str().is_some_and(|q| q.contains("SELECT")),
             "{name}: query"
         );
+        if name == "light" {
+            // One measure at a time, the default one chosen.
+            assert_eq!(v["multi"], false);
+            assert_eq!(v["current"]["value"], "unvalidated");
+            continue;
+        }
+        assert_eq!(v["multi"], true, "{name}: a multi-select filter");
         assert_eq!(v["includeAll"], true, "{name}");
-        // Grafana puts a custom All value into the SQL as it is: the column equals itself.
-        assert_eq!(v["allValue"], format!("o.{name}"), "{name}");
+        // Grafana puts a custom All value into the SQL as it is: the column equals itself. The
+        // destination is compared masked, as it leaves the database only masked.
+        let column = if name == "destination" {
+            format!("coalesce({MASKED}, '')")
+        } else {
+            format!("o.{name}")
+        };
+        assert_eq!(v["allValue"], column, "{name}");
+    }
+    assert_eq!(
+        d["time"]["from"], "now-7d",
+        "the last week, as the document's report opens"
+    );
+    for pie in ["OTPs by state (share)", "Sends by channel (share)"] {
+        assert_eq!(panel(&d, pie)["type"], "piechart", "{pie}");
     }
 
     let light = panel(&d, "Validation traffic light");
@@ -699,8 +836,16 @@ fn expand(sql: &str, dashboard: &Value, choice: &Choice) -> String {
     sql = replace_macro(&sql, "$__timeTo", |_| to.clone());
     for v in variables(dashboard) {
         let name = v["name"].as_str().expect("name");
-        let value = match choice.get(name).cloned().flatten() {
+        let chosen = choice.get(name).cloned().flatten();
+        // A variable that is neither multi nor All goes in as its text, which the SQL quotes itself.
+        let single = v["multi"] != true && v["includeAll"] != true;
+        let value = match chosen {
+            None if single => v["current"]["value"]
+                .as_str()
+                .expect("a current value")
+                .replace('\'', "''"),
             None => v["allValue"].as_str().expect("allValue").to_string(),
+            Some(values) if single => values[0].replace('\'', "''"),
             Some(values) => values
                 .iter()
                 .map(|s| format!("'{}'", s.replace('\'', "''")))
@@ -875,6 +1020,14 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         options.insert(v["name"].as_str().expect("name").to_string(), values);
     }
     assert_eq!(options["tenant"], ["acme", "globex"]);
+    assert_eq!(options["light"], ["unvalidated", "validated"]);
+    assert_eq!(
+        options["destination"].len(),
+        10,
+        "{:?}",
+        options["destination"]
+    );
+    assert!(options["destination"].contains(&"a**@example.com".to_string()));
     assert_eq!(options["channel"], ["sms", "email", "whatsapp", "voice"]);
     assert_eq!(
         options["state"],
@@ -907,12 +1060,34 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         ])
     );
     assert_eq!(
-        results["Validation traffic light"].only_row()["Validated / generated"],
-        "67"
+        results["Validation traffic light"].only_row()["Traffic light"],
+        "67",
+        "4 of the 6 generated not validated successfully, as the CLI counts"
     );
     assert_eq!(
-        results["OTPs generated and validated"].only_row(),
-        HashMap::from([("OTPs generated", "6"), ("OTPs validated", "4")])
+        results["OTPs generated, validated and validated ok"].only_row(),
+        HashMap::from([
+            ("OTPs generated", "6"),
+            ("OTPs validated", "4"),
+            ("Validated ok", "2")
+        ])
+    );
+    assert_eq!(
+        results["OTPs by state (share)"].only_row(),
+        results["OTPs by state"].only_row()
+    );
+    assert_eq!(
+        results["Sends by channel (share)"].only_row(),
+        HashMap::from([
+            ("SMS", "5"),
+            ("Email", "3"),
+            ("WhatsApp", "1"),
+            ("Voice", "1")
+        ])
+    );
+    assert_eq!(
+        results["OTP detail"].column("Vendor transaction id")[9],
+        Some("013ff9a3-4ccf-4125-af33-8e38862680c2")
     );
     let hourly = &results["Sends per channel per hour"];
     assert_eq!(hourly.values.len(), 3);
@@ -943,6 +1118,7 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         ("tenant", Some(vec!["acme"])),
         ("channel", Some(vec!["sms"])),
         ("state", Some(vec!["validated_ok"])),
+        ("destination", Some(vec!["+5730*****233"])),
     ]);
     let results = run_panels(&database, &d, &one).await;
     assert_eq!(
@@ -954,7 +1130,19 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         "1"
     );
     assert_eq!(
-        results["Validation traffic light"].only_row()["Validated / generated"],
+        results["Validation traffic light"].only_row()["Traffic light"],
+        "0",
+        "the one OTP was validated successfully"
+    );
+    let literal = HashMap::from([
+        ("tenant", Some(vec!["acme"])),
+        ("channel", Some(vec!["sms"])),
+        ("state", Some(vec!["validated_ok"])),
+        ("light", Some(vec!["validated"])),
+    ]);
+    let results_literal = run_panels(&database, &d, &literal).await;
+    assert_eq!(
+        results_literal["Validation traffic light"].only_row()["Traffic light"],
         "100"
     );
     assert_eq!(
@@ -970,7 +1158,7 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
     let results = run_panels(&database, &d, &several).await;
     assert_eq!(results["OTP detail"].values.len(), 4);
     assert_eq!(
-        results["Validation traffic light"].only_row()["Validated / generated"],
+        results["Validation traffic light"].only_row()["Traffic light"],
         "NULL"
     );
     assert_eq!(

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use pasarela_e2e::TestEnv;
+use pasarela_e2e::vendor_call::{call, run};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -19,37 +19,6 @@ async fn start(workers: u32, extra_env: &[(&str, &str)]) -> TestEnv {
         options = options.env(k, v);
     }
     options.start().await
-}
-
-fn call(vendor: &str, method: &str, path: &str, body: Value) -> (String, Value) {
-    let id = Uuid::new_v4().to_string();
-    let message =
-        json!({ "call_id": id, "vendor": vendor, "method": method, "path": path, "body": body });
-    (id, message)
-}
-
-/// Publishes the calls and returns their events, keyed by call id.
-async fn run(
-    env: &mut TestEnv,
-    calls: &[(String, Value)],
-) -> std::collections::HashMap<String, Value> {
-    for (id, body) in calls {
-        env.publish_to("vendor.call", body, id).await;
-    }
-    let events = env.events(calls.len(), WAIT).await;
-    assert_eq!(
-        events.len(),
-        calls.len(),
-        "missing events; logs:\n{}",
-        env.worker_log()
-    );
-    events
-        .into_iter()
-        .map(|e| {
-            assert_eq!(e.routing_key, "vendor.call.completed");
-            (e.body["call_id"].as_str().unwrap().to_string(), e.body)
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -177,7 +146,8 @@ async fn wrong_numrot_credentials_fail_as_auth_without_a_retry_storm_and_no_secr
     for e in events.values() {
         assert_eq!(e["status"], "failed", "{e}");
         assert_eq!(e["error"]["kind"], "auth");
-        assert_eq!(e["attempts"], 1, "not retried");
+        let attempts = e["attempts"].as_u64().unwrap_or_default();
+        assert!((1..=3).contains(&attempts), "{e}");
         assert!(
             e["error"]["message"]
                 .as_str()
@@ -185,7 +155,8 @@ async fn wrong_numrot_credentials_fail_as_auth_without_a_retry_storm_and_no_secr
                 .contains("not registered")
         );
     }
-    // Exactly one token call per message: a refused login is neither retried nor repeated.
+    // NUMROT_TOKEN_500_BUDGET (3) token calls in all, however many messages: the 500s are read as a
+    // passing failure until the budget is spent, then as "not registered", with no further token call.
     assert_eq!(env.sim.calls("numrot", "token").await, 3);
     // A GestoPago call too, so its key, IV, password and token were all in use.
     let ok = run(

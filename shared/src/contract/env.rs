@@ -105,6 +105,26 @@ impl Env {
         }
     }
 
+    /// One of a closed set of words, the first being the default; any other value names the variable
+    /// and lists the words.
+    pub fn choice<T: Copy>(&self, name: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(choices[0].1);
+        };
+        let raw = raw.trim();
+        choices
+            .iter()
+            .find(|(word, _)| word.eq_ignore_ascii_case(raw))
+            .map(|(_, value)| *value)
+            .ok_or_else(|| {
+                let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
+                ConfigError {
+                    variable: name.to_string(),
+                    problem: format!("must be one of {}, got {raw:?}", words.join(", ")),
+                }
+            })
+    }
+
     /// A duration written like `250ms`, `5s`, `2m` or `1h`, or `default`.
     pub fn duration(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.get(name) {

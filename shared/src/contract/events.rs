@@ -65,6 +65,10 @@ pub struct OtpSendCompleted {
     pub vendor_request_id: Option<String>,
     /// The vendor's answer code.
     pub vendor_code: Option<String>,
+    /// The vendor's id for tracking the run (DANAConnect's `conversationRequestId`).
+    pub vendor_tracking_id: Option<String>,
+    /// The vendor's words for its code (DANAConnect's `responseDescription`).
+    pub vendor_description: Option<String>,
 }
 
 impl Event for OtpSendCompleted {

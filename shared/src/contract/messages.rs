@@ -5,6 +5,8 @@
 //! are kept as text here and checked by the handler, so that a wrong choice is a `rejected` result that
 //! names the field, not an unreadable message.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -51,8 +53,10 @@ pub struct CodeSpec {
     pub code_type: String,
     /// Number of characters.
     pub length: u32,
-    /// Lifetime in seconds.
-    pub expires_in_s: u32,
+    /// Lifetime in seconds: required by DANAConnect; for Aldeamo an override of the configuration's
+    /// lifetime (`ALDEAMO_CONFIG_EXPIRY`), which sets the code's real one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u32>,
     /// Wrong answers allowed; the vendor's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tries: Option<u32>,
@@ -66,6 +70,9 @@ pub struct DanaConnectBlock {
     /// Values for the conversation's contact list.
     #[serde(default)]
     pub values: Vec<KeyValue>,
+    /// The conversation's additional parameters (the document's `parameters`, a map of strings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// A `{key, value}` pair.
@@ -144,7 +151,7 @@ pub struct DocSign {
     pub document_content: bytes::Bytes,
     /// Who signs it.
     pub active_directory_user: String,
-    /// `digital_signature` (the only type the vendor documents), the default.
+    /// The signature type, passed on as given; `digital_signature` (the document's example) when absent.
     #[serde(default = "digital_signature")]
     pub signature_type: String,
     /// The producer's webhook for the outcome.

@@ -139,16 +139,10 @@ impl RuntimeSettings {
             outbox_relay_after: env
                 .duration("PASARELA_OUTBOX_RELAY_AFTER", Duration::from_secs(5))?,
             amqp_heartbeat: env.duration("PASARELA_AMQP_HEARTBEAT", Duration::from_secs(10))?,
-            declare_whole_topology: match env.string("PASARELA_DECLARE_TOPOLOGY", "all").as_str() {
-                "all" => true,
-                "own" => false,
-                _ => {
-                    return Err(ConfigError {
-                        variable: "PASARELA_DECLARE_TOPOLOGY".into(),
-                        problem: "must be all or own".into(),
-                    });
-                }
-            },
+            declare_whole_topology: env.choice(
+                "PASARELA_DECLARE_TOPOLOGY",
+                &[("all", true), ("own", false)],
+            )?,
             work_retention: env.duration(
                 "PASARELA_WORK_RETENTION",
                 Duration::from_secs(7 * 24 * 3600),

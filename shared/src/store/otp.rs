@@ -74,6 +74,10 @@ pub struct SendRow {
     pub vendor_request_id: Option<String>,
     /// The vendor's answer code.
     pub vendor_code: Option<String>,
+    /// The vendor's id for tracking the run.
+    pub vendor_tracking_id: Option<String>,
+    /// The vendor's words for its code.
+    pub vendor_description: Option<String>,
     /// Why it failed, if it did.
     pub error: Option<Failure>,
     /// `Generated` when sent, else `Errored`.
@@ -89,9 +93,10 @@ pub struct SendRow {
 const UPSERT_SEND: &str = "INSERT INTO otp_requests (request_id, message_id, tenant, provider,
         channel, destination_mobile, destination_email, code_type, code_length, expires_in_s,
         max_tries, status, attempts, vendor_request_id, vendor_code, error_kind, error_message, state,
-        requested_provider, providers_tried, vendor_otp_id, completed_at, generated_at, expires_at)
+        requested_provider, providers_tried, vendor_otp_id, vendor_tracking_id, vendor_description,
+        completed_at, generated_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, now(),
+        $18, $19, $20, $21, $22, $23, now(),
         CASE WHEN $18 = 'generated' THEN now() END,
         CASE WHEN $18 = 'generated' THEN now() + make_interval(secs => $10::integer) END)
     ON CONFLICT (request_id) DO UPDATE SET message_id = EXCLUDED.message_id,
@@ -100,7 +105,8 @@ const UPSERT_SEND: &str = "INSERT INTO otp_requests (request_id, message_id, ten
         vendor_code = EXCLUDED.vendor_code, error_kind = EXCLUDED.error_kind,
         error_message = EXCLUDED.error_message, state = EXCLUDED.state,
         providers_tried = EXCLUDED.providers_tried,
-        vendor_otp_id = EXCLUDED.vendor_otp_id, completed_at = now(),
+        vendor_otp_id = EXCLUDED.vendor_otp_id, vendor_tracking_id = EXCLUDED.vendor_tracking_id,
+        vendor_description = EXCLUDED.vendor_description, completed_at = now(),
         generated_at = EXCLUDED.generated_at, expires_at = EXCLUDED.expires_at";
 
 impl SendRow {
@@ -133,6 +139,8 @@ impl SendRow {
                 &self.requested_provider,
                 &self.providers_tried,
                 &self.vendor_otp_id,
+                &self.vendor_tracking_id,
+                &self.vendor_description,
             ],
         )
         .await

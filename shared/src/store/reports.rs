@@ -11,23 +11,24 @@ use uuid::Uuid;
 use crate::store::database::snapshot;
 use crate::store::error::DbError;
 
-/// Which OTPs a report covers. Filters are off when `None`; state and channel are the columns' text.
+/// Which OTPs a report covers. Each filter is a list of values any of which matches, off when empty;
+/// state and channel are the columns' text.
 #[derive(Debug, Clone, Copy)]
 pub struct Selection<'a> {
     /// Start of the window (creation time, inclusive).
     pub since: DateTime<Utc>,
     /// End of the window (creation time, inclusive).
     pub until: DateTime<Utc>,
-    /// Tenant filter.
-    pub tenant: Option<&'a str>,
-    /// Exact mobile or e-mail, matched against the unmasked columns.
-    pub destination: Option<&'a str>,
-    /// State filter (`otp_requests.state`).
-    pub state: Option<&'a str>,
-    /// Channel filter (`otp_requests.channel`).
-    pub channel: Option<&'a str>,
-    /// Provider filter.
-    pub provider: Option<&'a str>,
+    /// Tenants.
+    pub tenants: &'a [String],
+    /// Exact mobiles or e-mails, matched against the unmasked columns.
+    pub destinations: &'a [String],
+    /// States (`otp_requests.state`).
+    pub states: &'a [String],
+    /// Channels (`otp_requests.channel`).
+    pub channels: &'a [String],
+    /// Providers.
+    pub providers: &'a [String],
     /// Detail rows at most; `None` for all.
     pub limit: Option<u32>,
 }
@@ -37,6 +38,8 @@ pub struct Selection<'a> {
 pub struct DetailRow {
     /// The request id.
     pub transaction_id: Uuid,
+    /// The vendor's id for it (Aldeamo's `otpTransactionId`, DANAConnect's `idRequest`).
+    pub vendor_transaction_id: Option<String>,
     /// The tenant.
     pub user: String,
     /// The destination, masked.
@@ -105,26 +108,28 @@ pub struct OtpRows {
     /// Sends per channel per hour, hours with sends only, oldest first.
     pub hourly: Vec<HourRow>,
     /// The destination filter, masked like every destination in a report.
-    pub masked_destination: Option<String>,
+    pub masked_destinations: Vec<String>,
 }
 
-/// The rows every section counts: parameters $1 to $7 are the window and the filters, each filter
-/// off when NULL. BETWEEN, like Grafana's `$__timeFilter`, so the dashboard and the CLI agree.
+/// The rows every section counts: parameters $1 to $7 are the window and the filters, each filter a
+/// list that is off when empty. BETWEEN, like Grafana's `$__timeFilter`, so the dashboard and the CLI
+/// agree.
 macro_rules! selected {
     () => {
         "o.created_at BETWEEN $1 AND $2
-    AND ($3::text IS NULL OR o.tenant = $3)
-    AND ($4::text IS NULL OR o.destination_mobile = $4 OR o.destination_email = $4)
-    AND ($5::text IS NULL OR o.state = $5)
-    AND ($6::text IS NULL OR o.channel = $6)
-    AND ($7::text IS NULL OR o.provider = $7)"
+    AND (cardinality($3::text[]) = 0 OR o.tenant = ANY($3))
+    AND (cardinality($4::text[]) = 0 OR o.destination_mobile = ANY($4)
+         OR o.destination_email = ANY($4))
+    AND (cardinality($5::text[]) = 0 OR o.state = ANY($5))
+    AND (cardinality($6::text[]) = 0 OR o.channel = ANY($6))
+    AND (cardinality($7::text[]) = 0 OR o.provider = ANY($7))"
     };
 }
 
 /// The detail, newest first, at most `$8` rows (all when NULL).
 const DETAIL: &str = concat!(
     "SELECT o.request_id, o.tenant, pasarela_mask_destination(o.destination_mobile, o.destination_email),
-            o.channel, o.provider, o.generated_at, o.validated_at, o.state
+            o.channel, o.provider, o.generated_at, o.validated_at, o.state, o.vendor_request_id
      FROM otp_requests o WHERE ",
     selected!(),
     "
@@ -170,8 +175,11 @@ const HOURLY: &str = concat!(
      GROUP BY 1 ORDER BY 1"
 );
 
-/// The destination filter is echoed in a report, so it is masked like every destination.
-const MASK: &str = "SELECT pasarela_mask_destination($1::text, $2::text)";
+/// The destination filter is echoed in a report, so each is masked like every destination.
+const MASK: &str = "SELECT coalesce(array_agg(pasarela_mask_destination(
+        CASE WHEN d LIKE '%@%' THEN NULL ELSE d END, CASE WHEN d LIKE '%@%' THEN d END)
+        ORDER BY n), '{}')
+    FROM unnest($1::text[]) WITH ORDINALITY AS f(d, n)";
 
 /// Reads a whole OTP report. One read-only snapshot, so that the sections agree with each other
 /// (the detail's rows are the ones the states count); the queries are pipelined on one connection.
@@ -179,21 +187,16 @@ pub async fn otp(pool: &Pool, selection: &Selection<'_>) -> Result<OtpRows, DbEr
     let params: [&(dyn ToSql + Sync); 7] = [
         &selection.since,
         &selection.until,
-        &selection.tenant,
-        &selection.destination,
-        &selection.state,
-        &selection.channel,
-        &selection.provider,
+        &selection.tenants,
+        &selection.destinations,
+        &selection.states,
+        &selection.channels,
+        &selection.providers,
     ];
     let limit = selection.limit.map(i64::from);
     let mut detail_params = params.to_vec();
     detail_params.push(&limit);
-    let (mobile, email) = match selection.destination {
-        Some(d) if d.contains('@') => (None, Some(d)),
-        Some(d) => (Some(d), None),
-        None => (None, None),
-    };
-    let mask_params: [&(dyn ToSql + Sync); 2] = [&mobile, &email];
+    let mask_params: [&(dyn ToSql + Sync); 1] = [&selection.destinations];
 
     let mut client = pool.get().await?;
     let tx = snapshot(&mut client).await?;
@@ -215,7 +218,7 @@ pub async fn otp(pool: &Pool, selection: &Selection<'_>) -> Result<OtpRows, DbEr
             .iter()
             .map(hour_row)
             .collect::<Result<_, tokio_postgres::Error>>()?,
-        masked_destination: masked.try_get(0)?,
+        masked_destinations: masked.try_get(0)?,
     })
 }
 
@@ -229,6 +232,7 @@ fn detail_row(r: &tokio_postgres::Row) -> Result<DetailRow, tokio_postgres::Erro
         generated_at: r.try_get(5)?,
         validated_at: r.try_get(6)?,
         state: r.try_get(7)?,
+        vendor_transaction_id: r.try_get(8)?,
     })
 }
 

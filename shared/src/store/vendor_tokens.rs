@@ -197,6 +197,14 @@ impl TokenStore {
         Ok(token)
     }
 
+    /// Drops the cached token of `vendor` when it is `generation` or older.
+    fn uncache(&self, vendor: &str, generation: i64) {
+        self.cached
+            .lock()
+            .expect("token cache")
+            .retain(|v, t| v != vendor || t.generation > generation);
+    }
+
     /// Stores a fetched token, encrypted, as the vendor's next generation.
     async fn keep(
         &self,
@@ -240,6 +248,10 @@ impl TokenStore {
         let Some(row) = row else {
             return Ok(None);
         };
+        if row.get::<_, &[u8]>(0).is_empty() {
+            // Forgotten (a revoked grant): there is no token to use or refresh with.
+            return Ok(None);
+        }
         let Some(value) = self.key.open(vendor, row.get(0), row.get(1)) else {
             // Written under another key (a rotated PASARELA_SECRET_KEY): fetch a new one.
             tracing::warn!(
@@ -266,10 +278,7 @@ impl TokenStore {
                 .or_insert(token.generation);
             *newest = (*newest).max(token.generation);
         }
-        self.cached
-            .lock()
-            .expect("token cache")
-            .retain(|v, t| v != vendor || t.generation > token.generation);
+        self.uncache(vendor, token.generation);
         let client = self.pool.get().await?;
         client
             .execute(
@@ -307,6 +316,35 @@ impl TokenVault for TokenStore {
             TokenStore::invalidate(self, vendor, token)
                 .await
                 .map_err(vault)
+        })
+    }
+
+    fn stored<'a>(&'a self, vendor: &'a str) -> BoxFuture<'a, Result<Option<Token>, VaultError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(vault)?;
+            self.read(&**client, vendor).await.map_err(vault)
+        })
+    }
+
+    fn forget<'a>(
+        &'a self,
+        vendor: &'a str,
+        token: &'a Token,
+    ) -> BoxFuture<'a, Result<(), VaultError>> {
+        Box::pin(async move {
+            self.uncache(vendor, token.generation);
+            let client = self.pool.get().await.map_err(vault)?;
+            // The row stays, emptied, so that the next token's generation still counts up: a replica
+            // that refused an older generation must not take the next one for it.
+            client
+                .execute(
+                    "UPDATE vendor_tokens SET ciphertext = '', nonce = '', expires_at = now()
+                     WHERE vendor = $1 AND generation = $2",
+                    &[&vendor, &token.generation],
+                )
+                .await
+                .map_err(vault)?;
+            Ok(())
         })
     }
 }

@@ -62,6 +62,12 @@ pub fn vendor_url(base: &Url, path: &str) -> Result<Url, InvalidField> {
             truncate(path)
         )));
     }
+    if has_dot_segment(path) {
+        return Err(invalid(format!(
+            "must not hold . or .. segments, got {:?}",
+            truncate(path)
+        )));
+    }
     let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path);
     let url = Url::parse(&joined).map_err(|e| invalid(format!("not a valid URL path: {e}")))?;
     if url.scheme() != base.scheme()
@@ -71,6 +77,16 @@ pub fn vendor_url(base: &Url, path: &str) -> Result<Url, InvalidField> {
         return Err(invalid("must stay on the vendor's host".into()));
     }
     Ok(url)
+}
+
+/// Whether the path part (before `?` or `#`) has a `.` or `..` segment, percent-encoded or not: a URL
+/// parser folds them away, so `/api/../admin` would leave the base path the operator configured.
+fn has_dot_segment(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 fn truncate(s: &str) -> String {
@@ -108,16 +124,60 @@ where
     Ok(send(token).await?)
 }
 
-/// Sends `request` with the token as a Bearer credential and reads the answer: JSON when it parses,
-/// else the text as a JSON string.
+/// How the token is written in `Authorization`: `<scheme> <token>`, or the bare token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Bearer <token>`, what both documents say.
+    Bearer,
+    /// Another word before the token.
+    Other(String),
+    /// The token alone.
+    Bare,
+}
+
+impl AuthScheme {
+    /// Reads a setting: `Bearer` (any case), `none` for the bare token, or another single word.
+    pub fn parse(word: &str) -> Result<Self, String> {
+        let word = word.trim();
+        if word.eq_ignore_ascii_case("bearer") {
+            Ok(Self::Bearer)
+        } else if word.eq_ignore_ascii_case("none") {
+            Ok(Self::Bare)
+        } else if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            Ok(Self::Other(word.to_string()))
+        } else {
+            Err("must be one word of letters, digits and -, or none for the bare token".into())
+        }
+    }
+
+    /// The header value for `token`, marked sensitive so it never prints.
+    fn header(&self, token: &str) -> reqwest::header::HeaderValue {
+        let text = match self {
+            Self::Bearer => format!("Bearer {token}"),
+            Self::Other(word) => format!("{word} {token}"),
+            Self::Bare => token.to_string(),
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&text)
+            .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
+}
+
+/// Sends `request` with the token in `Authorization` under `scheme` and reads the answer: JSON when it
+/// parses, else the text as a JSON string.
 pub async fn send_with(
     vendor: &'static str,
     timeout: std::time::Duration,
     operation: &'static str,
     request: reqwest::RequestBuilder,
+    scheme: &AuthScheme,
     token: &Token,
 ) -> Result<VendorResponse, VendorError> {
-    let request = request.bearer_auth(token.value.expose_secret());
+    let request = request.header(
+        reqwest::header::AUTHORIZATION,
+        scheme.header(token.value.expose_secret()),
+    );
     let answer = http::exchange(vendor, operation, timeout, request).await?;
     let body = serde_json::from_str(&answer.text).unwrap_or(serde_json::Value::String(answer.text));
     Ok(VendorResponse {
@@ -157,12 +217,35 @@ mod tests {
             "/x\\@evil.example",
             "/a/http://evil.example",
             "",
+            "/../admin",
+            "/api/../../admin",
+            "/api/%2e%2e/admin",
+            "/api/.%2E/admin",
+            "/api/./x",
+            "/api/..",
         ] {
             assert!(vendor_url(&base, bad).is_err(), "{bad}");
         }
+        // Dots inside a segment, or in the query, are ordinary characters.
+        assert!(vendor_url(&base, "/api/v1.2/..x/a..b?next=../y").is_ok());
         // An @ in the path is a path character, not a userinfo switch: the host stays.
         let u = vendor_url(&base, "/@evil.example/x").unwrap();
         assert_eq!(u.host_str(), Some("numrotapiprueba.net"));
+    }
+
+    #[test]
+    fn the_auth_scheme_is_a_word_or_none() {
+        assert_eq!(AuthScheme::parse("bearer"), Ok(AuthScheme::Bearer));
+        assert_eq!(AuthScheme::parse("none"), Ok(AuthScheme::Bare));
+        assert_eq!(
+            AuthScheme::parse("JWT"),
+            Ok(AuthScheme::Other("JWT".into()))
+        );
+        assert!(AuthScheme::parse("two words").is_err());
+        assert!(AuthScheme::parse("").is_err());
+        assert_eq!(AuthScheme::Bare.header("t.k.n"), "t.k.n");
+        assert_eq!(AuthScheme::Other("JWT".into()).header("t.k.n"), "JWT t.k.n");
+        assert!(AuthScheme::Bearer.header("t").is_sensitive());
     }
 
     #[test]

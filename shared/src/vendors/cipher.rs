@@ -1,5 +1,6 @@
 //! GestoPago's payload protection (docs/vendors/gestopago.md): the JSON payload encrypted with AES-256-CBC and
-//! PKCS#7 padding under a key and IV the vendor hands out, then Base64 (standard alphabet, padded).
+//! PKCS#7 padding under a key and IV the vendor hands out, then written as text: standard padded Base64
+//! by default, or hex (`GESTOPAGO_CIPHER_ENCODING`), since the document does not say which.
 //!
 //! Key and IV come from settings (docs/CONTRACT.md, "Environment"): their UTF-8 bytes, or decoded when prefixed `base64:`
 //! or `hex:`. Both are secrets: they never print.
@@ -25,6 +26,9 @@ pub enum CipherError {
     /// The text is not Base64.
     #[error("the payload is not Base64")]
     NotBase64,
+    /// The text is not hex.
+    #[error("the payload is not hex")]
+    NotHex,
     /// The ciphertext does not decrypt under this key and IV (wrong length or padding).
     #[error("the payload does not decrypt under the configured key and IV")]
     Undecryptable,
@@ -63,11 +67,46 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// AES-256-CBC with PKCS#7 under one key and IV, producing and reading Base64.
+/// How cipher bytes are written as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    /// Standard, padded Base64: .NET's `Convert.ToBase64String`.
+    #[default]
+    Base64,
+    /// Uppercase hex, as .NET's `Convert.ToHexString` writes it; either case is read.
+    Hex,
+}
+
+impl TextEncoding {
+    /// The setting's words, the default first.
+    pub const CHOICES: [(&'static str, TextEncoding); 2] =
+        [("base64", Self::Base64), ("hex", Self::Hex)];
+
+    /// Writes `bytes` as text.
+    pub fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            Self::Base64 => STANDARD.encode(bytes),
+            Self::Hex => bytes.iter().map(|b| format!("{b:02X}")).collect(),
+        }
+    }
+
+    /// Reads text written by [`TextEncoding::encode`].
+    pub fn decode(self, text: &str) -> Result<Vec<u8>, CipherError> {
+        match self {
+            Self::Base64 => STANDARD
+                .decode(text.trim())
+                .map_err(|_| CipherError::NotBase64),
+            Self::Hex => decode_hex(text.trim()).ok_or(CipherError::NotHex),
+        }
+    }
+}
+
+/// AES-256-CBC with PKCS#7 under one key and IV, producing and reading text in one encoding.
 #[derive(Clone)]
 pub struct PayloadCipher {
     key: SecretSlice<u8>,
     iv: SecretSlice<u8>,
+    text: TextEncoding,
 }
 
 impl std::fmt::Debug for PayloadCipher {
@@ -82,7 +121,13 @@ impl PayloadCipher {
         Ok(Self {
             key: key_material("GESTOPAGO_AES_KEY", key, 32)?,
             iv: key_material("GESTOPAGO_AES_IV", iv, 16)?,
+            text: TextEncoding::default(),
         })
+    }
+
+    /// The same cipher writing and reading `text`.
+    pub fn with_text(self, text: TextEncoding) -> Self {
+        Self { text, ..self }
     }
 
     fn key_iv(&self) -> ([u8; 32], [u8; 16]) {
@@ -93,19 +138,17 @@ impl PayloadCipher {
         (key, iv)
     }
 
-    /// Encrypts `plaintext` and returns it as Base64.
+    /// Encrypts `plaintext` and returns it as text.
     pub fn encrypt(&self, plaintext: &[u8]) -> String {
         let (key, iv) = self.key_iv();
         let ciphertext = cbc::Encryptor::<Aes256>::new(&key.into(), &iv.into())
             .encrypt_padded_vec::<Pkcs7>(plaintext);
-        STANDARD.encode(ciphertext)
+        self.text.encode(&ciphertext)
     }
 
-    /// Decrypts Base64 `text`.
+    /// Decrypts `text`.
     pub fn decrypt(&self, text: &str) -> Result<Vec<u8>, CipherError> {
-        let ciphertext = STANDARD
-            .decode(text.trim())
-            .map_err(|_| CipherError::NotBase64)?;
+        let ciphertext = self.text.decode(text)?;
         let (key, iv) = self.key_iv();
         cbc::Decryptor::<Aes256>::new(&key.into(), &iv.into())
             .decrypt_padded_vec::<Pkcs7>(&ciphertext)
@@ -196,6 +239,30 @@ mod tests {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
         assert_eq!(String::from_utf8(out.stdout).unwrap(), json);
+    }
+
+    #[test]
+    fn hex_text_is_the_same_ciphertext() {
+        let base64 = PayloadCipher::from_settings(KEY, IV).unwrap();
+        let hex = base64.clone().with_text(TextEncoding::Hex);
+        for (name, plain, expected) in vectors() {
+            let text = hex.encrypt(&plain);
+            assert_eq!(
+                text,
+                TextEncoding::Hex.encode(&STANDARD.decode(&expected).unwrap()),
+                "{name}"
+            );
+            assert!(
+                text.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            );
+            assert_eq!(hex.decrypt(&text.to_lowercase()).unwrap(), plain, "{name}");
+        }
+        assert_eq!(hex.decrypt("0G"), Err(CipherError::NotHex));
+        assert_eq!(
+            hex.decrypt(&base64.encrypt(b"{}")),
+            Err(CipherError::NotHex)
+        );
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct SendOtpRequest {
     pub id_conversation: i64,
     /// Values for the conversation's contact list.
     pub values: Vec<ConversationValue>,
+    /// The conversation's additional parameters, sent only when there are some.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub parameters: std::collections::BTreeMap<String, String>,
     /// 1 numeric, 2 alphanumeric.
     #[serde(rename = "type")]
     pub otp_type: u8,
@@ -345,6 +348,7 @@ mod tests {
             length: 12,
             seconds_expiration: 3000,
             maximum_tries: 5,
+            parameters: Default::default(),
         })
         .unwrap();
         let mut keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();

@@ -1,8 +1,10 @@
 //! GestoPago (docs/vendors/gestopago.md): a 24-hour `accessToken` from a form-url-encoded POST of `idDistribuidor`,
-//! `codigoDispositivo` and `password` to `GESTOPAGO_TOKEN_PATH`, shared by every replica (a token per
-//! request is forbidden), sent as a Bearer credential; the payload JSON is encrypted (AES-256-CBC,
-//! PKCS#7, Base64) and sent as `signed`: a form field on POST, a query parameter on GET. 401 (missing or
-//! wrong token) and 403 (expired token) both fetch a new token once and retry once.
+//! `codigoDispositivo` and `password` to the authentication server (`GESTOPAGO_TOKEN_URL`, else
+//! `GESTOPAGO_TOKEN_PATH` under the base URL), shared by every replica (a token per request is
+//! forbidden), sent as a Bearer credential; the payload JSON is encrypted (AES-256-CBC, PKCS#7, Base64
+//! or hex) and sent as `signed`: "form-data" on POST (`multipart/form-data` by default, or
+//! form-url-encoded: `GESTOPAGO_PAYLOAD_ENCODING`), a query parameter on GET. 401 (missing or wrong
+//! token) and 403 (expired token) both fetch a new token once and retry once.
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use super::bearer::{self, CallError, VendorResponse};
 use super::demo;
 use super::http::{self, VendorError};
 use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
-use crate::vendors::cipher::PayloadCipher;
+use crate::vendors::cipher::{PayloadCipher, TextEncoding};
 use crate::vendors::tokens::{FetchedToken, TokenVault};
 
 const VENDOR: &str = "gestopago";
@@ -26,11 +28,29 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, thiserror::Error)]
 pub enum GestoPagoConfigError {
     /// A URL setting does not parse.
-    #[error("GESTOPAGO_BASE_URL/GESTOPAGO_TOKEN_PATH: {0}")]
+    #[error("GESTOPAGO_BASE_URL/GESTOPAGO_TOKEN_URL/GESTOPAGO_TOKEN_PATH: {0}")]
     Url(#[from] url::ParseError),
     /// The key or IV is unusable.
     #[error(transparent)]
     Cipher(#[from] crate::vendors::cipher::CipherError),
+}
+
+/// How `signed` travels in a POST body (`GESTOPAGO_PAYLOAD_ENCODING`). The document says "form-data
+/// (key: value)", which in the tools its readers use is `multipart/form-data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadEncoding {
+    /// `multipart/form-data`, one text part named `signed`: the literal reading, the default.
+    Multipart,
+    /// `application/x-www-form-urlencoded`, like the credentials.
+    UrlEncoded,
+}
+
+impl PayloadEncoding {
+    /// The setting's words, the default first.
+    pub const CHOICES: [(&'static str, PayloadEncoding); 2] = [
+        ("multipart", Self::Multipart),
+        ("urlencoded", Self::UrlEncoded),
+    ];
 }
 
 /// The GestoPago client.
@@ -43,6 +63,7 @@ pub struct GestoPagoClient {
     codigo_dispositivo: String,
     password: SecretString,
     cipher: PayloadCipher,
+    payload_encoding: PayloadEncoding,
     timeout: Duration,
 }
 
@@ -50,17 +71,23 @@ impl GestoPagoClient {
     /// A client for the configured account, key and IV.
     pub fn new(settings: &GestoPagoSettings) -> Result<Self, GestoPagoConfigError> {
         let base_text = settings.base_url.trim_end_matches('/');
+        let token_url = match &settings.token_url {
+            Some(url) => Url::parse(url)?,
+            None => Url::parse(&format!("{base_text}{}", settings.token_path))?,
+        };
         Ok(Self {
             http: http::client(settings.timeout),
             base: Url::parse(base_text)?,
-            token_url: Url::parse(&format!("{base_text}{}", settings.token_path))?,
+            token_url,
             id_distribuidor: settings.id_distribuidor.clone(),
             codigo_dispositivo: settings.codigo_dispositivo.clone(),
             password: settings.password.clone(),
             cipher: PayloadCipher::from_settings(
                 settings.aes_key.expose_secret(),
                 settings.aes_iv.expose_secret(),
-            )?,
+            )?
+            .with_text(settings.cipher_encoding),
+            payload_encoding: settings.payload_encoding,
             timeout: settings.timeout,
         })
     }
@@ -136,16 +163,10 @@ impl GestoPagoClient {
         let mut url = bearer::vendor_url(&self.base, path)?;
         let plain = serde_json::to_vec(payload).expect("a JSON value serialises");
         let signed = self.cipher.encrypt(&plain);
-        let form = if method == Method::GET {
+        let in_body = method != Method::GET;
+        if !in_body {
             url.query_pairs_mut().append_pair("signed", &signed);
-            None
-        } else {
-            Some(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("signed", &signed)
-                    .finish(),
-            )
-        };
+        }
         bearer::with_token(
             tokens,
             VENDOR,
@@ -153,15 +174,26 @@ impl GestoPagoClient {
             |_| self.fetch_token(),
             |token| {
                 let mut request = self.http.request(method.clone(), url.clone());
-                if let Some(f) = &form {
-                    request = request
-                        .header(
-                            reqwest::header::CONTENT_TYPE,
-                            "application/x-www-form-urlencoded",
-                        )
-                        .body(f.clone());
+                if in_body {
+                    request = match self.payload_encoding {
+                        // A multipart form is consumed by its request: each attempt builds its own.
+                        PayloadEncoding::Multipart => request.multipart(
+                            reqwest::multipart::Form::new().text("signed", signed.clone()),
+                        ),
+                        PayloadEncoding::UrlEncoded => request.form(&[("signed", &signed)]),
+                    };
                 }
-                async move { bearer::send_with(VENDOR, self.timeout, "call", request, &token).await }
+                async move {
+                    bearer::send_with(
+                        VENDOR,
+                        self.timeout,
+                        "call",
+                        request,
+                        &bearer::AuthScheme::Bearer,
+                        &token,
+                    )
+                    .await
+                }
             },
         )
         .await
@@ -173,7 +205,10 @@ impl GestoPagoClient {
 pub struct GestoPagoSettings {
     /// `GESTOPAGO_BASE_URL`.
     pub base_url: String,
-    /// `GESTOPAGO_TOKEN_PATH`: the authentication endpoint, after the base URL.
+    /// `GESTOPAGO_TOKEN_URL`: the authentication server's endpoint, a URL of its own.
+    pub token_url: Option<String>,
+    /// `GESTOPAGO_TOKEN_PATH`: the authentication endpoint after the base URL, when no
+    /// `GESTOPAGO_TOKEN_URL` is set.
     pub token_path: String,
     /// `GESTOPAGO_ID_DISTRIBUIDOR`.
     pub id_distribuidor: String,
@@ -185,6 +220,10 @@ pub struct GestoPagoSettings {
     pub aes_key: SecretString,
     /// `GESTOPAGO_AES_IV`: text, `base64:` or `hex:`, 16 bytes.
     pub aes_iv: SecretString,
+    /// `GESTOPAGO_PAYLOAD_ENCODING`: `multipart` (the default) or `urlencoded`.
+    pub payload_encoding: PayloadEncoding,
+    /// `GESTOPAGO_CIPHER_ENCODING`: `base64` (the default) or `hex`.
+    pub cipher_encoding: TextEncoding,
     /// `GESTOPAGO_TIMEOUT`: one call's deadline.
     pub timeout: Duration,
 }
@@ -194,6 +233,12 @@ impl FromEnv for GestoPagoSettings {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             base_url: base_url(env, "GESTOPAGO_BASE_URL", demo::GESTOPAGO_BASE_URL)?,
+            token_url: match env.get("GESTOPAGO_TOKEN_URL") {
+                Some(raw) if !raw.trim().is_empty() => {
+                    Some(base_url(env, "GESTOPAGO_TOKEN_URL", raw)?)
+                }
+                _ => None,
+            },
             token_path: env.string("GESTOPAGO_TOKEN_PATH", demo::GESTOPAGO_TOKEN_PATH),
             id_distribuidor: env
                 .string("GESTOPAGO_ID_DISTRIBUIDOR", demo::GESTOPAGO_ID_DISTRIBUIDOR),
@@ -204,6 +249,9 @@ impl FromEnv for GestoPagoSettings {
             password: env.secret("GESTOPAGO_PASSWORD", demo::GESTOPAGO_PASSWORD),
             aes_key: env.secret("GESTOPAGO_AES_KEY", demo::GESTOPAGO_AES_KEY),
             aes_iv: env.secret("GESTOPAGO_AES_IV", demo::GESTOPAGO_AES_IV),
+            payload_encoding: env
+                .choice("GESTOPAGO_PAYLOAD_ENCODING", &PayloadEncoding::CHOICES)?,
+            cipher_encoding: env.choice("GESTOPAGO_CIPHER_ENCODING", &TextEncoding::CHOICES)?,
             timeout: env.duration("GESTOPAGO_TIMEOUT", Duration::from_secs(15))?,
         })
     }

@@ -46,6 +46,15 @@ pub enum VendorError {
         /// What the vendor's answer means, for the operator.
         detail: String,
     },
+    /// An answer that arrived whole but says nothing pasarela can act on. It is not retried: asking
+    /// again would repeat whatever the first question did at the vendor.
+    #[error("{vendor}: unrecognised answer: {detail}")]
+    Unrecognised {
+        /// The vendor.
+        vendor: &'static str,
+        /// Why it could not be read, and its shape (keys and types, never values).
+        detail: String,
+    },
     /// A body that is not the documented shape.
     #[error("{vendor}: unreadable answer: {detail}")]
     Decode {
@@ -77,6 +86,9 @@ impl VendorError {
             }
             VendorError::Credentials { .. } => {
                 Verdict::GiveUp(Failure::new(ErrorKind::Auth, message))
+            }
+            VendorError::Unrecognised { .. } => {
+                Verdict::GiveUp(Failure::new(ErrorKind::Vendor, message))
             }
             VendorError::Status {
                 status,
@@ -209,6 +221,17 @@ pub struct Answer {
     pub text: String,
 }
 
+impl Answer {
+    /// An answer with no headers, as a test or a fuzzer builds one; `None` for a status HTTP has not.
+    pub fn of(status: u16, text: &str) -> Option<Self> {
+        Some(Self {
+            status: StatusCode::from_u16(status).ok()?,
+            headers: Default::default(),
+            text: text.to_string(),
+        })
+    }
+}
+
 /// Sends `request` (with the trace headers) and reads the whole answer, recording its status on the
 /// current span; a transport failure is observed under `operation`.
 pub async fn exchange(
@@ -269,6 +292,22 @@ impl BasicJsonApi {
         }
     }
 
+    /// POSTs `body` to `url` and reads the whole answer, whatever its status, for an answer whose shape
+    /// the vendor leaves open.
+    pub async fn exchange<B: serde::Serialize>(
+        &self,
+        operation: &'static str,
+        url: &reqwest::Url,
+        body: &B,
+    ) -> Result<Answer, VendorError> {
+        let request = self
+            .http
+            .post(url.clone())
+            .basic_auth(&self.login, Some(self.password.expose_secret()))
+            .json(body);
+        exchange(self.vendor, operation, self.timeout, request).await
+    }
+
     /// POSTs `body` to `url`. A body of the documented shape is an answer whatever the HTTP status
     /// (vendors put their codes in the body); anything else is judged by its status.
     pub async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
@@ -278,16 +317,11 @@ impl BasicJsonApi {
         body: &B,
     ) -> Result<R, VendorError> {
         let vendor = self.vendor;
-        let request = self
-            .http
-            .post(url.clone())
-            .basic_auth(&self.login, Some(self.password.expose_secret()))
-            .json(body);
         let Answer {
             status,
             headers,
             text,
-        } = exchange(vendor, operation, self.timeout, request).await?;
+        } = self.exchange(operation, url, body).await?;
         match serde_json::from_str::<R>(&text) {
             Ok(parsed) => Ok(parsed),
             Err(e) if status.is_success() => Err(unreadable(vendor, operation, &text, &e)),

@@ -1,14 +1,22 @@
 //! NumRot (docs/vendors/numrot.md): a token from `POST /v2/api/Token` with `Username`/`Password` as JSON, valid
-//! at most 60 minutes, sent as a Bearer credential on every call. A 500 from the token service means
-//! the user is not registered (permanent); a 401 on a call means the token's session ended.
+//! at most 60 minutes, sent as a Bearer credential (`NUMROT_AUTH_SCHEME`) on every call; a 401 on a call
+//! means the token's session ended.
+//!
+//! A 500 from the token service means "user not registered" by the document, but a 500 is also what a
+//! failing server sends. So the first ones are read as a passing failure (the message retries), counted
+//! by a circuit breaker; `NUMROT_TOKEN_500_BUDGET` of them in a row are read as the document says: the
+//! credentials are refused (`auth`, with an alert), and for `NUMROT_TOKEN_500_COOLDOWN` no token call is
+//! made at all, then one probe.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::bearer::{self, CallError, VendorResponse};
+use super::bearer::{self, AuthScheme, CallError, VendorResponse};
+use super::breaker::{Admission, CircuitBreakers};
 use super::demo;
 use super::http::{self, VendorError};
 use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
@@ -19,6 +27,9 @@ const VENDOR: &str = "numrot";
 /// The longest a NumRot token lives, by the document.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
+/// The token service's circuit, in the breaker's table.
+const TOKEN_CIRCUIT: &str = "numrot.token";
+
 /// The NumRot client.
 #[derive(Debug, Clone)]
 pub struct NumRotClient {
@@ -27,6 +38,10 @@ pub struct NumRotClient {
     token_url: Url,
     username: String,
     password: SecretString,
+    scheme: AuthScheme,
+    /// 500s from the token service in a row, shared by the clones of one process.
+    token_500s: Arc<CircuitBreakers>,
+    budget: u32,
     timeout: Duration,
 }
 
@@ -68,13 +83,34 @@ impl NumRotClient {
             token_url,
             username: settings.username.clone(),
             password: settings.password.clone(),
+            scheme: settings.auth_scheme.clone(),
+            token_500s: Arc::new(CircuitBreakers::new(
+                settings.token_500_budget,
+                settings.token_500_cooldown,
+            )),
+            budget: settings.token_500_budget.max(1),
             timeout: settings.timeout,
         })
+    }
+
+    /// The document's reading of the token service's 500, once it has been believed.
+    fn not_registered(&self) -> VendorError {
+        VendorError::Credentials {
+            vendor: VENDOR,
+            detail: format!(
+                "the token service answered 500 {} times in a row: by NumRot's document, \
+                 NUMROT_USERNAME/NUMROT_PASSWORD are not registered credentials",
+                self.budget
+            ),
+        }
     }
 
     /// `POST /v2/api/Token`: a new token.
     #[tracing::instrument(name = "numrot.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn fetch_token(&self) -> Result<FetchedToken, VendorError> {
+        if let Admission::Skip(_) = self.token_500s.admission(TOKEN_CIRCUIT) {
+            return Err(self.not_registered());
+        }
         let body = serde_json::json!({
             "Username": self.username,
             "Password": self.password.expose_secret(),
@@ -86,12 +122,16 @@ impl NumRotClient {
             text,
         } = http::exchange(VENDOR, "token", self.timeout, request).await?;
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            // The document's meaning of 500 on this endpoint: no such user. No retry will fix it.
-            return Err(VendorError::Credentials {
-                vendor: VENDOR,
-                detail: "the token service answered 500: NUMROT_USERNAME/NUMROT_PASSWORD are not registered credentials".into(),
-            });
+            if self.token_500s.failure(TOKEN_CIRCUIT) {
+                let e = self.not_registered();
+                tracing::error!(alert = true, vendor = VENDOR, error = %e,
+                    "NumRot refuses the credentials; no token call until the cool-down ends");
+                return Err(e);
+            }
+            // Maybe "not registered", maybe a failing server: the message tries again later.
+            return Err(http::status_error(VENDOR, status, &headers, &text));
         }
+        self.token_500s.success(TOKEN_CIRCUIT);
         if !status.is_success() {
             return Err(http::status_error(VENDOR, status, &headers, &text));
         }
@@ -131,7 +171,10 @@ impl NumRotClient {
                 if let Some(b) = body {
                     request = request.json(b);
                 }
-                async move { bearer::send_with(VENDOR, self.timeout, "call", request, &token).await }
+                let scheme = &self.scheme;
+                async move {
+                    bearer::send_with(VENDOR, self.timeout, "call", request, scheme, &token).await
+                }
             },
         )
         .await
@@ -147,6 +190,13 @@ pub struct NumRotSettings {
     pub username: String,
     /// `NUMROT_PASSWORD`.
     pub password: SecretString,
+    /// `NUMROT_AUTH_SCHEME`: the word before the token in `Authorization` (`Bearer`), or `none`.
+    pub auth_scheme: AuthScheme,
+    /// `NUMROT_TOKEN_500_BUDGET`: token-call 500s in a row read as a passing failure, before the
+    /// document's "not registered" is believed (3).
+    pub token_500_budget: u32,
+    /// `NUMROT_TOKEN_500_COOLDOWN`: once believed, how long no token call is made (60 s).
+    pub token_500_cooldown: Duration,
     /// `NUMROT_TIMEOUT`: one call's deadline.
     pub timeout: Duration,
 }
@@ -158,6 +208,11 @@ impl FromEnv for NumRotSettings {
             base_url: base_url(env, "NUMROT_BASE_URL", demo::NUMROT_BASE_URL)?,
             username: env.string("NUMROT_USERNAME", demo::NUMROT_USERNAME),
             password: env.secret("NUMROT_PASSWORD", demo::NUMROT_PASSWORD),
+            auth_scheme: AuthScheme::parse(&env.string("NUMROT_AUTH_SCHEME", "Bearer"))
+                .map_err(|problem| ConfigError::new("NUMROT_AUTH_SCHEME", problem))?,
+            token_500_budget: env.parse("NUMROT_TOKEN_500_BUDGET", 3u32)?.max(1),
+            token_500_cooldown: env
+                .duration("NUMROT_TOKEN_500_COOLDOWN", Duration::from_secs(60))?,
             timeout: env.duration("NUMROT_TIMEOUT", Duration::from_secs(15))?,
         })
     }

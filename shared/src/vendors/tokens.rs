@@ -80,6 +80,16 @@ pub trait TokenVault: Send + Sync {
         vendor: &'a str,
         token: &'a Token,
     ) -> BoxFuture<'a, Result<(), VaultError>>;
+
+    /// The stored token, fresh or not, without fetching one.
+    fn stored<'a>(&'a self, vendor: &'a str) -> BoxFuture<'a, Result<Option<Token>, VaultError>>;
+
+    /// Removes `token` from the store (a revoked grant): the next [`TokenVault::get`] fetches anew.
+    fn forget<'a>(
+        &'a self,
+        vendor: &'a str,
+        token: &'a Token,
+    ) -> BoxFuture<'a, Result<(), VaultError>>;
 }
 
 impl<T: TokenVault + ?Sized> TokenVault for std::sync::Arc<T> {
@@ -97,6 +107,18 @@ impl<T: TokenVault + ?Sized> TokenVault for std::sync::Arc<T> {
         token: &'a Token,
     ) -> BoxFuture<'a, Result<(), VaultError>> {
         (**self).invalidate(vendor, token)
+    }
+
+    fn stored<'a>(&'a self, vendor: &'a str) -> BoxFuture<'a, Result<Option<Token>, VaultError>> {
+        (**self).stored(vendor)
+    }
+
+    fn forget<'a>(
+        &'a self,
+        vendor: &'a str,
+        token: &'a Token,
+    ) -> BoxFuture<'a, Result<(), VaultError>> {
+        (**self).forget(vendor, token)
     }
 }
 

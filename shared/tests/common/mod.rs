@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod world;
+
 use pasarela_shared::store::database as db;
 use secrecy::SecretString;
 

@@ -124,7 +124,7 @@ pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
             }
             .into(),
             length,
-            expires_in_s,
+            expires_in_s: Some(expires_in_s),
             max_tries: Some(3 + (i % 3) as u32),
         },
         danaconnect: Some(DanaConnectBlock {
@@ -136,6 +136,7 @@ pub fn demo_message(i: usize, request_id: Uuid) -> (OtpSend, bool) {
                     value: format!("Demo {i}"),
                 },
             ],
+            parameters: [("origin".to_string(), "demo".to_string())].into(),
         }),
         aldeamo: Some(AldeamoBlock {
             config_id: format!("cfg-{channel}"),
@@ -307,8 +308,8 @@ mod tests {
         for i in 0..200 {
             let (m, meant_invalid) = demo_message(i, Uuid::new_v4());
             channels.insert(m.channel.clone());
-            let fits =
-                (3..=12).contains(&m.code.length) && (1..=3200).contains(&m.code.expires_in_s);
+            let fits = (3..=12).contains(&m.code.length)
+                && m.code.expires_in_s.is_some_and(|s| (1..=3200).contains(&s));
             assert_eq!(fits, !meant_invalid, "message {i}: {m:?}");
             invalid += usize::from(meant_invalid);
             let contact = &m.danaconnect.as_ref().unwrap().values[0].value;

@@ -13,6 +13,7 @@ mod doc;
 mod migrate;
 mod otp;
 mod report;
+mod signing;
 mod status;
 mod summary;
 mod topology;
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: vendor::VendorCommand,
     },
+    /// The signing vendor's account: revoke its stored grant.
+    Signing {
+        #[command(subcommand)]
+        command: signing::SigningCommand,
+    },
     /// Check that RabbitMQ and PostgreSQL can be reached.
     Check,
     /// Declare the whole broker topology (exchanges, work, retry and `.dead` queues), as every worker
@@ -89,6 +95,7 @@ async fn main() -> ExitCode {
         Command::Dlq { command } => dlq::run(command).await,
         Command::Report { command } => report::run(command).await,
         Command::Vendor { command } => vendor::run(command).await,
+        Command::Signing { command } => signing::run(command).await,
         Command::Check => check::run().await,
         Command::Topology => topology::run().await,
         Command::Demo(args) => demo::run(args).await,

@@ -106,18 +106,23 @@ pub struct SendArgs {
     /// The code's length in characters.
     #[arg(long, default_value_t = 6)]
     pub length: u32,
-    /// The code's lifetime in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub expires_in: u32,
+    /// The code's lifetime in seconds [default: 300 through DANAConnect; through Aldeamo, the
+    /// configuration's (ALDEAMO_CONFIG_EXPIRY)].
+    #[arg(long, value_name = "SECONDS")]
+    pub expires_in: Option<u32>,
     /// Wrong answers allowed (the vendor's default when absent).
     #[arg(long)]
     pub max_tries: Option<u32>,
-    /// DANAConnect conversation id.
-    #[arg(long, default_value_t = 824541)]
-    pub conversation: i64,
-    /// A DANAConnect contact-list value; repeat for more.
+    /// DANAConnect conversation id (required with --provider danaconnect or auto): an active
+    /// conversation of the account, from DANAConnect's activation report.
+    #[arg(long)]
+    pub conversation: Option<i64>,
+    /// A DANAConnect contact-list value, such as the destination's field; repeat for more.
     #[arg(long = "value", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub values: Vec<(String, String)>,
+    /// A DANAConnect conversation parameter; repeat for more.
+    #[arg(long = "parameter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub parameters: Vec<(String, String)>,
     /// Aldeamo configuration id (required with --provider aldeamo).
     #[arg(long)]
     pub config_id: Option<String>,
@@ -134,6 +139,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "wait")]
     pub wait_timeout: u64,
 }
+
+/// The lifetime a DANAConnect code gets when `--expires-in` is not given, in seconds.
+const DANACONNECT_EXPIRES_IN: u32 = 300;
 
 /// Parses `KEY=VALUE`.
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
@@ -178,23 +186,28 @@ impl CodeType {
 /// Builds the `otp.send` body the flags describe, with the chosen provider's block (both, for `auto`,
 /// when `--config-id` names the Aldeamo configuration to fail over to).
 pub fn build_message(args: &SendArgs, request_id: Uuid) -> anyhow::Result<OtpSend> {
-    let danaconnect_block = || DanaConnectBlock {
-        id_conversation: args.conversation,
-        values: args
-            .values
-            .iter()
-            .map(|(key, value)| KeyValue {
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+    let danaconnect_block = || -> anyhow::Result<DanaConnectBlock> {
+        Ok(DanaConnectBlock {
+            id_conversation: args.conversation.context(
+                "--provider danaconnect and auto need --conversation, an active DANAConnect conversation id",
+            )?,
+            values: args
+                .values
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            parameters: args.parameters.iter().cloned().collect(),
+        })
     };
     let aldeamo_block = |config_id: String| AldeamoBlock {
         config_id,
         otp_id: args.otp_id.clone(),
     };
     let (danaconnect, aldeamo) = match args.provider {
-        Provider::Danaconnect => (Some(danaconnect_block()), None),
+        Provider::Danaconnect => (Some(danaconnect_block()?), None),
         Provider::Aldeamo => {
             let config_id = args
                 .config_id
@@ -203,7 +216,7 @@ pub fn build_message(args: &SendArgs, request_id: Uuid) -> anyhow::Result<OtpSen
             (None, Some(aldeamo_block(config_id)))
         }
         Provider::Auto => (
-            Some(danaconnect_block()),
+            Some(danaconnect_block()?),
             args.config_id.clone().map(aldeamo_block),
         ),
     };
@@ -219,7 +232,10 @@ pub fn build_message(args: &SendArgs, request_id: Uuid) -> anyhow::Result<OtpSen
         code: CodeSpec {
             code_type: args.code_type.as_str().into(),
             length: args.length,
-            expires_in_s: args.expires_in,
+            expires_in_s: args.expires_in.or_else(|| {
+                // DANAConnect needs a lifetime; Aldeamo's configuration has its own.
+                (!matches!(args.provider, Provider::Aldeamo)).then_some(DANACONNECT_EXPIRES_IN)
+            }),
             max_tries: args.max_tries,
         },
         danaconnect,
@@ -360,10 +376,14 @@ mod tests {
             "8",
             "--max-tries",
             "3",
+            "--conversation",
+            "824541",
             "--value",
             "COD1_EMAIL=ana@example.com",
             "--value",
             "COD1_NOMBRE=Ana = Ana",
+            "--parameter",
+            "campaign=spring",
         ])
         .unwrap();
         let id = Uuid::new_v4();
@@ -376,8 +396,22 @@ mod tests {
                 "code": { "type": "numeric", "length": 8, "expires_in_s": 300, "max_tries": 3 },
                 "danaconnect": { "id_conversation": 824541, "values": [
                     { "key": "COD1_EMAIL", "value": "ana@example.com" },
-                    { "key": "COD1_NOMBRE", "value": "Ana = Ana" } ] }
+                    { "key": "COD1_NOMBRE", "value": "Ana = Ana" } ],
+                    "parameters": { "campaign": "spring" } }
             })
+        );
+        let without = parse(&[
+            "danaconnect",
+            "--channel",
+            "sms",
+            "--mobile",
+            "+573001234567",
+        ])
+        .unwrap();
+        let refused = build_message(&without, id).unwrap_err().to_string();
+        assert!(
+            refused.contains("--conversation"),
+            "no example id by default: {refused}"
         );
         let out = outbound("ns.pasarela".into(), &build_message(&args, id).unwrap());
         assert_eq!(out.message_id.as_deref(), Some(id.to_string().as_str()));

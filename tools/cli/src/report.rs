@@ -14,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use pasarela_shared::store::reports;
 
 use crate::context::Context;
-use model::{Channel, Filters, OtpReport, OtpState};
+use model::{Channel, Filters, Measure, OtpReport, OtpState};
 use time::TimeArg;
 
 /// Subcommands of `pasarela report`.
@@ -28,27 +28,31 @@ pub enum ReportCommand {
 /// Flags of `pasarela report otp`.
 #[derive(Debug, Args)]
 pub struct OtpReportArgs {
-    /// Start of the window, by creation time: an RFC 3339 time, or a duration ago (30m, 24h, 7d).
-    #[arg(long, default_value = "24h")]
+    /// Start of the window, by creation time: an RFC 3339 time, or a duration ago (30m, 24h, 7d);
+    /// the last week by default, as the document's report opens.
+    #[arg(long, default_value = "7d")]
     pub since: TimeArg,
     /// End of the window, like --since [default: now].
     #[arg(long)]
     pub until: Option<TimeArg>,
-    /// Only this tenant (the report's "user").
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Only this destination: an exact mobile number or e-mail address (reports show it masked).
-    #[arg(long)]
-    pub destination: Option<String>,
-    /// Only OTPs in this state.
+    /// Only these tenants (the report's "user"): a comma list, or the flag repeated.
+    #[arg(long, value_delimiter = ',')]
+    pub tenant: Vec<String>,
+    /// Only these destinations: exact mobile numbers or e-mail addresses (reports show them masked).
+    #[arg(long, value_delimiter = ',')]
+    pub destination: Vec<String>,
+    /// Only OTPs in these states (`sent` is `generated`), e.g. `--state sent,expired`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub state: Vec<OtpState>,
+    /// Only these channels.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub channel: Vec<Channel>,
+    /// Only sends served by these providers.
+    #[arg(long, value_delimiter = ',')]
+    pub provider: Vec<String>,
+    /// What the traffic light measures [default: PASARELA_OTP_TRAFFIC_LIGHT, else unvalidated].
     #[arg(long, value_enum)]
-    pub state: Option<OtpState>,
-    /// Only this channel.
-    #[arg(long, value_enum)]
-    pub channel: Option<Channel>,
-    /// Only sends served by this provider.
-    #[arg(long)]
-    pub provider: Option<String>,
+    pub light: Option<Measure>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -130,17 +134,26 @@ async fn otp(args: OtpReportArgs) -> anyhow::Result<ExitCode> {
     if since > until {
         anyhow::bail!("--since ({since}) is after --until ({until})");
     }
-    let state = args.state.map(OtpState::as_str);
-    let channel = args.channel.map(Channel::as_str);
+    let measure = match args.light {
+        Some(measure) => measure,
+        None => pasarela_shared::contract::env::Env::from_process()
+            .choice("PASARELA_OTP_TRAFFIC_LIGHT", &Measure::CHOICES)?,
+    };
+    let states: Vec<&'static str> = args.state.iter().map(|s| s.as_str()).collect();
+    let channels: Vec<&'static str> = args.channel.iter().map(|c| c.as_str()).collect();
+    let (state_names, channel_names): (Vec<String>, Vec<String>) = (
+        states.iter().map(|s| s.to_string()).collect(),
+        channels.iter().map(|c| c.to_string()).collect(),
+    );
     let limit = effective_limit(args.format, args.limit);
     let selection = reports::Selection {
         since,
         until,
-        tenant: args.tenant.as_deref(),
-        destination: args.destination.as_deref(),
-        state,
-        channel,
-        provider: args.provider.as_deref(),
+        tenants: &args.tenant,
+        destinations: &args.destination,
+        states: &state_names,
+        channels: &channel_names,
+        providers: &args.provider,
         limit,
     };
 
@@ -150,14 +163,14 @@ async fn otp(args: OtpReportArgs) -> anyhow::Result<ExitCode> {
     let filters = Filters {
         since,
         until,
-        tenant: args.tenant.clone(),
-        destination: rows.masked_destination.clone(),
-        state,
-        channel,
-        provider: args.provider.clone(),
+        tenants: args.tenant.clone(),
+        destinations: rows.masked_destinations.clone(),
+        states,
+        channels,
+        providers: args.provider.clone(),
         limit,
     };
-    let report = OtpReport::new(filters, rows);
+    let report = OtpReport::new(filters, measure, rows);
 
     match args.format {
         Format::Table => print!("{}", render::table(&report)),

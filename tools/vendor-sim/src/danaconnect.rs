@@ -1,9 +1,11 @@
 //! DANAConnect's OTP API as its document describes it (docs/vendors/danaconnect.md).
 //!
 //! Basic auth with `user@IDCompany`; `/send` checks type (1|2 → 07), length (3..12 → 08),
-//! secondsExpiration (1..3200 → 09), the conversation (→ 10) and the request's shape (→ 15), then
-//! "delivers" the code to the inbox; `/verify` answers 01, 03 expired, 04 incorrect, 14 already used and
-//! 16 after `maximumTries` wrong answers. A code is single use.
+//! secondsExpiration (1..3200 → 09), the conversation (→ 10) and the request's shape (→ 15: `values`
+//! not a list of `{key, value}` strings, `parameters` not a map of strings), then "delivers" the code to
+//! the inbox; `/verify` answers 01, 03 expired, 04 "Incorrect code", 14 already used and 16 after
+//! `maximumTries` wrong answers. A code is single use. The same code reads differently per service:
+//! `/send`'s 04 is "Failed", `/verify`'s is "Incorrect code".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,10 +39,12 @@ struct IssuedCode {
     used: bool,
 }
 
-fn description(code: &str) -> &'static str {
+/// The document's words for `code` from the service `op` (`send` or `verify`).
+fn description(op: &str, code: &str) -> &'static str {
     match code {
         "01" => "Success",
         "03" => "Expired Code",
+        "04" if op == "verify" => "Incorrect code",
         "04" => "Failed",
         "05" => "Maintenance Service",
         "06" => "Error: Invalid credentials",
@@ -54,8 +58,8 @@ fn description(code: &str) -> &'static str {
     }
 }
 
-fn answer(code: &str, id_request: Option<i64>) -> Response {
-    let mut body = json!({ "responseCode": code, "responseDescription": description(code) });
+fn answer(op: &str, code: &str, id_request: Option<i64>) -> Response {
+    let mut body = json!({ "responseCode": code, "responseDescription": description(op, code) });
     if let Some(id) = id_request {
         body["idRequest"] = id.into();
     }
@@ -119,13 +123,13 @@ async fn send(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Respon
         Err(response) => return response,
     };
     if login.is_err() {
-        return answer("06", None);
+        return answer("send", "06", None);
     }
     if let Some(code) = forced.filter(|c| c != "01") {
-        return answer(&code, None);
+        return answer("send", &code, None);
     }
     if !body.is_object() {
-        return answer("15", None);
+        return answer("send", "15", None);
     }
     let values_ok = match body.get("values") {
         None => true,
@@ -135,12 +139,17 @@ async fn send(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Respon
         }),
         Some(_) => false,
     };
+    let parameters_ok = match body.get("parameters") {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(map)) => map.values().all(Value::is_string),
+        Some(_) => false,
+    };
     let tries = match body.get("maximumTries") {
         None => Some(5),
         Some(v) => v.as_i64().filter(|t| *t >= 1),
     };
-    if !values_ok || tries.is_none() {
-        return answer("15", None);
+    if !values_ok || !parameters_ok || tries.is_none() {
+        return answer("send", "15", None);
     }
     let conversation = int_field(&body, "idConversation");
     let active = |id: i64| {
@@ -149,18 +158,18 @@ async fn send(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Respon
                 || sim.config.danaconnect_conversations.contains(&id))
     };
     let Some(id_conversation) = conversation.filter(|id| active(*id)) else {
-        return answer("10", None);
+        return answer("send", "10", None);
     };
     let otp_type = int_field(&body, "type").filter(|t| *t == 1 || *t == 2);
     let Some(otp_type) = otp_type else {
-        return answer("07", None);
+        return answer("send", "07", None);
     };
     let Some(length) = int_field(&body, "length").filter(|l| (3..=12).contains(l)) else {
-        return answer("08", None);
+        return answer("send", "08", None);
     };
     let Some(seconds) = int_field(&body, "secondsExpiration").filter(|s| (1..=3200).contains(s))
     else {
-        return answer("09", None);
+        return answer("send", "09", None);
     };
     let id_request = sim.danaconnect.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let code = generate(otp_type, length as usize);
@@ -201,18 +210,18 @@ async fn verify(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Resp
         Err(response) => return response,
     };
     if login.is_err() {
-        return answer("06", None);
+        return answer("verify", "06", None);
     }
     let id = int_field(&body, "idRequest");
     if let Some(code) = forced.filter(|c| c != "01") {
-        return answer(&code, id);
+        return answer("verify", &code, id);
     }
     let (Some(id), Some(otp)) = (id, body.get("otp").and_then(Value::as_str)) else {
-        return answer("15", None);
+        return answer("verify", "15", None);
     };
     let mut codes = sim.danaconnect.codes.lock().expect("codes");
     let Some(issued) = codes.get_mut(&id) else {
-        return answer("15", Some(id));
+        return answer("verify", "15", Some(id));
     };
     let code = if issued.used {
         "14"
@@ -227,7 +236,7 @@ async fn verify(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Resp
         issued.used = true;
         "01"
     };
-    answer(code, Some(id))
+    answer("verify", code, Some(id))
 }
 
 /// The routes under `/danaconnect/otp/1.0`.

@@ -8,19 +8,26 @@
 //!
 //! What the document leaves unsaid, and what the simulator does:
 //! - the authentication path is in a document we do not have: it is `GESTOPAGO_TOKEN_PATH` (default
-//!   `/api/token`) under `/gestopago`; a body that is not `application/x-www-form-urlencoded` is 415,
-//!   wrong or missing credentials 401 `{"error": "invalid credentials"}`;
+//!   `/api/token`) under `/gestopago`, and the same path under `/gestopago-auth` stands for a separate
+//!   authentication server (`GESTOPAGO_TOKEN_URL`); a body that is not
+//!   `application/x-www-form-urlencoded` is 415, wrong or missing credentials 401
+//!   `{"error": "invalid credentials"}`;
 //! - the token answer's shape beyond `accessToken`: `{"accessToken", "expiresIn"}` (seconds);
-//! - the cipher mode and text encoding: CBC (the usual partner of an IV and PKCS7) and standard
-//!   Base64 (.NET's `Convert.ToBase64String`); `+` in a form or query value must be percent-encoded,
-//!   as form decoding turns a bare `+` into a space. The IV is the fixed configured one, not sent;
-//! - "form-data" is read as `application/x-www-form-urlencoded` for POST, PUT and PATCH; other methods
-//!   send `signed` as a query parameter. Missing `signed` is 400, and so is one that does not decrypt to
-//!   a JSON object under the configured key and IV;
+//! - the cipher mode is CBC (the usual partner of an IV and PKCS7); the text is standard Base64 (.NET's
+//!   `Convert.ToBase64String`) or, with `cipher_encoding: "hex"` (`GESTOPAGO_CIPHER_ENCODING`), hex in
+//!   either case; `+` in a form or query value must be percent-encoded, as form decoding turns a bare
+//!   `+` into a space. The IV is the fixed configured one, not sent;
+//! - "form-data" is `multipart/form-data` for POST, PUT and PATCH, or with `payload_encoding:
+//!   "urlencoded"` (`GESTOPAGO_PAYLOAD_ENCODING`) `application/x-www-form-urlencoded`: the other one is
+//!   415; other methods send `signed` as a query parameter. Missing `signed` is 400, and so is one that
+//!   does not decrypt to a JSON object under the configured key and IV;
 //! - the methods are in another document (`GPS_API_V###.pdf`): `/gestopago/api/{*path}` stands for
 //!   them, any method, answering `{"method", "path", "payload"}` with the decrypted payload;
-//! - the lifetime is 86400 s unless set with `POST /sim/gestopago/settings`, and
+//! - the lifetime is 86400 s unless set with `POST /sim/gestopago/settings` (which also switches
+//!   `payload_encoding` and `cipher_encoding`), and
 //!   `POST /sim/gestopago/invalidate` expires every issued token (they then answer 403).
+
+use std::sync::Mutex;
 
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockModeDecrypt, KeyIvInit};
@@ -35,7 +42,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::tokens::{TokenStatus, TokenStore};
-use crate::{Sim, error};
+use crate::{Sim, SimConfig, error};
 
 const VENDOR: &str = "gestopago";
 /// The document's token lifetime: 24 hours.
@@ -43,20 +50,57 @@ const DEFAULT_LIFETIME_S: u64 = 86_400;
 /// The longest lifetime the settings take: a year.
 const MAX_LIFETIME_S: u64 = 365 * 86_400;
 const FORM: &str = "application/x-www-form-urlencoded";
+const MULTIPART: &str = "multipart/form-data";
 /// The answer to a `signed` that does not decrypt to JSON.
 const UNDECRYPTABLE: &str = "signed does not decrypt under the configured key and IV";
+
+/// How `signed` travels and is written: the readings the document leaves open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// A POST's `signed` is `multipart/form-data` (else form-url-encoded).
+    pub multipart: bool,
+    /// The cipher text is hex (else Base64).
+    pub hex: bool,
+}
+
+impl Transport {
+    /// The transport `GESTOPAGO_PAYLOAD_ENCODING` and `GESTOPAGO_CIPHER_ENCODING` name.
+    pub fn of(config: &SimConfig) -> Self {
+        Self {
+            multipart: config.gestopago_payload_encoding != "urlencoded",
+            hex: config.gestopago_cipher_encoding == "hex",
+        }
+    }
+
+    fn body_type(self) -> &'static str {
+        if self.multipart { MULTIPART } else { FORM }
+    }
+}
 
 /// GestoPago's settings and issued tokens.
 #[derive(Debug)]
 pub struct GestoPagoState {
     tokens: TokenStore,
+    transport: Mutex<Transport>,
+}
+
+impl GestoPagoState {
+    /// The state for `config`'s transport.
+    pub fn new(config: &SimConfig) -> Self {
+        Self {
+            tokens: TokenStore::new(DEFAULT_LIFETIME_S),
+            transport: Mutex::new(Transport::of(config)),
+        }
+    }
+
+    fn transport(&self) -> Transport {
+        *self.transport.lock().expect("transport")
+    }
 }
 
 impl Default for GestoPagoState {
     fn default() -> Self {
-        Self {
-            tokens: TokenStore::new(DEFAULT_LIFETIME_S),
-        }
+        Self::new(&SimConfig::default())
     }
 }
 
@@ -70,13 +114,50 @@ fn scripted(status: StatusCode) -> Response {
     error(status, message)
 }
 
-/// Whether the request says its body is form-url-encoded (parameters such as `charset` allowed).
-fn is_form(headers: &HeaderMap) -> bool {
+/// Whether the request's body is of `media_type` (parameters such as `charset` allowed).
+fn is_type(headers: &HeaderMap, media_type: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(FORM))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(media_type))
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    is_type(headers, FORM)
+}
+
+/// The `signed` field of a body in the encoding `transport` names: `Err` is the answer to give.
+async fn body_field(
+    headers: &HeaderMap,
+    raw: &Bytes,
+    transport: Transport,
+) -> Result<Option<String>, Response> {
+    let expected = transport.body_type();
+    if !is_type(headers, expected) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("signed travels as {expected}"),
+        ));
+    }
+    if !transport.multipart {
+        return Ok(form_field(raw, "signed"));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let bad = |e: multer::Error| error(StatusCode::BAD_REQUEST, format!("multipart body: {e}"));
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
+    let body = raw.clone();
+    let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    while let Some(part) = parts.next_field().await.map_err(bad)? {
+        if part.name() == Some("signed") {
+            return part.text().await.map(Some).map_err(bad);
+        }
+    }
+    Ok(None)
 }
 
 /// The first value of `name` in form-url-encoded text.
@@ -86,11 +167,26 @@ fn form_field(encoded: &[u8], name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// Decrypts a `signed` value: standard Base64 of AES-256-CBC/PKCS7 ciphertext of a JSON object.
-fn decrypt(signed: &str, key: &[u8], iv: &[u8]) -> Result<Value, String> {
-    let cipher = STANDARD
-        .decode(signed.trim())
-        .map_err(|_| UNDECRYPTABLE.to_string())?;
+/// Hex in either case.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Decrypts a `signed` value: standard Base64 (or hex) of AES-256-CBC/PKCS7 ciphertext of a JSON object.
+fn decrypt(signed: &str, key: &[u8], iv: &[u8], hex: bool) -> Result<Value, String> {
+    let text = signed.trim();
+    let cipher = if hex {
+        from_hex(text)
+    } else {
+        STANDARD.decode(text).ok()
+    }
+    .ok_or_else(|| UNDECRYPTABLE.to_string())?;
     let decryptor = cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
         .map_err(|_| "the configured key or IV has the wrong length".to_string())?;
     let plain = decryptor
@@ -101,6 +197,24 @@ fn decrypt(signed: &str, key: &[u8], iv: &[u8]) -> Result<Value, String> {
         Ok(_) => Err("signed decrypts, but not to a JSON object".into()),
         Err(_) => Err(UNDECRYPTABLE.into()),
     }
+}
+
+/// Every path under `/gestopago-auth`, the separate authentication server: only the token path.
+async fn auth_server(
+    State(sim): State<Sim>,
+    method: Method,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = format!("/{path}");
+    if path.trim_end_matches('/') != sim.config.gestopago_token_path || method != Method::POST {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no authentication endpoint at {method} {path}"),
+        );
+    }
+    token(&sim, &headers, &raw, "auth").await
 }
 
 /// Every path under `/gestopago`: the token path (a setting, so not a fixed route), then the methods.
@@ -122,7 +236,7 @@ async fn dispatch(
             )
                 .into_response();
         }
-        return token(&sim, &headers, &raw).await;
+        return token(&sim, &headers, &raw, "api").await;
     }
     if path.starts_with("/api/") {
         return call(&sim, method, path, query, &headers, &raw).await;
@@ -133,7 +247,8 @@ async fn dispatch(
     )
 }
 
-async fn token(sim: &Sim, headers: &HeaderMap, raw: &[u8]) -> Response {
+/// The token call; `server` says which host took it (`api`, or the separate `auth` server).
+async fn token(sim: &Sim, headers: &HeaderMap, raw: &[u8], server: &str) -> Response {
     let form = is_form(headers);
     let field = |name: &str| form.then(|| form_field(raw, name)).flatten();
     let id_distribuidor = field("idDistribuidor");
@@ -141,6 +256,7 @@ async fn token(sim: &Sim, headers: &HeaderMap, raw: &[u8]) -> Response {
     let password = field("password");
     // The password is never recorded.
     let recorded = json!({
+        "server": server,
         "idDistribuidor": id_distribuidor,
         "codigoDispositivo": codigo_dispositivo,
     });
@@ -181,17 +297,20 @@ async fn call(
     path: String,
     query: Option<String>,
     headers: &HeaderMap,
-    raw: &[u8],
+    raw: &Bytes,
 ) -> Response {
+    let transport = sim.gestopago.transport();
     let in_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
     let signed = if in_body {
-        is_form(headers)
-            .then(|| form_field(raw, "signed"))
-            .flatten()
+        body_field(headers, raw, transport).await
     } else {
-        query
+        Ok(query
             .as_deref()
-            .and_then(|q| form_field(q.as_bytes(), "signed"))
+            .and_then(|q| form_field(q.as_bytes(), "signed")))
+    };
+    let (signed, refusal) = match signed {
+        Ok(signed) => (signed, None),
+        Err(refusal) => (None, Some(refusal)),
     };
     let payload = match (
         &signed,
@@ -199,7 +318,7 @@ async fn call(
         &sim.config.gestopago_aes_iv,
     ) {
         (None, _, _) => None,
-        (Some(signed), Ok(key), Ok(iv)) => Some(decrypt(signed, key, iv)),
+        (Some(signed), Ok(key), Ok(iv)) => Some(decrypt(signed, key, iv, transport.hex)),
         (Some(_), Err(problem), _) | (Some(_), _, Err(problem)) => Some(Err(problem.clone())),
     };
     let recorded = json!({
@@ -224,13 +343,19 @@ async fn call(
         }
         TokenStatus::Expired => return error(StatusCode::FORBIDDEN, "accessToken expired"),
     }
+    if let Some(refusal) = refusal {
+        return refusal;
+    }
     let payload = match payload {
         Some(Ok(payload)) => payload,
         Some(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
         None if in_body => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("signed is missing: {method} sends it as a {FORM} body field"),
+                format!(
+                    "signed is missing: {method} sends it as a {} body field",
+                    transport.body_type()
+                ),
             );
         }
         None => {
@@ -244,10 +369,23 @@ async fn call(
 }
 
 fn settings_of(sim: &Sim) -> Json<Value> {
+    let transport = sim.gestopago.transport();
     Json(json!({
         "token_lifetime_s": sim.gestopago.tokens.lifetime_s(),
         "token_path": sim.config.gestopago_token_path,
+        "payload_encoding": if transport.multipart { "multipart" } else { "urlencoded" },
+        "cipher_encoding": if transport.hex { "hex" } else { "base64" },
     }))
+}
+
+/// Reads `name` as one of two words: `Ok(None)` when absent, `Ok(Some(true))` for `yes`.
+fn either(body: &Value, name: &str, yes: &str, no: &str) -> Result<Option<bool>, String> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) if v.as_str() == Some(yes) => Ok(Some(true)),
+        Some(v) if v.as_str() == Some(no) => Ok(Some(false)),
+        Some(_) => Err(format!("{name} must be {yes} or {no}")),
+    }
 }
 
 async fn get_settings(State(sim): State<Sim>) -> Json<Value> {
@@ -258,6 +396,17 @@ async fn set_settings(State(sim): State<Sim>, raw: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     if !body.is_object() {
         return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+    }
+    let transport = either(&body, "payload_encoding", "multipart", "urlencoded")
+        .and_then(|m| Ok((m, either(&body, "cipher_encoding", "hex", "base64")?)));
+    let (multipart, hex) = match transport {
+        Ok(pair) => pair,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    {
+        let mut transport = sim.gestopago.transport.lock().expect("transport");
+        transport.multipart = multipart.unwrap_or(transport.multipart);
+        transport.hex = hex.unwrap_or(transport.hex);
     }
     match body.get("token_lifetime_s") {
         None | Some(Value::Null) => {}
@@ -282,6 +431,11 @@ async fn invalidate(State(sim): State<Sim>) -> StatusCode {
 /// The vendor's routes, under `/gestopago`.
 pub fn routes() -> Router<Sim> {
     Router::new().route("/{*path}", any(dispatch))
+}
+
+/// The separate authentication server's routes, under `/gestopago-auth`.
+pub fn auth_routes() -> Router<Sim> {
+    Router::new().route("/{*path}", any(auth_server))
 }
 
 /// The control routes, under `/sim/gestopago`.
@@ -309,21 +463,27 @@ mod tests {
     #[test]
     fn signed_decrypts_to_a_json_object_under_the_key_and_iv() {
         let signed = encrypt(br#"{"monto":100}"#, KEY);
-        assert_eq!(decrypt(&signed, KEY, IV).unwrap(), json!({ "monto": 100 }));
-        let other = encrypt(br#"{"monto":100}"#, b"another-key-of-thirty-two-bytes!");
-        assert_eq!(decrypt(&other, KEY, IV).unwrap_err(), UNDECRYPTABLE);
-        assert_eq!(decrypt("not base64!", KEY, IV).unwrap_err(), UNDECRYPTABLE);
         assert_eq!(
-            decrypt(&encrypt(b"monto=100", KEY), KEY, IV).unwrap_err(),
+            decrypt(&signed, KEY, IV, false).unwrap(),
+            json!({ "monto": 100 })
+        );
+        let other = encrypt(br#"{"monto":100}"#, b"another-key-of-thirty-two-bytes!");
+        assert_eq!(decrypt(&other, KEY, IV, false).unwrap_err(), UNDECRYPTABLE);
+        assert_eq!(
+            decrypt("not base64!", KEY, IV, false).unwrap_err(),
+            UNDECRYPTABLE
+        );
+        assert_eq!(
+            decrypt(&encrypt(b"monto=100", KEY), KEY, IV, false).unwrap_err(),
             UNDECRYPTABLE
         );
         assert!(
-            decrypt(&encrypt(b"[1]", KEY), KEY, IV)
+            decrypt(&encrypt(b"[1]", KEY), KEY, IV, false)
                 .unwrap_err()
                 .contains("object")
         );
         assert!(
-            decrypt(&signed, &KEY[..16], IV)
+            decrypt(&signed, &KEY[..16], IV, false)
                 .unwrap_err()
                 .contains("length")
         );

@@ -13,13 +13,16 @@
 //! - `POST /sim/numrot/settings` / `POST /sim/numrot/invalidate`: NumRot's token lifetime and body
 //!   shape, and revoking every issued token (see [`numrot`]);
 //! - `POST /sim/gestopago/settings` / `POST /sim/gestopago/invalidate`: GestoPago's token lifetime,
-//!   and expiring every issued token (see [`gestopago`]);
+//!   payload and cipher text encodings, and expiring every issued token (see [`gestopago`]);
+//! - `GET`/`POST /sim/aldeamo/settings`: the shape of Aldeamo's validation answer (see
+//!   [`aldeamo::answers`]);
 //! - `GET`/`POST /sim/signing/settings`, `POST /sim/signing/expire-tokens`,
 //!   `GET /sim/signing/documents[/{id}]`: the signing vendor's timing, outcomes, lost webhooks and
 //!   token lifetime, expiring every access token, and its documents as it sees them (see [`signing`]).
 //!
 //! The vendors: DANAConnect under `/danaconnect/otp/1.0` ([`danaconnect`]), Aldeamo under `/aldeamo`
-//! ([`aldeamo`]), NumRot under `/numrot` ([`numrot`]), GestoPago under `/gestopago` ([`gestopago`]),
+//! ([`aldeamo`]), NumRot under `/numrot` ([`numrot`]), GestoPago under `/gestopago` with its
+//! authentication server also under `/gestopago-auth` ([`gestopago`]),
 //! the document-signing API under `/signing` ([`signing`]).
 //!
 //! Credentials come from the variables the workers read; with none set, the demo values are:
@@ -73,6 +76,8 @@ pub struct SimConfig {
     pub numrot_username: String,
     /// NumRot password (`NUMROT_PASSWORD`).
     pub numrot_password: String,
+    /// The word NumRot takes before the token (`NUMROT_AUTH_SCHEME`), or `none`.
+    pub numrot_auth_scheme: String,
     /// GestoPago's authentication path under `/gestopago` (`GESTOPAGO_TOKEN_PATH`), with a leading `/`.
     pub gestopago_token_path: String,
     /// GestoPago distributor id (`GESTOPAGO_ID_DISTRIBUIDOR`).
@@ -85,6 +90,10 @@ pub struct SimConfig {
     pub gestopago_aes_key: Result<Vec<u8>, String>,
     /// GestoPago's AES IV (`GESTOPAGO_AES_IV`), decoded; `Err` says why it could not be.
     pub gestopago_aes_iv: Result<Vec<u8>, String>,
+    /// How a POST's `signed` travels (`GESTOPAGO_PAYLOAD_ENCODING`): `multipart` or `urlencoded`.
+    pub gestopago_payload_encoding: String,
+    /// How the cipher text is written (`GESTOPAGO_CIPHER_ENCODING`): `base64` or `hex`.
+    pub gestopago_cipher_encoding: String,
     /// Signing API OAuth2 client id (`SIGNING_CLIENT_ID`).
     pub signing_client_id: String,
     /// Signing API OAuth2 client secret (`SIGNING_CLIENT_SECRET`).
@@ -156,6 +165,7 @@ impl SimConfig {
             aldeamo_password: get("ALDEAMO_PASSWORD", "demo-password"),
             numrot_username: get("NUMROT_USERNAME", "demo"),
             numrot_password: get("NUMROT_PASSWORD", "demo-password"),
+            numrot_auth_scheme: get("NUMROT_AUTH_SCHEME", "Bearer"),
             gestopago_token_path: {
                 let path = get("GESTOPAGO_TOKEN_PATH", "/api/token");
                 let path = path.trim().trim_end_matches('/');
@@ -178,6 +188,10 @@ impl SimConfig {
                 &get("GESTOPAGO_AES_IV", "pasarela-demo-iv"),
                 16,
             ),
+            gestopago_payload_encoding: get("GESTOPAGO_PAYLOAD_ENCODING", "multipart")
+                .to_ascii_lowercase(),
+            gestopago_cipher_encoding: get("GESTOPAGO_CIPHER_ENCODING", "base64")
+                .to_ascii_lowercase(),
             signing_client_id: get("SIGNING_CLIENT_ID", "pasarela-demo"),
             signing_client_secret: get("SIGNING_CLIENT_SECRET", "demo-client-secret"),
             signing_username: get("SIGNING_USERNAME", "demo-signer"),
@@ -189,10 +203,17 @@ impl SimConfig {
     /// well. The simulator still serves with problems, answering 400 where they matter. Credentials
     /// (DANAConnect, Aldeamo, NumRot, signing) are free text with a demo default, so none is a problem.
     pub fn problems(&self) -> Vec<String> {
-        [&self.gestopago_aes_key, &self.gestopago_aes_iv]
+        let mut problems: Vec<String> = [&self.gestopago_aes_key, &self.gestopago_aes_iv]
             .into_iter()
             .filter_map(|r| r.as_ref().err().cloned())
-            .collect()
+            .collect();
+        if !["multipart", "urlencoded"].contains(&self.gestopago_payload_encoding.as_str()) {
+            problems.push("GESTOPAGO_PAYLOAD_ENCODING must be multipart or urlencoded".into());
+        }
+        if !["base64", "hex"].contains(&self.gestopago_cipher_encoding.as_str()) {
+            problems.push("GESTOPAGO_CIPHER_ENCODING must be base64 or hex".into());
+        }
+        problems
     }
 }
 
@@ -466,6 +487,8 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// The whole simulator.
 pub fn app(config: SimConfig) -> Router {
     let state: Sim = Arc::new(SimState {
+        gestopago: gestopago::GestoPagoState::new(&config),
+        numrot: numrot::NumRotState::new(&config),
         config,
         ..Default::default()
     });
@@ -483,6 +506,7 @@ pub fn app(config: SimConfig) -> Router {
         .nest("/aldeamo", aldeamo::routes())
         .nest("/numrot", numrot::routes())
         .nest("/gestopago", gestopago::routes())
+        .nest("/gestopago-auth", gestopago::auth_routes())
         .nest("/signing", signing::routes())
         .with_state(state)
 }

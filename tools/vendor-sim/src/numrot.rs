@@ -15,10 +15,14 @@
 //!   expired one (the document names only the expired case), each with its own `error` text;
 //! - with the `nul_in_answers` setting on, every service answer also carries `"note": "a\u0000b"`: a
 //!   vendor answer holding the NUL character, which PostgreSQL refuses to store;
+//! - the document's "Authorize" button writes `Bearer <token>`; the `auth_scheme` setting
+//!   (`NUMROT_AUTH_SCHEME`) makes the simulator take another word instead, or `none` for the bare
+//!   token, and refuse every other form with 401;
 //! - the lifetime is 3600 s (the document's maximum) unless set with `POST /sim/numrot/settings`, and
 //!   `POST /sim/numrot/invalidate` ends every issued token at once, as a revocation on NumRot's side
 //!   would.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
@@ -44,16 +48,40 @@ pub struct NumRotState {
     tokens: TokenStore,
     bare_token: AtomicBool,
     nul_in_answers: AtomicBool,
+    auth_scheme: Mutex<String>,
 }
 
-impl Default for NumRotState {
-    fn default() -> Self {
+impl NumRotState {
+    /// The state for `config`'s auth scheme.
+    pub fn new(config: &crate::SimConfig) -> Self {
         Self {
             tokens: TokenStore::new(DEFAULT_LIFETIME_S),
             bare_token: AtomicBool::new(false),
             nul_in_answers: AtomicBool::new(false),
+            auth_scheme: Mutex::new(config.numrot_auth_scheme.clone()),
         }
     }
+
+    fn auth_scheme(&self) -> String {
+        self.auth_scheme.lock().expect("auth scheme").clone()
+    }
+}
+
+impl Default for NumRotState {
+    fn default() -> Self {
+        Self::new(&crate::SimConfig::default())
+    }
+}
+
+/// The token in `Authorization` when it is written under `scheme` (`none`: the token alone).
+fn token_under(headers: &HeaderMap, scheme: &str) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?.trim();
+    if scheme.eq_ignore_ascii_case("none") {
+        return (!value.is_empty() && !value.contains(' ')).then(|| value.to_string());
+    }
+    let (word, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (word.eq_ignore_ascii_case(scheme) && !token.is_empty()).then(|| token.to_string())
 }
 
 /// A scripted status, answered with the text NumRot's document gives it.
@@ -136,10 +164,11 @@ async fn call(
     if let Some(status) = crate::scripted_status(forced) {
         return scripted(status);
     }
-    let Some(token) = crate::bearer_token(&headers) else {
+    let scheme = sim.numrot.auth_scheme();
+    let Some(token) = token_under(&headers, &scheme) else {
         return error(
             StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer token",
+            format!("missing Authorization: {scheme} token"),
         );
     };
     match sim.numrot.tokens.check(&token) {
@@ -173,6 +202,7 @@ fn settings_of(sim: &Sim) -> Json<Value> {
         "token_lifetime_s": sim.numrot.tokens.lifetime_s(),
         "bare_token": sim.numrot.bare_token.load(Ordering::Relaxed),
         "nul_in_answers": sim.numrot.nul_in_answers.load(Ordering::Relaxed),
+        "auth_scheme": sim.numrot.auth_scheme(),
     }))
 }
 
@@ -207,6 +237,21 @@ async fn set_settings(State(sim): State<Sim>, raw: Bytes) -> Response {
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return error(StatusCode::BAD_REQUEST, "nul_in_answers must be a boolean"),
     };
+    let scheme = match body.get("auth_scheme") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(word)) if !word.trim().is_empty() && !word.contains(' ') => {
+            Some(word.trim().to_string())
+        }
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "auth_scheme must be one word, or none for the bare token",
+            );
+        }
+    };
+    if let Some(scheme) = scheme {
+        *sim.numrot.auth_scheme.lock().expect("auth scheme") = scheme;
+    }
     if let Some(nul) = nul {
         sim.numrot.nul_in_answers.store(nul, Ordering::Relaxed);
     }

@@ -1,7 +1,8 @@
 //! The GestoPago simulator over HTTP: the form-url-encoded token call of docs/vendors/gestopago.md
-//! (200, 401, 415), bearer calls (401 missing or incorrect, 403 expired or invalidated), the
-//! AES-256-CBC/PKCS7 `signed` payload by POST form and GET query, a configured token path, key and
-//! IV, and scripted statuses.
+//! (200, 401, 415), also on the separate authentication server, bearer calls (401 missing or
+//! incorrect, 403 expired or invalidated), the AES-256-CBC/PKCS7 `signed` payload by POST form-data
+//! (multipart, or form-url-encoded when set) and GET query, in Base64 or hex, a configured token path,
+//! key and IV, and scripted statuses.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -51,9 +52,32 @@ impl Sim {
         self.gestopago_token_at(TOKEN).await
     }
 
-    /// A POST call with `signed` in the form body.
+    /// A POST call with `signed` in a `multipart/form-data` body, the default reading.
     async fn gestopago_post(&self, path: &str, token: Option<&str>, signed: &str) -> (u16, Value) {
-        self.post_form(path, &[("signed", signed)], token).await
+        self.post_multipart(path, &[("signed", signed)], token)
+            .await
+    }
+
+    /// A POST with `fields` as `multipart/form-data` text parts.
+    async fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        bearer: Option<&str>,
+    ) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .multipart(form);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     /// A GET call with `signed` as the query parameter.
@@ -98,7 +122,8 @@ async fn the_token_call_takes_form_credentials_only() {
     assert_eq!(recorded[0]["login"], "demo-distribuidor");
     assert_eq!(
         recorded[0]["body"],
-        json!({ "idDistribuidor": "demo-distribuidor", "codigoDispositivo": "demo-dispositivo" })
+        json!({ "server": "api", "idDistribuidor": "demo-distribuidor",
+                "codigoDispositivo": "demo-dispositivo" })
     );
     let text = serde_json::to_string(recorded).unwrap();
     assert!(
@@ -151,7 +176,9 @@ async fn a_missing_or_undecryptable_signed_is_400() {
     let token = sim.gestopago_token().await;
     let path = "/gestopago/api/v1/recarga";
 
-    let (status, body) = sim.post_form(path, &[("other", "x")], Some(&token)).await;
+    let (status, body) = sim
+        .post_multipart(path, &[("other", "x")], Some(&token))
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(error_of(&body).contains("signed is missing"), "{body}");
     let (status, body) = sim.request(Method::GET, path, Some(&token), None).await;
@@ -166,7 +193,7 @@ async fn a_missing_or_undecryptable_signed_is_400() {
             Some(json!({ "signed": signed })),
         )
         .await;
-    assert_eq!(status, 400, "POST reads the form body only: {body}");
+    assert_eq!(status, 415, "POST reads the form-data body only: {body}");
 
     let wrong_key = sign(
         &json!({ "monto": 1 }),
@@ -190,6 +217,11 @@ async fn a_missing_or_undecryptable_signed_is_400() {
         assert_eq!((status, error_of(&body)), (400, UNDECRYPTABLE));
     }
     // A `+` of the Base64 sent unencoded is a space once the form is decoded.
+    sim.control_post(
+        "gestopago/settings",
+        json!({ "payload_encoding": "urlencoded" }),
+    )
+    .await;
     let with_plus = (0..)
         .map(|n| demo_sign(&json!({ "n": n })))
         .find(|s| s.contains('+'))
@@ -235,7 +267,8 @@ async fn expired_and_invalidated_tokens_are_403() {
     assert_eq!(status, 200);
     assert_eq!(
         settings,
-        json!({ "token_lifetime_s": 1, "token_path": "/api/token" })
+        json!({ "token_lifetime_s": 1, "token_path": "/api/token",
+                "payload_encoding": "multipart", "cipher_encoding": "base64" })
     );
     let (_, body) = sim.post_form(TOKEN, &DEMO_CREDENTIALS, None).await;
     assert_eq!(body["expiresIn"], 1);
@@ -340,4 +373,72 @@ async fn scripted_statuses_apply_to_gestopago() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(r.headers()["retry-after"], "2");
+}
+
+/// The readings the document leaves open: the simulator takes `signed` only as its settings say, and
+/// answers the token call on the separate authentication server too.
+#[tokio::test]
+async fn signed_is_taken_only_in_the_configured_encoding() {
+    let sim = start().await;
+    let token = sim.gestopago_token().await;
+    let path = "/gestopago/api/v1/recarga";
+    let payload = json!({ "monto": 1 });
+    let signed = demo_sign(&payload);
+    let cipher = STANDARD.decode(&signed).unwrap();
+    let hex: String = cipher.iter().map(|b| format!("{b:02X}")).collect();
+
+    assert_eq!(sim.gestopago_post(path, Some(&token), &signed).await.0, 200);
+    let (status, body) = sim
+        .post_form(path, &[("signed", &signed)], Some(&token))
+        .await;
+    assert_eq!(status, 415, "multipart is the default: {body}");
+    assert!(error_of(&body).contains("multipart/form-data"), "{body}");
+
+    let (status, settings) = sim
+        .control_post(
+            "gestopago/settings",
+            json!({ "payload_encoding": "urlencoded", "cipher_encoding": "hex" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(settings["payload_encoding"], "urlencoded");
+    let (status, body) = sim.post_form(path, &[("signed", &hex)], Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["payload"], payload);
+    let lower = hex.to_lowercase();
+    let (status, _) = sim.gestopago_get(path, Some(&token), &lower).await;
+    assert_eq!(status, 200, "hex in either case");
+    let (status, body) = sim
+        .post_form(path, &[("signed", &signed)], Some(&token))
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (400, UNDECRYPTABLE),
+        "Base64 is refused now"
+    );
+    let (status, _) = sim.gestopago_post(path, Some(&token), &hex).await;
+    assert_eq!(status, 415, "multipart is refused now");
+
+    let (status, body) = sim
+        .control_post("gestopago/settings", json!({ "payload_encoding": "json" }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = sim
+        .post_form("/gestopago-auth/api/token", &DEMO_CREDENTIALS, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["accessToken"].is_string());
+    let recorded = sim.control("requests?vendor=gestopago&op=token").await;
+    let servers: Vec<&str> = recorded
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"]["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, ["api", "auth"]);
+    let (status, _) = sim
+        .post_form("/gestopago-auth/api/other", &DEMO_CREDENTIALS, None)
+        .await;
+    assert_eq!(status, 404);
 }

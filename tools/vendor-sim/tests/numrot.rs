@@ -164,7 +164,8 @@ async fn a_token_expires_after_its_lifetime_with_401_session_expired() {
     assert_eq!(status, 200);
     assert_eq!(
         settings,
-        json!({ "token_lifetime_s": 1, "bare_token": false, "nul_in_answers": false })
+        json!({ "token_lifetime_s": 1, "bare_token": false, "nul_in_answers": false,
+                "auth_scheme": "Bearer" })
     );
     let (_, body) = sim.numrot_token("demo", "demo-password").await;
     assert_eq!(body["expiresIn"], 1);
@@ -194,7 +195,8 @@ async fn a_token_expires_after_its_lifetime_with_401_session_expired() {
     let settings = sim.control("numrot/settings").await;
     assert_eq!(
         settings,
-        json!({ "token_lifetime_s": 3600, "bare_token": false, "nul_in_answers": false })
+        json!({ "token_lifetime_s": 3600, "bare_token": false, "nul_in_answers": false,
+                "auth_scheme": "Bearer" })
     );
 }
 
@@ -224,7 +226,8 @@ async fn bare_token_mode_answers_the_token_as_a_json_string() {
     assert_eq!(status, 200);
     assert_eq!(
         settings,
-        json!({ "token_lifetime_s": 3600, "bare_token": true, "nul_in_answers": false })
+        json!({ "token_lifetime_s": 3600, "bare_token": true, "nul_in_answers": false,
+                "auth_scheme": "Bearer" })
     );
     let (status, body) = sim.numrot_token("demo", "demo-password").await;
     assert_eq!(status, 200, "{body}");

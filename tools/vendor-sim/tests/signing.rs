@@ -440,10 +440,7 @@ async fn submissions_are_checked_field_by_field() {
             "document_content",
         ),
         (with("document_content", json!(42)), "document_content"),
-        (
-            with("signature_type", json!("electronic_signature")),
-            "signature_type",
-        ),
+        (with("signature_type", json!("")), "signature_type"),
         (
             with("callback_url", json!("/relative/path")),
             "callback_url",
@@ -629,7 +626,8 @@ async fn outcomes_are_set_globally_or_per_user() {
         settings,
         json!({ "sign_after_ms": 0, "webhook_delay_ms": 100, "lose_webhooks": false,
                 "token_lifetime_s": 3600, "outcome": "expired",
-                "outcomes": { "ana@x.com": "rejected", "luis@x.com": "error" } })
+                "outcomes": { "ana@x.com": "rejected", "luis@x.com": "error" },
+                "pending_status": "received" })
     );
     let (token, _) = sim.login().await;
     for (user, want) in [

@@ -152,6 +152,10 @@ impl DocCallbackHandler {
                 .or(row.facts.assigned_active_directory_user.clone()),
         };
         let state = status.state();
+        if let VendorStatus::Other(word) = &state {
+            tracing::warn!(document_id = %m.document_id, vendor_status = %word,
+                "a status the vendor's document does not list; read as still waiting");
+        }
         if state == VendorStatus::Signed {
             return self.signed(m, ctx, &row, &vendor_id, status, facts).await;
         }

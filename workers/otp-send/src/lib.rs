@@ -47,8 +47,14 @@ struct Served {
     request_id: Option<String>,
     /// The vendor's response code or sending status.
     code: Option<String>,
+    /// The vendor's id for tracking the run.
+    tracking_id: Option<String>,
+    /// The vendor's words for its code.
+    description: Option<String>,
     /// The key Aldeamo validates by.
     otp_id: Option<String>,
+    /// How long the code lives, as the provider that answered last was asked or configured.
+    lifetime_s: Option<u32>,
 }
 
 fn rejected(message: impl Into<String>) -> Failure {
@@ -95,6 +101,8 @@ impl OtpSendHandler {
             channel: message.channel.clone(),
             vendor_request_id: served.request_id.clone(),
             vendor_code: served.code.clone(),
+            vendor_tracking_id: served.tracking_id.clone(),
+            vendor_description: served.description.clone(),
         };
         let state = if status == "sent" {
             OtpState::Generated
@@ -115,12 +123,17 @@ impl OtpSendHandler {
             email: message.destination.email.clone(),
             code_type: message.code.code_type.clone(),
             code_length: message.code.length as i32,
-            expires_in_s: message.code.expires_in_s as i32,
+            expires_in_s: served
+                .lifetime_s
+                .or(message.code.expires_in_s)
+                .unwrap_or_default() as i32,
             max_tries: max_tries as i32,
             status: status.to_string(),
             attempts: ctx.attempt as i32,
             vendor_request_id: served.request_id,
             vendor_code: served.code,
+            vendor_tracking_id: served.tracking_id,
+            vendor_description: served.description,
             error: error.clone(),
             state,
             requested_provider: requested,
@@ -240,7 +253,10 @@ impl OtpSendHandler {
                 .await;
             served.request_id = answer.request_id.clone();
             served.code = answer.code.clone();
+            served.tracking_id = answer.tracking_id.clone();
+            served.description = answer.description.clone();
             served.otp_id = p.otp_id();
+            served.lifetime_s = Some(p.lifetime_s(message, self.aldeamo.config_expiry()));
             match answer.verdict {
                 Ok(()) => {
                     self.breakers.success(provider);

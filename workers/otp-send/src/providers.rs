@@ -84,6 +84,10 @@ pub struct ProviderAnswer {
     pub request_id: Option<String>,
     /// The vendor's response code or sending status.
     pub code: Option<String>,
+    /// The vendor's id for tracking the run (DANAConnect's `conversationRequestId`).
+    pub tracking_id: Option<String>,
+    /// The vendor's words for its code (DANAConnect's `responseDescription`).
+    pub description: Option<String>,
     /// Sent, or why not.
     pub verdict: Result<(), SendFailure>,
 }
@@ -115,6 +119,8 @@ impl ProviderAnswer {
         Self {
             request_id: None,
             code: None,
+            tracking_id: None,
+            description: None,
             verdict: Err(verdict),
         }
     }
@@ -126,6 +132,15 @@ impl PreparedSend {
         match self {
             Self::DanaConnect(_) => "danaconnect",
             Self::Aldeamo(_) => "aldeamo",
+        }
+    }
+
+    /// How long the code lives, in seconds: what DANAConnect was asked for, or for Aldeamo the
+    /// producer's override, else the configuration's lifetime in `expiry`.
+    pub fn lifetime_s(&self, m: &OtpSend, expiry: &aldeamo::ConfigExpiry) -> u32 {
+        match self {
+            Self::DanaConnect(r) => r.seconds_expiration,
+            Self::Aldeamo(r) => expiry.lifetime_s(&r.config_id, m.code.expires_in_s),
         }
     }
 
@@ -171,6 +186,8 @@ impl PreparedSend {
                     ProviderAnswer {
                         request_id: r.id_request.map(|id| id.to_string()),
                         code: Some(r.response_code),
+                        tracking_id: r.conversation_request_id,
+                        description: r.response_description,
                         verdict,
                     }
                 }
@@ -189,14 +206,12 @@ impl PreparedSend {
                             retry_after: None,
                         }),
                     };
-                    let code = if channel == "email" {
-                        r.email_sending_status
-                    } else {
-                        r.sms_sending_status
-                    };
+                    let code = r.status_of(channel).map(str::to_string);
                     ProviderAnswer {
                         request_id: Some(r.otp_transaction_id),
                         code,
+                        tracking_id: None,
+                        description: None,
                         verdict,
                     }
                 }
@@ -250,12 +265,18 @@ pub fn danaconnect_request(m: &OtpSend) -> Result<danaconnect::SendOtpRequest, F
         )));
     }
     let range = danaconnect::limits::SECONDS_EXPIRATION;
-    if !range.contains(&m.code.expires_in_s) {
+    let Some(seconds_expiration) = m.code.expires_in_s else {
         return Err(rejected(format!(
-            "code.expires_in_s: danaconnect allows {} to {} seconds, got {}",
+            "code.expires_in_s: danaconnect needs the code's lifetime, {} to {} seconds",
+            range.start(),
+            range.end()
+        )));
+    };
+    if !range.contains(&seconds_expiration) {
+        return Err(rejected(format!(
+            "code.expires_in_s: danaconnect allows {} to {} seconds, got {seconds_expiration}",
             range.start(),
             range.end(),
-            m.code.expires_in_s
         )));
     }
     let maximum_tries = m.code.max_tries.unwrap_or(DEFAULT_MAX_TRIES);
@@ -281,9 +302,10 @@ pub fn danaconnect_request(m: &OtpSend) -> Result<danaconnect::SendOtpRequest, F
                 value: kv.value.clone(),
             })
             .collect(),
+        parameters: block.parameters.clone(),
         otp_type: otp_type as u8,
         length: m.code.length,
-        seconds_expiration: m.code.expires_in_s,
+        seconds_expiration,
         maximum_tries,
     })
 }
@@ -314,11 +336,12 @@ pub fn aldeamo_request(m: &OtpSend) -> Result<aldeamo::SendOtpRequest, Failure> 
             m.code.length
         )));
     }
-    if m.code.expires_in_s == 0 || m.code.expires_in_s > aldeamo::limits::MAX_EXPIRY_S {
+    if let Some(seconds) = m.code.expires_in_s
+        && (seconds == 0 || seconds > aldeamo::limits::MAX_EXPIRY_S)
+    {
         return Err(rejected(format!(
-            "code.expires_in_s: aldeamo allows 1 to {} seconds (120 minutes), got {}",
+            "code.expires_in_s: aldeamo allows 1 to {} seconds (120 minutes), got {seconds}",
             aldeamo::limits::MAX_EXPIRY_S,
-            m.code.expires_in_s
         )));
     }
     if m.code.max_tries == Some(0) {

@@ -95,25 +95,15 @@ impl VerifyOutcome {
         }
     }
 
-    /// Aldeamo's validation status as an outcome.
-    pub fn from_aldeamo(status: &str) -> (Self, Option<Failure>) {
-        match ValidateStatus::parse(status) {
-            ValidateStatus::Validated => (Self::Verified, None),
-            ValidateStatus::Invalid => (Self::Incorrect, None),
-            ValidateStatus::Expired => (Self::Expired, None),
-            ValidateStatus::AlreadyUsed => (Self::AlreadyUsed, None),
-            ValidateStatus::MaxAttempts => (Self::MaxAttempts, None),
-            ValidateStatus::NotFound => (Self::UnknownRequest, None),
-            ValidateStatus::Undocumented => {
-                let shown: String = status.chars().take(40).collect();
-                (
-                    Self::Failed,
-                    Some(Failure::new(
-                        ErrorKind::Vendor,
-                        format!("aldeamo: undocumented validation status {shown:?}"),
-                    )),
-                )
-            }
+    /// What Aldeamo's validation answer says, as an outcome.
+    pub fn from_aldeamo(status: ValidateStatus) -> Self {
+        match status {
+            ValidateStatus::Validated => Self::Verified,
+            ValidateStatus::Invalid => Self::Incorrect,
+            ValidateStatus::Expired => Self::Expired,
+            ValidateStatus::AlreadyUsed => Self::AlreadyUsed,
+            ValidateStatus::MaxAttempts => Self::MaxAttempts,
+            ValidateStatus::NotFound => Self::UnknownRequest,
         }
     }
 }
@@ -230,6 +220,10 @@ impl OtpVerifyHandler {
         if failure.kind == ErrorKind::Auth {
             tracing::error!(alert = true, provider = %record.provider,
                 "vendor refused pasarela's credentials");
+        } else if matches!(e, VendorError::Unrecognised { .. }) {
+            // Its shape (keys and types only) is in the failure, so the reading can be extended.
+            tracing::error!(alert = true, provider = %record.provider, error = %failure,
+                "the vendor's answer could not be read; not asking again");
         }
         (VerifyOutcome::Failed, Some(failure))
     }
@@ -266,8 +260,8 @@ impl OtpVerifyHandler {
             otp_id,
             pin: message.code.0.clone(),
         };
-        let response = self.aldeamo.validate(&request).await?;
-        Ok(VerifyOutcome::from_aldeamo(&response.status))
+        let status = self.aldeamo.validate(&request).await?;
+        Ok((VerifyOutcome::from_aldeamo(status), None))
     }
 
     fn completion(
@@ -308,6 +302,8 @@ fn scrubbed(failure: Failure, e: &VendorError, message: &OtpVerify) -> Failure {
     let text = match e {
         VendorError::Status { vendor, status, .. } => format!("{vendor}: HTTP {status}"),
         VendorError::Decode { vendor, .. } => format!("{vendor}: unreadable answer"),
+        // Its detail holds the answer's shape, keys and types only: never a value to scrub.
+        VendorError::Unrecognised { .. } => e.to_string(),
         other => other.to_string(),
     };
     let code = message.code.0.expose_secret();
@@ -579,15 +575,14 @@ mod tests {
             ErrorKind::Auth
         );
         for (status, outcome) in [
-            ("VALIDATED", VerifyOutcome::Verified),
-            ("INVALID", VerifyOutcome::Incorrect),
-            ("EXPIRED", VerifyOutcome::Expired),
-            ("ALREADY_USED", VerifyOutcome::AlreadyUsed),
-            ("MAX_ATTEMPTS", VerifyOutcome::MaxAttempts),
-            ("NOT_FOUND", VerifyOutcome::UnknownRequest),
-            ("WHATEVER", VerifyOutcome::Failed),
+            (ValidateStatus::Validated, VerifyOutcome::Verified),
+            (ValidateStatus::Invalid, VerifyOutcome::Incorrect),
+            (ValidateStatus::Expired, VerifyOutcome::Expired),
+            (ValidateStatus::AlreadyUsed, VerifyOutcome::AlreadyUsed),
+            (ValidateStatus::MaxAttempts, VerifyOutcome::MaxAttempts),
+            (ValidateStatus::NotFound, VerifyOutcome::UnknownRequest),
         ] {
-            assert_eq!(VerifyOutcome::from_aldeamo(status).0, outcome, "{status}");
+            assert_eq!(VerifyOutcome::from_aldeamo(status), outcome, "{status:?}");
         }
     }
 

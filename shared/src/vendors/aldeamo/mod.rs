@@ -2,8 +2,8 @@
 //!
 //! The code's length, alphabet and lifetime belong to a configuration (`configId`) set in Aldeamo's
 //! web app, not to the request; `otpId` is the caller's key for the code, at most 20 alphanumeric
-//! characters. The validation answer is undocumented: pasarela reads the shape its simulator gives
-//! (`{"otpId", "status"}`) and treats anything else as a vendor error that keeps a redacted body.
+//! characters. The validation answer is undocumented: [`validation`] reads every plausible shape and
+//! reports the one it cannot read.
 
 use std::time::Duration;
 
@@ -13,8 +13,12 @@ use uuid::Uuid;
 
 use super::demo;
 use super::http::{BasicJsonApi, VendorError};
+
+pub mod validation;
+
 use crate::contract::env::{ConfigError, Env, FromEnv, base_url};
 use crate::contract::errors::InvalidField;
+pub use validation::{ValidateStatus, read_answer};
 
 const VENDOR: &str = "aldeamo";
 
@@ -68,6 +72,45 @@ pub fn otp_id_for(request_id: Uuid) -> String {
     String::from_utf8(out.to_vec()).expect("base 62 digits are ASCII")
 }
 
+/// Each configuration's code lifetime, as set in Aldeamo's web app and told to pasarela by
+/// `ALDEAMO_CONFIG_EXPIRY` (`cfg-sms=5m,cfg-email=10m`): the request cannot carry it, and the code's
+/// `expires_at` (and so the report's "vencido") must follow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigExpiry(std::collections::BTreeMap<String, Duration>);
+
+impl ConfigExpiry {
+    /// Reads `config=duration` pairs separated by commas; each lifetime 1 s to 120 minutes.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut lifetimes = std::collections::BTreeMap::new();
+        for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (config, duration) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not config=duration"))?;
+            let lifetime = crate::contract::retry::parse_duration(duration.trim())
+                .map_err(|e| format!("{}: {e}", config.trim()))?;
+            if lifetime < Duration::from_secs(1)
+                || lifetime > Duration::from_secs(u64::from(limits::MAX_EXPIRY_S))
+            {
+                return Err(format!(
+                    "{}: a configuration's lifetime is 1s to 120m",
+                    config.trim()
+                ));
+            }
+            lifetimes.insert(config.trim().to_string(), lifetime);
+        }
+        Ok(Self(lifetimes))
+    }
+
+    /// The lifetime of a code sent under `config_id`, in seconds: the producer's `override_s` when
+    /// given, else the configuration's, else the longest a configuration may set (120 minutes), so
+    /// that no code is called expired before Aldeamo expires it.
+    pub fn lifetime_s(&self, config_id: &str, override_s: Option<u32>) -> u32 {
+        override_s
+            .or_else(|| self.0.get(config_id).map(|d| d.as_secs() as u32))
+            .unwrap_or(limits::MAX_EXPIRY_S)
+    }
+}
+
 /// The `/otp` body.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,15 +127,23 @@ pub struct SendOtpRequest {
     pub email: Option<String>,
 }
 
-/// The `/otp` answer.
+/// The `/otp` answer. The document shows only the SMS and e-mail statuses; WhatsApp and voice may
+/// come in a field of their own, so each is read when present.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendOtpResponse {
-    /// SMS (and phone channels) sending status; `ok` when sent.
+    /// SMS (and, without a field of their own, the other phone channels) sending status; `ok` when
+    /// sent.
     pub sms_sending_status: Option<String>,
     /// E-mail sending status; `ok` when sent.
     pub email_sending_status: Option<String>,
-    /// Aldeamo's id for the transaction.
+    /// WhatsApp sending status, when Aldeamo gives one.
+    #[serde(default)]
+    pub whatsapp_sending_status: Option<String>,
+    /// Voice sending status, when Aldeamo gives one.
+    #[serde(default)]
+    pub voice_sending_status: Option<String>,
+    /// Aldeamo's id for the transaction; required, so that an error body is not taken for an answer.
     pub otp_transaction_id: String,
 }
 
@@ -106,15 +157,21 @@ pub enum SendVerdict {
 }
 
 impl SendOtpResponse {
-    /// The verdict for `channel`: e-mail reports through `emailSendingStatus`, the phone channels
-    /// through `smsSendingStatus`.
-    pub fn verdict(&self, channel: &str) -> SendVerdict {
-        let status = if channel == "email" {
-            &self.email_sending_status
-        } else {
-            &self.sms_sending_status
+    /// The sending status of `channel`: e-mail's own; WhatsApp's and voice's own when present, else
+    /// `smsSendingStatus`, which the document gives for every phone channel.
+    pub fn status_of(&self, channel: &str) -> Option<&str> {
+        let own = match channel {
+            "email" => return self.email_sending_status.as_deref(),
+            "whatsapp" => &self.whatsapp_sending_status,
+            "voice" => &self.voice_sending_status,
+            _ => &None,
         };
-        match status.as_deref() {
+        own.as_deref().or(self.sms_sending_status.as_deref())
+    }
+
+    /// The verdict for `channel`, from its sending status.
+    pub fn verdict(&self, channel: &str) -> SendVerdict {
+        match self.status_of(channel) {
             Some(s) if s.eq_ignore_ascii_case("ok") => SendVerdict::Sent,
             Some(s) => SendVerdict::NotSent(s.chars().take(40).collect()),
             None => SendVerdict::NotSent("no sending status".into()),
@@ -141,56 +198,13 @@ impl Serialize for ValidateOtpRequest {
     }
 }
 
-/// The `/validateOtp` answer.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ValidateOtpResponse {
-    /// The `otpId`; the document spells it `otpld` once, so both are read.
-    #[serde(rename = "otpId", alias = "otpld")]
-    pub otp_id: Option<String>,
-    /// `VALIDATED`, `INVALID`, `EXPIRED`, `ALREADY_USED`, `MAX_ATTEMPTS` or `NOT_FOUND`.
-    pub status: String,
-}
-
-/// The validation statuses, as pasarela's verify outcomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValidateStatus {
-    /// The pin is right.
-    Validated,
-    /// The pin is wrong.
-    Invalid,
-    /// The code's time is up.
-    Expired,
-    /// The code was validated before.
-    AlreadyUsed,
-    /// Too many wrong pins.
-    MaxAttempts,
-    /// No code under this `otpId`.
-    NotFound,
-    /// A status nobody documented.
-    Undocumented,
-}
-
-impl ValidateStatus {
-    /// Reads a status.
-    pub fn parse(status: &str) -> Self {
-        match status.trim().to_ascii_uppercase().as_str() {
-            "VALIDATED" => Self::Validated,
-            "INVALID" => Self::Invalid,
-            "EXPIRED" => Self::Expired,
-            "ALREADY_USED" => Self::AlreadyUsed,
-            "MAX_ATTEMPTS" => Self::MaxAttempts,
-            "NOT_FOUND" => Self::NotFound,
-            _ => Self::Undocumented,
-        }
-    }
-}
-
 /// The Aldeamo OTP client.
 #[derive(Debug, Clone)]
 pub struct AldeamoClient {
     api: BasicJsonApi,
     send_url: reqwest::Url,
     validate_url: reqwest::Url,
+    config_expiry: ConfigExpiry,
 }
 
 impl AldeamoClient {
@@ -206,7 +220,13 @@ impl AldeamoClient {
             ),
             send_url: reqwest::Url::parse(&format!("{base}/otp"))?,
             validate_url: reqwest::Url::parse(&format!("{base}/validateOtp"))?,
+            config_expiry: settings.config_expiry.clone(),
         })
+    }
+
+    /// Each configuration's code lifetime, as configured.
+    pub fn config_expiry(&self) -> &ConfigExpiry {
+        &self.config_expiry
     }
 
     /// `POST /otp`: generate a code under the configuration and send it.
@@ -215,15 +235,17 @@ impl AldeamoClient {
         self.api.post("otp", &self.send_url, request).await
     }
 
-    /// `POST /validateOtp`: check a pin the user typed.
+    /// `POST /validateOtp`: check a pin the user typed, and read whatever shape the answer has.
     #[tracing::instrument(name = "aldeamo.validate_otp", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
     pub async fn validate(
         &self,
         request: &ValidateOtpRequest,
-    ) -> Result<ValidateOtpResponse, VendorError> {
-        self.api
-            .post("validateOtp", &self.validate_url, request)
-            .await
+    ) -> Result<ValidateStatus, VendorError> {
+        let answer = self
+            .api
+            .exchange("validateOtp", &self.validate_url, request)
+            .await?;
+        read_answer(&answer)
     }
 }
 
@@ -238,6 +260,8 @@ pub struct AldeamoSettings {
     pub password: SecretString,
     /// `ALDEAMO_TIMEOUT`: the whole request's deadline.
     pub timeout: Duration,
+    /// `ALDEAMO_CONFIG_EXPIRY`: each configuration's code lifetime.
+    pub config_expiry: ConfigExpiry,
 }
 
 impl FromEnv for AldeamoSettings {
@@ -249,6 +273,8 @@ impl FromEnv for AldeamoSettings {
             user: env.string("ALDEAMO_USER", demo::ALDEAMO_USER),
             password: env.secret("ALDEAMO_PASSWORD", demo::ALDEAMO_PASSWORD),
             timeout: env.duration("ALDEAMO_TIMEOUT", Duration::from_secs(10))?,
+            config_expiry: ConfigExpiry::parse(&env.string("ALDEAMO_CONFIG_EXPIRY", ""))
+                .map_err(|problem| ConfigError::new("ALDEAMO_CONFIG_EXPIRY", problem))?,
         })
     }
 }
@@ -290,25 +316,29 @@ mod tests {
         assert_eq!(r.verdict("sms"), SendVerdict::Sent);
         assert_eq!(r.verdict("voice"), SendVerdict::Sent);
         assert!(matches!(r.verdict("email"), SendVerdict::NotSent(_)));
+        // A phone channel's own field, when there is one, is the one read.
+        let r: SendOtpResponse = serde_json::from_value(serde_json::json!({
+            "smsSendingStatus": "not_requested", "whatsappSendingStatus": "ok",
+            "voiceSendingStatus": "failed", "otpTransactionId": "013ff9a3"
+        }))
+        .unwrap();
+        assert_eq!(r.verdict("whatsapp"), SendVerdict::Sent);
+        assert_eq!(r.status_of("voice"), Some("failed"));
+        assert!(matches!(r.verdict("sms"), SendVerdict::NotSent(_)));
         // An error body does not pass for an answer.
         assert!(serde_json::from_str::<SendOtpResponse>(r#"{"error":"bad otpId"}"#).is_err());
     }
 
     #[test]
-    fn validation_reads_both_spellings_and_every_status() {
-        let r: ValidateOtpResponse =
-            serde_json::from_str(r#"{"otpld":"x1","status":"VALIDATED"}"#).unwrap();
-        assert_eq!(r.otp_id.as_deref(), Some("x1"));
-        for (s, v) in [
-            ("VALIDATED", ValidateStatus::Validated),
-            ("INVALID", ValidateStatus::Invalid),
-            ("EXPIRED", ValidateStatus::Expired),
-            ("ALREADY_USED", ValidateStatus::AlreadyUsed),
-            ("MAX_ATTEMPTS", ValidateStatus::MaxAttempts),
-            ("NOT_FOUND", ValidateStatus::NotFound),
-            ("SOMETHING", ValidateStatus::Undocumented),
-        ] {
-            assert_eq!(ValidateStatus::parse(s), v, "{s}");
+    fn a_codes_lifetime_is_the_override_then_its_configuration_then_the_longest() {
+        let expiry = ConfigExpiry::parse("cfg-sms=5m, cfg-email=90s").unwrap();
+        assert_eq!(expiry.lifetime_s("cfg-sms", None), 300);
+        assert_eq!(expiry.lifetime_s("cfg-email", None), 90);
+        assert_eq!(expiry.lifetime_s("cfg-sms", Some(60)), 60);
+        assert_eq!(expiry.lifetime_s("cfg-other", None), 7200);
+        assert_eq!(ConfigExpiry::parse("").unwrap(), ConfigExpiry::default());
+        for bad in ["cfg-sms", "cfg-sms=3h", "cfg-sms=0s", "cfg-sms=soon"] {
+            assert!(ConfigExpiry::parse(bad).is_err(), "{bad}");
         }
     }
 

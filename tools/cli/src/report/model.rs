@@ -9,7 +9,8 @@ use serde::Serialize;
 /// The five states of an OTP in Aldeamo's reports, as `otp_requests.state` spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OtpState {
-    /// Generated and sent, not validated yet (generado).
+    /// Generated and sent, not validated yet (generado); `sent` names it too.
+    #[value(alias = "sent")]
     Generated,
     /// Validated successfully (validado exitoso).
     #[value(name = "validated_ok")]
@@ -59,23 +60,24 @@ impl OtpState {
 /// The channels an OTP is sent on: the same choice as `pasarela otp send --channel`.
 pub use crate::otp::Channel;
 
-/// The filters a report was made with, as the report shows them.
+/// The filters a report was made with, as the report shows them: each a list any of which matches,
+/// empty when off.
 #[derive(Debug, Clone, Serialize)]
 pub struct Filters {
     /// Start of the window (creation time, inclusive).
     pub since: DateTime<Utc>,
     /// End of the window (creation time, inclusive).
     pub until: DateTime<Utc>,
-    /// Tenant filter.
-    pub tenant: Option<String>,
-    /// Destination filter, masked like every destination in a report.
-    pub destination: Option<String>,
-    /// State filter.
-    pub state: Option<&'static str>,
-    /// Channel filter.
-    pub channel: Option<&'static str>,
-    /// Provider filter.
-    pub provider: Option<String>,
+    /// Tenants.
+    pub tenants: Vec<String>,
+    /// Destinations, masked like every destination in a report.
+    pub destinations: Vec<String>,
+    /// States.
+    pub states: Vec<&'static str>,
+    /// Channels.
+    pub channels: Vec<&'static str>,
+    /// Providers.
+    pub providers: Vec<String>,
     /// Detail rows at most; `None` for all.
     pub limit: Option<u32>,
 }
@@ -175,14 +177,62 @@ pub fn ratio_percent(validated: i64, generated: i64) -> Option<u32> {
     Some(u32::try_from(percent).unwrap_or(u32::MAX))
 }
 
-/// The validation traffic light: validated OTPs over OTPs generated.
+/// What the traffic light's percentage measures (`--light`, `PASARELA_OTP_TRAFFIC_LIGHT`). The
+/// document's bands (0–25 % effective … 76–100 % in danger) only make sense for a share of what went
+/// wrong, so the default is the share of generated OTPs not validated successfully: codes sent and
+/// never used are the mark of SMS pumping. The literal reading, validations over OTPs generated, reads
+/// a perfect run as "in danger".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Measure {
+    /// OTPs generated that were not validated successfully, over OTPs generated.
+    Unvalidated,
+    /// OTPs generated that had a validation the vendor answered, over OTPs generated.
+    Validated,
+}
+
+impl Measure {
+    /// The setting's words, the default first.
+    pub const CHOICES: [(&'static str, Measure); 2] = [
+        ("unvalidated", Measure::Unvalidated),
+        ("validated", Measure::Validated),
+    ];
+
+    /// The setting's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Unvalidated => "unvalidated",
+            Measure::Validated => "validated",
+        }
+    }
+
+    /// What the percentage is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Measure::Unvalidated => "share of generated OTPs not validated successfully",
+            Measure::Validated => {
+                "share of generated OTPs with a validation (the document's literal reading)"
+            }
+        }
+    }
+}
+
+/// The validation traffic light: a share of the OTPs generated, placed in the document's bands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrafficLight {
+    /// What the percentage measures.
+    pub measure: Measure,
+    /// The same, in words.
+    pub description: &'static str,
     /// OTPs generated: every OTP not errored.
     pub generated: i64,
     /// OTPs with at least one verification the vendor answered.
     pub validated: i64,
-    /// `validated / generated` as a whole percent; `None` when nothing was generated.
+    /// OTPs validated successfully.
+    pub validated_ok: i64,
+    /// The OTPs the measure counts: `generated - validated_ok`, or `validated`.
+    pub measured: i64,
+    /// `measured / generated` as a whole percent; `None` when nothing was generated.
     pub ratio_percent: Option<u32>,
     /// The band's name.
     pub band: Option<&'static str>,
@@ -191,13 +241,22 @@ pub struct TrafficLight {
 }
 
 impl TrafficLight {
-    /// Places `validated` out of `generated` in its band.
-    pub fn new(generated: i64, validated: i64) -> Self {
-        let ratio_percent = ratio_percent(validated, generated);
+    /// Places the `measure` of `generated` OTPs, `validated` of them with a validation and
+    /// `validated_ok` validated successfully, in its band.
+    pub fn new(measure: Measure, generated: i64, validated: i64, validated_ok: i64) -> Self {
+        let measured = match measure {
+            Measure::Unvalidated => (generated - validated_ok).max(0),
+            Measure::Validated => validated,
+        };
+        let ratio_percent = ratio_percent(measured, generated);
         let band = ratio_percent.map(Band::for_percent);
         Self {
+            measure,
+            description: measure.describe(),
             generated,
             validated,
+            validated_ok,
+            measured,
             ratio_percent,
             band: band.map(Band::name),
             label: band.map(Band::label),
@@ -236,7 +295,7 @@ pub struct OtpReport {
 impl OtpReport {
     /// The report of what the store read, made with `filters`: the counts placed in their sections
     /// and the traffic light banded.
-    pub fn new(filters: Filters, rows: OtpRows) -> Self {
+    pub fn new(filters: Filters, measure: Measure, rows: OtpRows) -> Self {
         let t = rows.totals;
         Self {
             filters,
@@ -249,7 +308,7 @@ impl OtpReport {
                 errored: t.errored,
             },
             hourly: rows.hourly,
-            traffic_light: TrafficLight::new(t.not_errored, t.validated),
+            traffic_light: TrafficLight::new(measure, t.not_errored, t.validated, t.validated_ok),
             limits: LimitCounts {
                 destination: t.destination_limit,
                 tenant: t.tenant_limit,
@@ -295,21 +354,36 @@ mod tests {
     #[test]
     fn the_traffic_light_rounds_before_banding() {
         // 25.4 % rounds to 25: still effective; 25.5 % rounds to 26: partially effective.
-        let light = TrafficLight::new(1000, 254);
+        let light = TrafficLight::new(Measure::Validated, 1000, 254, 0);
         assert_eq!(light.ratio_percent, Some(25));
         assert_eq!(light.band, Some("effective"));
         assert_eq!(light.label, Some("Validaciones efectivas"));
-        let light = TrafficLight::new(1000, 255);
+        let light = TrafficLight::new(Measure::Validated, 1000, 255, 0);
         assert_eq!(light.band, Some("partially effective"));
         assert_eq!(light.label, Some("Validaciones parcialmente efectivas"));
-        let light = TrafficLight::new(4, 5);
+        let light = TrafficLight::new(Measure::Validated, 4, 5, 0);
         assert_eq!(light.ratio_percent, Some(125));
         assert_eq!(light.label, Some("Validaciones en peligro"));
     }
 
+    /// `make demo` validated 180 of 180 and read "in danger" under the literal measure; the default
+    /// reads the same run as effective, and a run of codes sent and never used as in danger.
+    #[test]
+    fn a_perfect_run_is_effective_and_unused_codes_are_in_danger() {
+        let perfect = TrafficLight::new(Measure::Unvalidated, 180, 180, 180);
+        assert_eq!((perfect.measured, perfect.ratio_percent), (0, Some(0)));
+        assert_eq!(perfect.band, Some("effective"));
+        let literal = TrafficLight::new(Measure::Validated, 180, 180, 180);
+        assert_eq!(literal.band, Some("in danger"));
+        let pumped = TrafficLight::new(Measure::Unvalidated, 1000, 30, 20);
+        assert_eq!((pumped.measured, pumped.ratio_percent), (980, Some(98)));
+        assert_eq!(pumped.band, Some("in danger"));
+        assert!(pumped.description.contains("not validated successfully"));
+    }
+
     #[test]
     fn no_otps_generated_means_no_band() {
-        let light = TrafficLight::new(0, 0);
+        let light = TrafficLight::new(Measure::Unvalidated, 0, 0, 0);
         assert_eq!(light.ratio_percent, None);
         assert_eq!(light.band, None);
         assert_eq!(light.label, None);

@@ -69,14 +69,15 @@ pub fn table(report: &OtpReport) -> String {
         table_time(&f.until)
     );
     let filters: Vec<String> = [
-        ("tenant", f.tenant.as_deref()),
-        ("destination", f.destination.as_deref()),
-        ("state", f.state),
-        ("channel", f.channel),
-        ("provider", f.provider.as_deref()),
+        ("tenant", f.tenants.join("|")),
+        ("destination", f.destinations.join("|")),
+        ("state", f.states.join("|")),
+        ("channel", f.channels.join("|")),
+        ("provider", f.providers.join("|")),
     ]
     .into_iter()
-    .filter_map(|(name, value)| value.map(|v| format!("{name} {v}")))
+    .filter(|(_, values)| !values.is_empty())
+    .map(|(name, values)| format!("{name} {values}"))
     .collect();
     if !filters.is_empty() {
         let _ = writeln!(out, "only {}", filters.join(", "));
@@ -100,6 +101,7 @@ pub fn table(report: &OtpReport) -> String {
         .map(|d| {
             vec![
                 d.transaction_id.to_string(),
+                d.vendor_transaction_id.clone().unwrap_or_else(dash),
                 d.user.clone(),
                 d.destination.clone().unwrap_or_else(dash),
                 d.channel.clone(),
@@ -113,6 +115,7 @@ pub fn table(report: &OtpReport) -> String {
     out.push_str(&aligned(
         &[
             ("TRANSACTION ID", Align::Left),
+            ("VENDOR TRANSACTION ID", Align::Left),
             ("USER", Align::Left),
             ("DESTINATION", Align::Left),
             ("CHANNEL", Align::Left),
@@ -176,9 +179,14 @@ pub fn table(report: &OtpReport) -> String {
     }
 
     let light = &report.traffic_light;
-    let _ = writeln!(out, "\nValidation traffic light");
+    let _ = writeln!(out, "\nValidation traffic light: {}", light.description);
     let _ = writeln!(out, "generated  {}", light.generated);
-    let _ = writeln!(out, "validated  {}", light.validated);
+    let _ = writeln!(
+        out,
+        "validated  {} ({} successfully)",
+        light.validated, light.validated_ok
+    );
+    let _ = writeln!(out, "measured   {}", light.measured);
     match (light.ratio_percent, light.band, light.label) {
         (Some(percent), Some(band), Some(label)) => {
             let _ = writeln!(out, "ratio      {percent} %");
@@ -210,6 +218,7 @@ pub fn csv(report: &OtpReport, section: Section) -> anyhow::Result<String> {
         Section::Detail => {
             w.write_record([
                 "transaction_id",
+                "vendor_transaction_id",
                 "user",
                 "destination",
                 "channel",
@@ -221,6 +230,7 @@ pub fn csv(report: &OtpReport, section: Section) -> anyhow::Result<String> {
             for d in &report.detail {
                 w.write_record([
                     d.transaction_id.to_string(),
+                    d.vendor_transaction_id.clone().unwrap_or_default(),
                     d.user.clone(),
                     d.destination.clone().unwrap_or_default(),
                     d.channel.clone(),
@@ -252,10 +262,22 @@ pub fn csv(report: &OtpReport, section: Section) -> anyhow::Result<String> {
         }
         Section::Light => {
             let l = &report.traffic_light;
-            w.write_record(["generated", "validated", "ratio_percent", "band", "label"])?;
             w.write_record([
+                "measure",
+                "generated",
+                "validated",
+                "validated_ok",
+                "measured",
+                "ratio_percent",
+                "band",
+                "label",
+            ])?;
+            w.write_record([
+                l.measure.as_str().to_string(),
                 l.generated.to_string(),
                 l.validated.to_string(),
+                l.validated_ok.to_string(),
+                l.measured.to_string(),
                 l.ratio_percent.map(|p| p.to_string()).unwrap_or_default(),
                 l.band.unwrap_or_default().to_string(),
                 l.label.unwrap_or_default().to_string(),
@@ -279,7 +301,7 @@ pub fn csv(report: &OtpReport, section: Section) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::super::model::{
-        DetailRow, Filters, HourRow, LimitCounts, StateCounts, TrafficLight,
+        DetailRow, Filters, HourRow, LimitCounts, Measure, StateCounts, TrafficLight,
     };
     use super::*;
     use uuid::Uuid;
@@ -293,15 +315,16 @@ mod tests {
             filters: Filters {
                 since: at("2024-05-01T00:00:00Z"),
                 until: at("2024-05-02T00:00:00Z"),
-                tenant: Some("acme".into()),
-                destination: Some("a**@example.com".into()),
-                state: None,
-                channel: None,
-                provider: None,
+                tenants: vec!["acme".into()],
+                destinations: vec!["a**@example.com".into()],
+                states: vec![],
+                channels: vec![],
+                providers: vec![],
                 limit: Some(1),
             },
             detail: vec![DetailRow {
                 transaction_id: Uuid::nil(),
+                vendor_transaction_id: Some("013ff9a3".into()),
                 user: "acme, \"east\"".into(),
                 destination: Some("a**@example.com".into()),
                 channel: "email".into(),
@@ -323,7 +346,7 @@ mod tests {
                 voice: 0,
                 total: 3,
             }],
-            traffic_light: TrafficLight::new(generated, validated),
+            traffic_light: TrafficLight::new(Measure::Validated, generated, validated, 0),
             limits: LimitCounts {
                 destination: 2,
                 ..Default::default()
@@ -385,9 +408,10 @@ mod tests {
         let detail = csv(&r, Section::Detail).unwrap();
         assert_eq!(
             detail,
-            "transaction_id,user,destination,channel,provider,generated_at,validated_at,state\n\
-             00000000-0000-0000-0000-000000000000,\"acme, \"\"east\"\"\",a**@example.com,email,\
-             aldeamo,2024-05-01T10:05:00Z,,generated\n"
+            "transaction_id,vendor_transaction_id,user,destination,channel,provider,generated_at,\
+             validated_at,state\n\
+             00000000-0000-0000-0000-000000000000,013ff9a3,\"acme, \"\"east\"\"\",a**@example.com,\
+             email,aldeamo,2024-05-01T10:05:00Z,,generated\n"
         );
         let states = csv(&r, Section::States).unwrap();
         assert_eq!(states.lines().count(), 6, "{states}");
@@ -395,7 +419,8 @@ mod tests {
         let light = csv(&r, Section::Light).unwrap();
         assert_eq!(
             light,
-            "generated,validated,ratio_percent,band,label\n3,2,67,regular,Validaciones regulares\n"
+            "measure,generated,validated,validated_ok,measured,ratio_percent,band,label\n\
+             validated,3,2,0,2,67,regular,Validaciones regulares\n"
         );
         let hourly = csv(&r, Section::Hourly).unwrap();
         assert_eq!(
@@ -410,7 +435,8 @@ mod tests {
         let empty = csv(&report(0, 0), Section::Light).unwrap();
         assert_eq!(
             empty,
-            "generated,validated,ratio_percent,band,label\n0,0,,,\n"
+            "measure,generated,validated,validated_ok,measured,ratio_percent,band,label\n\
+             validated,0,0,0,0,,,\n"
         );
     }
 

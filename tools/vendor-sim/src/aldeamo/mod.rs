@@ -6,7 +6,10 @@
 //! control endpoint (`/sim/aldeamo/configs`) standing in for the web app. `/otp` checks the request,
 //! stores the code under the caller's `otpId` and "delivers" it to the inbox; `/validateOtp`, whose
 //! answer the document leaves out, answers `{"otpId", "status"}` with `VALIDATED`, `INVALID`,
-//! `EXPIRED`, `ALREADY_USED` or `MAX_ATTEMPTS`, and 404 `NOT_FOUND` for an `otpId` never sent.
+//! `EXPIRED`, `ALREADY_USED` or `MAX_ATTEMPTS`, and 404 `NOT_FOUND` for an `otpId` never sent, or in
+//! any of the other shapes of [`answers`] (`POST /sim/aldeamo/settings {"validation_answer"}`).
+
+pub mod answers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
@@ -23,6 +26,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{InboxEntry, Sim, error};
+use answers::AnswerShape;
 
 const VENDOR: &str = "aldeamo";
 
@@ -271,6 +275,9 @@ impl IssuedPin {
 pub struct AldeamoState {
     configs: Mutex<BTreeMap<String, OtpConfig>>,
     pins: Mutex<HashMap<String, IssuedPin>>,
+    shape: Mutex<AnswerShape>,
+    /// WhatsApp and voice report in a field of their own rather than `smsSendingStatus`.
+    channel_fields: std::sync::atomic::AtomicBool,
 }
 
 impl Default for AldeamoState {
@@ -291,6 +298,8 @@ impl Default for AldeamoState {
                     .collect(),
             ),
             pins: Mutex::default(),
+            shape: Mutex::default(),
+            channel_fields: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -349,26 +358,32 @@ fn unauthorized() -> Response {
 }
 
 /// The `/otp` answer: the configuration's channel reports `status`, the other one was not asked for.
-fn sending_answer(channel: Channel, status: &str) -> Response {
+/// WhatsApp and voice report through `smsSendingStatus` (the document's two fields), or with
+/// `channel_fields` through `whatsappSendingStatus` / `voiceSendingStatus`.
+fn sending_answer(sim: &Sim, channel: Channel, status: &str) -> Response {
+    let own_field = sim
+        .aldeamo
+        .channel_fields
+        .load(std::sync::atomic::Ordering::Relaxed);
     let (sms, email) = match channel {
         Channel::Email => (NOT_REQUESTED, status),
+        Channel::Whatsapp | Channel::Voice if own_field => (NOT_REQUESTED, NOT_REQUESTED),
         Channel::Sms | Channel::Whatsapp | Channel::Voice => (status, NOT_REQUESTED),
     };
-    let body = json!({
+    let mut body = json!({
         "smsSendingStatus": sms,
         "emailSendingStatus": email,
         "otpTransactionId": uuid::Uuid::new_v4().to_string(),
     });
+    if own_field && matches!(channel, Channel::Whatsapp | Channel::Voice) {
+        body[format!("{}SendingStatus", channel.name())] = status.into();
+    }
     (StatusCode::OK, Json(body)).into_response()
 }
 
-fn validation_answer(otp_id: &str, status: &str) -> Response {
-    let code = if status == "NOT_FOUND" {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::OK
-    };
-    (code, Json(json!({ "otpId": otp_id, "status": status }))).into_response()
+fn validation_answer(sim: &Sim, otp_id: &str, status: &str) -> Response {
+    let shape = *sim.aldeamo.shape.lock().expect("shape");
+    shape.answer(otp_id, status)
 }
 
 async fn send_otp(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Response {
@@ -390,7 +405,7 @@ async fn send_otp(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Re
     // A scripted status is the channel failing after the request was accepted: nothing is generated,
     // and a code sent earlier under the same otpId stays as it was.
     if let Some(status) = forced.filter(|s| s != SENT) {
-        return sending_answer(request.config.channel, &status);
+        return sending_answer(&sim, request.config.channel, &status);
     }
     let pin = request
         .config
@@ -415,7 +430,7 @@ async fn send_otp(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Re
         request_id: request.otp_id,
         at: chrono::Utc::now().to_rfc3339(),
     });
-    sending_answer(request.config.channel, SENT)
+    sending_answer(&sim, request.config.channel, SENT)
 }
 
 async fn validate_otp(State(sim): State<Sim>, headers: HeaderMap, raw: String) -> Response {
@@ -454,14 +469,13 @@ async fn validate_otp(State(sim): State<Sim>, headers: HeaderMap, raw: String) -
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     if let Some(status) = forced.filter(|s| s != SENT) {
-        return validation_answer(otp_id, &status);
+        return validation_answer(&sim, otp_id, &status);
     }
-    let mut pins = sim.aldeamo.pins.lock().expect("pins");
-    let status = match pins.get_mut(otp_id) {
+    let status = match sim.aldeamo.pins.lock().expect("pins").get_mut(otp_id) {
         Some(issued) => issued.validate(pin, Instant::now()),
         None => "NOT_FOUND",
     };
-    validation_answer(otp_id, status)
+    validation_answer(&sim, otp_id, status)
 }
 
 async fn list_configs(State(sim): State<Sim>) -> Json<Vec<OtpConfig>> {
@@ -484,6 +498,52 @@ async fn set_config(State(sim): State<Sim>, raw: String) -> Response {
     }
 }
 
+fn settings_of(sim: &Sim) -> Json<Value> {
+    let shape = *sim.aldeamo.shape.lock().expect("shape");
+    let own_field = sim
+        .aldeamo
+        .channel_fields
+        .load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({ "validation_answer": shape.name(), "channel_status_fields": own_field }))
+}
+
+async fn get_settings(State(sim): State<Sim>) -> Json<Value> {
+    settings_of(&sim)
+}
+
+/// `{"validation_answer": "<shape>", "channel_status_fields": bool}`: how `/validateOtp` words its
+/// answers, and whether WhatsApp and voice report in fields of their own, from now on.
+async fn set_settings(State(sim): State<Sim>, raw: String) -> Response {
+    let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    match body.get("channel_status_fields") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(own)) => sim
+            .aldeamo
+            .channel_fields
+            .store(*own, std::sync::atomic::Ordering::Relaxed),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "channel_status_fields must be a boolean",
+            );
+        }
+    }
+    match body.get("validation_answer") {
+        None | Some(Value::Null) => {}
+        Some(name) => match name.as_str().and_then(AnswerShape::parse) {
+            Some(shape) => *sim.aldeamo.shape.lock().expect("shape") = shape,
+            None => {
+                let names: Vec<&str> = AnswerShape::ALL.iter().map(|(n, _)| *n).collect();
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("validation_answer must be one of {}", names.join(", ")),
+                );
+            }
+        },
+    }
+    settings_of(&sim).into_response()
+}
+
 /// The vendor's routes, under `/aldeamo`.
 pub fn routes() -> Router<Sim> {
     Router::new()
@@ -493,7 +553,9 @@ pub fn routes() -> Router<Sim> {
 
 /// The configuration control routes, under `/sim/aldeamo`: Aldeamo's web app, for tests.
 pub fn control_routes() -> Router<Sim> {
-    Router::new().route("/configs", get(list_configs).post(set_config))
+    Router::new()
+        .route("/configs", get(list_configs).post(set_config))
+        .route("/settings", get(get_settings).post(set_settings))
 }
 
 #[cfg(test)]

@@ -50,11 +50,19 @@ impl Settings {
                         })
                         .collect::<Result<_, String>>()?;
                 }
+                "pending_status" => {
+                    let word = value.as_str().filter(|w| !w.trim().is_empty());
+                    next.pending_status = word.ok_or("pending_status must be a word")?.into();
+                }
+                "password" => {
+                    let password = value.as_str().filter(|p| !p.is_empty());
+                    next.password = Some(password.ok_or("password must be a string")?.into());
+                }
                 // A mistyped setting would otherwise be ignored and the test would wonder why.
                 other => {
                     return Err(format!(
                         "unknown setting {other:?}: the settings are sign_after_ms, webhook_delay_ms, \
-                         lose_webhooks, token_lifetime_s, outcome and outcomes"
+                         lose_webhooks, token_lifetime_s, outcome, outcomes, pending_status and password"
                     ));
                 }
             }

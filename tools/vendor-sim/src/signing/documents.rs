@@ -101,12 +101,8 @@ impl<'a> SubmitBody<'a> {
     fn validate(self) -> Result<Submission, Failure> {
         let name = text(self.document_name.as_ref(), "document_name")?;
         let user = text(self.active_directory_user.as_ref(), "active_directory_user")?;
-        let signature_type = text(self.signature_type.as_ref(), "signature_type")?;
-        if signature_type != "digital_signature" {
-            return Err(Failure::invalid_request(format!(
-                "signature_type must be \"digital_signature\", got {signature_type:?}"
-            )));
-        }
+        // The document shows `digital_signature` as its example; any type is taken (and recorded).
+        text(self.signature_type.as_ref(), "signature_type")?;
         let callback_url = match &self.callback_url {
             None | Some(Value::Null) => None,
             Some(Value::String(url)) => Some(check_callback_url(url)?),
@@ -203,12 +199,19 @@ pub(super) async fn status(
     if let Err(response) = bearer_intake(&sim, "status", &headers, recorded).await {
         return response;
     }
+    let pending = sim
+        .signing
+        .settings
+        .lock()
+        .expect("settings")
+        .pending_status
+        .clone();
     let documents = sim.signing.documents.lock().expect("documents");
     match Uuid::parse_str(&id)
         .ok()
         .and_then(|uuid| Some((uuid, documents.get(&uuid)?)))
     {
-        Some((uuid, doc)) => Json(doc.status_body(uuid)).into_response(),
+        Some((uuid, doc)) => Json(doc.status_body(uuid, &pending)).into_response(),
         None => Failure::not_found(&id).into_response(),
     }
 }

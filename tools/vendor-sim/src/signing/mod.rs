@@ -21,7 +21,8 @@
 //!   refresh token also revokes every access token issued from it (RFC 7009 §2.1's "SHOULD");
 //!   revoking an access token leaves its refresh token alive. Refresh tokens live until revoked;
 //! - statuses besides `received` and `signed`: a document ends `rejected`, `expired` or `error` when
-//!   the settings say so. `signing_date` is null unless signed. Dates are RFC 3339 UTC to the second,
+//!   the settings say so, and the `pending_status` setting names the word a waiting document's status
+//!   answer gives instead of `received` (a status the vendor may add). `signing_date` is null unless signed. Dates are RFC 3339 UTC to the second,
 //!   as in the document's examples;
 //! - the signed PDF is the original with a comment and a final `%%EOF` appended; its name is the
 //!   original's with `_signed` before `.pdf` (or at the end when there is no `.pdf`);
@@ -31,7 +32,8 @@
 //! - request bodies up to 64 MiB: pasarela sends PDFs up to 25 MiB, about 34 MiB as Base64 JSON.
 //!
 //! Control routes under `/sim/signing`: `GET`/`POST /settings` (`sign_after_ms`, `webhook_delay_ms`,
-//! `lose_webhooks`, `token_lifetime_s`, `outcome`, `outcomes`: a partial update), `POST
+//! `lose_webhooks`, `token_lifetime_s`, `outcome`, `outcomes`, `pending_status`, and `password`: the
+//! password grant's password from now on, a rotation, never shown; a partial update), `POST
 //! /expire-tokens` (every access token issued so far expires; refresh tokens stay valid) and
 //! `GET /documents[/{id}]` (the simulator's view of its documents). A document's outcome and signing
 //! delay are fixed when it is submitted; `webhook_delay_ms` and `lose_webhooks` are read when it
@@ -131,6 +133,13 @@ struct Settings {
     outcome: Status,
     /// How the documents of one `active_directory_user` end.
     outcomes: BTreeMap<String, Status>,
+    /// The word the status answer gives while a document waits: `received` (the document's), or a
+    /// status the vendor may add (`in_review`), which clients must read as still waiting.
+    pending_status: String,
+    /// The password the password grant takes from now on, instead of `SIGNING_PASSWORD`: a rotation.
+    /// Never shown.
+    #[serde(skip_serializing)]
+    password: Option<String>,
 }
 
 impl Default for Settings {
@@ -143,6 +152,8 @@ impl Default for Settings {
             token_lifetime_s: 3600,
             outcome: Status::Signed,
             outcomes: BTreeMap::new(),
+            pending_status: Status::Received.name().into(),
+            password: None,
         }
     }
 }
@@ -169,11 +180,16 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 }
 
 impl Document {
-    /// The status answer, which is also the webhook's body.
-    fn status_body(&self, id: Uuid) -> Value {
+    /// The status answer, which is also the webhook's body; `pending` is the word for a document
+    /// still waiting.
+    fn status_body(&self, id: Uuid, pending: &str) -> Value {
+        let status = match self.status {
+            Status::Received => pending,
+            done => done.name(),
+        };
         json!({
             "document_id": id,
-            "status": self.status,
+            "status": status,
             "date_sent_to_sign": rfc3339(self.sent_at),
             "assigned_active_directory_user": self.user,
             "signing_date": self.signing_date.map(rfc3339),

@@ -262,17 +262,18 @@ fn grant(sim: &Sim, body: &Map<String, Value>) -> Result<Value, Failure> {
             "client authentication failed: unknown client_id or wrong client_secret",
         ));
     }
-    let lifetime_s = sim
-        .signing
-        .settings
-        .lock()
-        .expect("settings")
-        .token_lifetime_s;
+    let (lifetime_s, rotated_password) = {
+        let settings = sim.signing.settings.lock().expect("settings");
+        (settings.token_lifetime_s, settings.password.clone())
+    };
+    let expected_password = rotated_password
+        .as_deref()
+        .unwrap_or(&config.signing_password);
     let lifetime = Duration::from_secs(lifetime_s);
     let mut tokens = sim.signing.tokens.lock().expect("tokens");
     if password_grant {
         let (username, password) = presented;
-        if username != config.signing_username || password != config.signing_password {
+        if username != config.signing_username || password != expected_password {
             return Err(Failure::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",

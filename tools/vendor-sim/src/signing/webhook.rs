@@ -32,7 +32,7 @@ impl SigningState {
             Arc::make_mut(&mut doc.content).extend_from_slice(signature.as_bytes());
         }
         let url = doc.callback_url.clone()?;
-        Some((url, doc.status_body(id)))
+        Some((url, doc.status_body(id, Status::Received.name())))
     }
 
     fn client(&self) -> Result<&reqwest::Client, String> {
