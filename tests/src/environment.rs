@@ -394,12 +394,20 @@ impl TestEnv {
         let _ = self.sim.child.kill().await;
         let ns = &self.namespace;
         let mut queues = vec![qualify(ns, "test.events")];
+        // The tiers the workers ran with: a test may set its own.
+        let tiers: Vec<String> = self
+            .worker_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PASARELA_RETRY_DELAYS")
+            .map(|(_, v)| v.split(',').map(|t| t.trim().to_string()).collect())
+            .unwrap_or_else(|| TEST_TIERS.map(String::from).to_vec());
         // Every work queue, not only the named workers': a worker, a test or the CLI may declare another.
         for work in WORKERS.iter().filter_map(|(_, queue)| *queue) {
             queues.push(qualify(ns, work));
             queues.push(qualify(ns, &format!("{work}.dead")));
             queues.extend(
-                TEST_TIERS
+                tiers
                     .iter()
                     .map(|t| qualify(ns, &format!("{work}.retry.{t}"))),
             );

@@ -74,6 +74,32 @@ async fn send_enforces_credentials_and_every_range() {
     assert_eq!(delivered.len(), 12);
 }
 
+/// The same code reads differently per service: `/verify`'s 04 is "Incorrect code", `/send`'s "Failed".
+#[tokio::test]
+async fn code_04_is_worded_per_service() {
+    let sim = start().await;
+    let id = sim.send(send_body("+575", 1, 6, 60)).await["idRequest"]
+        .as_i64()
+        .unwrap();
+    let (_, v) = sim
+        .post(
+            "verify",
+            json!({ "idRequest": id, "otp": "000000x" }),
+            "demo-password",
+        )
+        .await;
+    assert_eq!(v["responseCode"], "04");
+    assert_eq!(v["responseDescription"], "Incorrect code");
+    sim.control_post(
+        "faults",
+        json!({ "vendor": "danaconnect", "script": ["04"] }),
+    )
+    .await;
+    let failed = sim.send(send_body("+576", 1, 6, 60)).await;
+    assert_eq!(failed["responseCode"], "04");
+    assert_eq!(failed["responseDescription"], "Failed");
+}
+
 #[tokio::test]
 async fn verify_is_single_use_limits_attempts_and_expires() {
     let sim = start().await;
