@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state
+.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -50,6 +50,10 @@ lint:
 ## demo: the vendor simulator, the workers and a sample workload against local services
 demo: build
 	scripts/demo.sh
+
+## schemas: write docs/schemas/*.json from the contract's types (a test fails when they drift)
+schemas:
+	PASARELA_WRITE_SCHEMAS=1 $(CARGO) test -p pasarela-shared --test schemas
 
 ## bench: otp.send throughput and latency against the broker's own floor, release build
 bench:

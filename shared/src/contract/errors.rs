@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The `error.kind` values of the event contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The message breaks a rule: a vendor's range, a limit, a field the vendor refused.
@@ -45,7 +46,7 @@ impl ErrorKind {
 }
 
 /// A failure as events, tables and headers carry it: a kind and a message with no secret in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Failure {
     /// The contract's classification.
     pub kind: ErrorKind,

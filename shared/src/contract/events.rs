@@ -3,6 +3,7 @@
 //! duplicate of the message gets again.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -18,7 +19,7 @@ pub trait Event: Serialize {
 }
 
 /// What every event says of how its message ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Ending {
     /// `sent`, `completed`, `rejected`, `failed`, `signed`, ...
     pub status: String,
@@ -44,7 +45,7 @@ impl Ending {
 }
 
 /// `otp.send.completed`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct OtpSendCompleted {
     /// The producer's `request_id`.
     pub request_id: Uuid,
@@ -82,7 +83,7 @@ impl Event for OtpSendCompleted {
 }
 
 /// `otp.verify.completed`, also the RPC reply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct OtpVerifyCompleted {
     /// The producer's `verification_id`.
     pub verification_id: Uuid,
@@ -111,7 +112,7 @@ impl Event for OtpVerifyCompleted {
 }
 
 /// `vendor.call.completed`, also the RPC reply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct VendorCallCompleted {
     /// The producer's `call_id`.
     pub call_id: Uuid,
@@ -161,7 +162,7 @@ pub enum DocumentStep {
 }
 
 /// `doc.sign.submitted`, `doc.signed` and `doc.sign.failed`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DocumentEvent {
     /// pasarela's document id.
     pub document_id: Uuid,
@@ -219,7 +220,7 @@ impl Event for DocumentEvent {
 
 /// The stored result of a `doc.callback` that finished nothing (still in progress, already finished
 /// by another message, or unknown): kept for duplicates, published nowhere.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CallbackChecked {
     /// pasarela's document id.
     pub document_id: Uuid,
@@ -241,7 +242,7 @@ impl Event for CallbackChecked {
 }
 
 /// `doc.webhook.delivered` and `doc.webhook.failed`: how a client webhook ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct WebhookEvent {
     /// The document the webhook was about.
     pub document_id: Uuid,

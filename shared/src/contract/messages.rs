@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// `otp.send`: generate a one-time code and send it to a destination.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct OtpSend {
     /// The producer's id for this send; `otp.verify` refers to it.
     pub request_id: Uuid,
@@ -35,7 +36,7 @@ pub struct OtpSend {
 }
 
 /// The destination of a code.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Destination {
     /// E.164 mobile number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,7 +47,7 @@ pub struct Destination {
 }
 
 /// The code's alphabet, length, lifetime and tries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CodeSpec {
     /// `numeric`, `alphanumeric` or `alphabetic`.
     #[serde(rename = "type")]
@@ -63,7 +64,7 @@ pub struct CodeSpec {
 }
 
 /// DANAConnect's conversation and contact-list values.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DanaConnectBlock {
     /// An active conversation's id.
     pub id_conversation: i64,
@@ -76,7 +77,7 @@ pub struct DanaConnectBlock {
 }
 
 /// A `{key, value}` pair.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct KeyValue {
     /// The field.
     pub key: String,
@@ -85,7 +86,7 @@ pub struct KeyValue {
 }
 
 /// Aldeamo's configuration and optional OTP id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AldeamoBlock {
     /// The configuration set up in Aldeamo's web app.
     pub config_id: String,
@@ -95,7 +96,7 @@ pub struct AldeamoBlock {
 }
 
 /// The provider a send asks for: one name (`danaconnect`, `aldeamo`, `auto`) or a list tried in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ProviderChoice {
     /// One name; `auto` means the configured order with failover.
@@ -121,7 +122,7 @@ impl From<&str> for ProviderChoice {
 }
 
 /// `vendor.call`: one call to a token-protected vendor (NumRot, GestoPago) on a producer's behalf.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VendorCall {
     /// The producer's id for this call.
     pub call_id: Uuid,
@@ -137,7 +138,7 @@ pub struct VendorCall {
 }
 
 /// `doc.sign`: a PDF to have signed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct DocSign {
     /// The producer's id for the document.
     pub document_id: Uuid,
@@ -148,6 +149,7 @@ pub struct DocSign {
     /// Standard base64 of the PDF, held as the bytes of the text: a large document is sent on as it
     /// came, never copied into a second string.
     #[serde(deserialize_with = "text_bytes")]
+    #[schemars(with = "String")]
     pub document_content: bytes::Bytes,
     /// Who signs it.
     pub active_directory_user: String,
@@ -206,7 +208,7 @@ fn text_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bytes::Bytes, D:
 
 /// `doc.callback`: the vendor said (or a poll asks whether) a document is done. The handler trusts
 /// none of it but the document id: the vendor is asked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DocCallback {
     /// pasarela's document id.
     pub document_id: Uuid,
@@ -221,7 +223,7 @@ pub struct DocCallback {
 }
 
 /// `otp.verify`: check a code a user typed against the send it belongs to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct OtpVerify {
     /// The producer's id for this verification.
     pub verification_id: Uuid,
@@ -235,6 +237,19 @@ pub struct OtpVerify {
 /// echoing it (serde's own messages quote the value they could not read).
 #[derive(Clone)]
 pub struct OtpCode(pub secrecy::SecretString);
+
+impl JsonSchema for OtpCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OtpCode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "The code the user typed, as a string; pasarela never stores or logs it."
+        })
+    }
+}
 
 impl std::fmt::Debug for OtpCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -11,4 +11,6 @@ pub mod headers;
 pub mod messages;
 pub mod queue;
 pub mod retry;
+pub mod schemas;
 pub mod settings;
+pub mod webhooks;

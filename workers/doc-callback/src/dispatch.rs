@@ -15,6 +15,7 @@ use pasarela_shared::contract::envelope::OutboundMessage;
 use pasarela_shared::contract::errors::{ErrorKind, Failure, Verdict};
 use pasarela_shared::contract::events::{DocumentFacts, Ending, Event, WebhookEvent};
 use pasarela_shared::contract::settings::WebhookSettings;
+use pasarela_shared::contract::webhooks::{ClientWebhook, ClientWebhookData};
 use pasarela_shared::runtime::handler::Background;
 use pasarela_shared::runtime::jobs::Jobs;
 use pasarela_shared::store;
@@ -44,21 +45,22 @@ pub fn payload(
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     };
-    serde_json::json!({
-        "type": event_type,
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": {
-            "document_id": document_id,
-            "vendor_document_id": facts.vendor_document_id,
-            "tenant": tenant,
-            "document_name": document_name,
-            "status": status.status,
-            "signing_date": time(facts.signing_date),
-            "message": status.message,
-            "date_sent_to_sign": time(facts.date_sent_to_sign),
-            "assigned_active_directory_user": facts.assigned_active_directory_user,
-        }
-    })
+    let webhook = ClientWebhook {
+        event_type: event_type.to_string(),
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        data: ClientWebhookData {
+            document_id,
+            vendor_document_id: facts.vendor_document_id.clone(),
+            tenant: tenant.to_string(),
+            document_name: document_name.to_string(),
+            status: status.status.clone(),
+            signing_date: time(facts.signing_date),
+            message: status.message.clone(),
+            date_sent_to_sign: time(facts.date_sent_to_sign),
+            assigned_active_directory_user: facts.assigned_active_directory_user.clone(),
+        },
+    };
+    serde_json::to_value(webhook).expect("strings and a UUID always serialise")
 }
 
 /// What one attempt came to.
