@@ -3,14 +3,14 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas
+.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
 	$(CARGO) build --workspace --bins
 
 ## test: formatting, lints, unit tests, end-to-end tests, then the fault tests alone
-test: lint build unit e2e faults
+test: lint asyncapi build unit e2e faults
 
 unit:
 	$(CARGO) test --workspace --exclude pasarela-e2e
@@ -50,6 +50,16 @@ lint:
 ## demo: the vendor simulator, the workers and a sample workload against local services
 demo: build
 	scripts/demo.sh
+
+## asyncapi: validate docs/asyncapi.yaml with the AsyncAPI parser, pinned in tools/asyncapi
+asyncapi:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tools/asyncapi && npm ci --no-audit --no-fund --loglevel=error && node validate.mjs; \
+	elif [ -n "$$CI" ]; then \
+		echo "asyncapi: npm is required in CI"; exit 1; \
+	else \
+		echo "asyncapi: skipped: npm is not installed (the drift test in make unit still runs)"; \
+	fi
 
 ## schemas: write docs/schemas/*.json from the contract's types (a test fails when they drift)
 schemas:

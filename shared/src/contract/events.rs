@@ -9,6 +9,18 @@ use uuid::Uuid;
 
 use crate::contract::errors::Failure;
 
+/// Every routing key an event is published under on `pasarela.events`.
+pub const EVENT_KEYS: [&str; 8] = [
+    "otp.send.completed",
+    "otp.verify.completed",
+    "vendor.call.completed",
+    "doc.sign.submitted",
+    "doc.signed",
+    "doc.sign.failed",
+    "doc.webhook.delivered",
+    "doc.webhook.failed",
+];
+
 /// An event body and the routing key it is published under.
 pub trait Event: Serialize {
     /// The routing key on `pasarela.events`; empty for a result that is only stored and replied.
@@ -285,6 +297,44 @@ impl Event for WebhookEvent {
 mod tests {
     use super::*;
     use crate::contract::errors::ErrorKind;
+
+    /// Every event a type can publish is one of `EVENT_KEYS`, and every key has its type.
+    #[test]
+    fn every_routing_key_is_listed() {
+        let ending = Ending::now("delivered", 1, None);
+        let facts = DocumentFacts::default();
+        let mut keys: Vec<&str> = [
+            DocumentStep::Submitted,
+            DocumentStep::Signed,
+            DocumentStep::Failed,
+        ]
+        .into_iter()
+        .map(|step| DocumentEvent::new(Uuid::nil(), step, ending.clone(), &facts).routing_key())
+        .collect();
+        let webhook = |status: &str| WebhookEvent {
+            document_id: Uuid::nil(),
+            ending: Ending::now(status, 1, None),
+            vendor_document_id: serde_json::Value::Null,
+            date_sent_to_sign: serde_json::Value::Null,
+            signing_date: serde_json::Value::Null,
+            assigned_active_directory_user: serde_json::Value::Null,
+            url: String::new(),
+            http_status: None,
+            webhook_id: String::new(),
+            event_type: serde_json::Value::Null,
+        };
+        keys.push(webhook("delivered").routing_key());
+        keys.push(webhook("failed").routing_key());
+        keys.extend([
+            "otp.send.completed",
+            "otp.verify.completed",
+            "vendor.call.completed",
+        ]);
+        keys.sort();
+        let mut listed = EVENT_KEYS.to_vec();
+        listed.sort();
+        assert_eq!(keys, listed);
+    }
 
     #[test]
     fn every_event_carries_the_contract_fields() {
