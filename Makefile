@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi
+.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi examples
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -16,7 +16,7 @@ unit:
 	$(CARGO) test --workspace --exclude pasarela-e2e
 
 e2e: build
-	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes
+	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples
 
 # These stop and start the shared broker and database: never beside other tests.
 faults: build
@@ -50,6 +50,11 @@ lint:
 ## demo: the vendor simulator, the workers and a sample workload against local services
 demo: build
 	scripts/demo.sh
+
+## examples: the Python, Node, Go and Java producers under examples/ against the broker and the workers;
+## a language whose toolchain is missing is skipped with the reason printed
+examples: build
+	$(CARGO) test -p pasarela-e2e --test examples -- --nocapture --test-threads=1
 
 ## asyncapi: validate docs/asyncapi.yaml with the AsyncAPI parser, pinned in tools/asyncapi
 asyncapi:
