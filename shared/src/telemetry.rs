@@ -119,6 +119,36 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
     Ok(TelemetryGuard { provider })
 }
 
+/// A span for a database operation on `table`, as the OpenTelemetry database conventions name it:
+/// the time a message waits for its claim or its commit is then on its trace.
+pub fn database_span(operation: &'static str, table: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db",
+        otel.name = format!("{operation} {table}"),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+        db.collection.name = table,
+    )
+}
+
+/// A span for publishing `messages` with confirms, as the messaging conventions name it: `send` and
+/// the routing keys (the exchange is pasarela's or the events one).
+pub fn publish_span(messages: &[crate::contract::envelope::OutboundMessage]) -> tracing::Span {
+    let keys: Vec<&str> = messages.iter().map(|m| m.routing_key.as_str()).collect();
+    let exchange = messages.first().map(|m| m.exchange.as_str()).unwrap_or("");
+    tracing::info_span!(
+        "publish",
+        otel.name = format!("send {}", keys.join(",")),
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.destination.name = exchange,
+        messaging.rabbitmq.destination.routing_key = keys.join(","),
+        messaging.batch.message_count = messages.len(),
+    )
+}
+
 struct HeaderExtractor<'a>(&'a BTreeMap<String, HeaderValue>);
 
 impl Extractor for HeaderExtractor<'_> {

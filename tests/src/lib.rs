@@ -14,6 +14,7 @@ mod proxy;
 mod services;
 pub mod signing;
 mod simulator;
+pub mod traces;
 pub mod vendor_call;
 
 pub use broker::{DeadMessage, Event, json_props, mobile_for, otp_send, qualify};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::contract::envelope::OutboundMessage;
@@ -238,6 +239,7 @@ impl<H: Handler> Consumer<H> {
         let mut committed = self
             .db
             .retrying("record outcome", || store.commit(finish.clone()))
+            .instrument(crate::telemetry::database_span("commit", "work_items"))
             .await;
         if let Err(e) = &committed
             && !e.is_transient()
@@ -257,7 +259,11 @@ impl<H: Handler> Consumer<H> {
             tracing::error!(error = %e, "could not record the outcome; the message will be redelivered");
             return self.requeue(delivery).await;
         }
-        match self.publisher.publish_all(&finish.outbox).await {
+        let publishing = self
+            .publisher
+            .publish_all(&finish.outbox)
+            .instrument(crate::telemetry::publish_span(&finish.outbox));
+        match publishing.await {
             Ok(()) => {
                 self.ack(delivery).await;
                 let ids: Vec<Uuid> = finish.outbox.iter().map(|m| m.id).collect();

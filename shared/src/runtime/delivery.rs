@@ -150,7 +150,11 @@ impl<H: Handler> Consumer<H> {
             max_attempts: self.settings.retry.max_attempts(),
         };
         let store = self.store.clone();
-        let claim = match self.db.retrying("claim", || store.claim(request)).await {
+        let claiming = self
+            .db
+            .retrying("claim", || store.claim(request))
+            .instrument(crate::telemetry::database_span("claim", "work_items"));
+        let claim = match claiming.await {
             Ok(claim) => claim,
             Err(e) => {
                 tracing::error!(error = %e, "could not claim; returning the message to the queue");

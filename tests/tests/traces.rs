@@ -1,0 +1,155 @@
+//! One trace per request, read back from a real OTLP/HTTP receiver the workers export to: an
+//! `otp.send` published with a producer's `traceparent` is one tree under the producer's span, from the
+//! consume through the vendor call to the published result, and no span holds a secret.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use pasarela_e2e::traces::{ReceivedSpan, TraceReceiver, tree};
+use pasarela_e2e::{TestEnv, json_props, otp_send};
+use uuid::Uuid;
+
+fn hex(n: usize) -> String {
+    Uuid::new_v4().simple().to_string()[..n].to_string()
+}
+
+/// Properties carrying a producer's span: `00-<trace>-<span>-01`.
+fn with_traceparent(message_id: &str, trace_id: &str, span_id: &str) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        ShortString::from("traceparent"),
+        AMQPValue::LongString(format!("00-{trace_id}-{span_id}-01").into()),
+    );
+    json_props()
+        .with_message_id(message_id.into())
+        .with_headers(headers)
+}
+
+async fn traced_env(workers: &[&str], receiver: &TraceReceiver) -> TestEnv {
+    let mut options = TestEnv::builder()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        // Export every 100 ms rather than every 5 s: the test waits for the spans.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    for worker in workers {
+        options = options.worker(worker);
+    }
+    options.start().await
+}
+
+fn descends_from(spans: &[ReceivedSpan], span: &ReceivedSpan, ancestor: &str) -> bool {
+    let mut at = span;
+    loop {
+        if at.parent_span_id == ancestor {
+            return true;
+        }
+        match spans.iter().find(|s| s.span_id == at.parent_span_id) {
+            Some(parent) => at = parent,
+            None => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
+    let receiver = TraceReceiver::start().await;
+    let mut env = traced_env(&["otp-send"], &receiver).await;
+    let (trace_id, producer_span) = (hex(32), hex(16));
+    let request_id = Uuid::new_v4();
+    let body = serde_json::to_vec(&otp_send(request_id)).unwrap();
+    env.publish_raw_to(
+        "otp.send",
+        &body,
+        with_traceparent(&request_id.to_string(), &trace_id, &producer_span),
+    )
+    .await;
+    let events = env.events(1, Duration::from_secs(30)).await;
+    assert_eq!(events[0].body["status"], "sent", "{:?}", events[0].body);
+
+    let spans = receiver
+        .wait_for(&trace_id, Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| s.attributes.contains_key("vendor"))
+                && spans.iter().any(|s| s.kind == 4)
+        })
+        .await;
+    println!("otp.send trace {trace_id}:\n{}", tree(&spans));
+    assert!(
+        !spans.is_empty(),
+        "no span of the producer's trace reached the receiver"
+    );
+    let consume = spans
+        .iter()
+        .find(|s| s.kind == 5)
+        .unwrap_or_else(|| panic!("no consumer span:\n{}", tree(&spans)));
+    assert_eq!(
+        consume.parent_span_id, producer_span,
+        "the consume continues the producer's span"
+    );
+    assert_eq!(
+        consume
+            .attributes
+            .get("messaging.system")
+            .map(String::as_str),
+        Some("rabbitmq")
+    );
+    let vendor = spans
+        .iter()
+        .find(|s| {
+            s.kind == 3
+                && s.attributes
+                    .get("vendor")
+                    .is_some_and(|v| v == "danaconnect")
+        })
+        .unwrap_or_else(|| panic!("no client span for the vendor call:\n{}", tree(&spans)));
+    assert_eq!(
+        vendor
+            .attributes
+            .get("http.status_code")
+            .map(String::as_str),
+        Some("200")
+    );
+    for (name, table) in [
+        ("claim work_items", "work_items"),
+        ("commit work_items", "work_items"),
+    ] {
+        let db = spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span:\n{}", tree(&spans)));
+        assert_eq!(
+            db.attributes.get("db.collection.name").map(String::as_str),
+            Some(table)
+        );
+        assert_eq!(db.parent_span_id, consume.span_id, "{name}");
+    }
+    assert!(
+        descends_from(&spans, vendor, &consume.span_id),
+        "{}",
+        tree(&spans)
+    );
+    let publish = spans
+        .iter()
+        .find(|s| s.kind == 4)
+        .unwrap_or_else(|| panic!("no producer span for the result:\n{}", tree(&spans)));
+    assert!(
+        descends_from(&spans, publish, &producer_span),
+        "{}",
+        tree(&spans)
+    );
+
+    // No span, attribute or event holds a secret or the code.
+    // The simulator delivers to the first contact-list value, as DANAConnect's conversation would.
+    let delivered_to = format!("+5730{}", &request_id.simple().to_string()[..8]);
+    let code = env.sim.latest_code(&delivered_to).await;
+    let everything = format!("{:?}", receiver.all());
+    for secret in [
+        "demo-password",
+        "pasarela-gestopago-demo-key-32by",
+        pasarela_e2e::TEST_SECRET_KEY,
+        &code,
+    ] {
+        assert!(!everything.contains(secret), "a span holds {secret:?}");
+    }
+    env.teardown().await;
+}
