@@ -179,6 +179,41 @@ pub fn adopt_parent(span: &tracing::Span, headers: &BTreeMap<String, HeaderValue
     let _ = span.set_parent(parent);
 }
 
+/// The current span's W3C `traceparent`, to store with work that outlives the message (a document, a
+/// webhook job) so that what happens to it later continues the same trace. `None` without a trace.
+pub fn current_traceparent() -> Option<String> {
+    let mut headers = BTreeMap::new();
+    inject_current(&mut headers);
+    match headers.remove("traceparent") {
+        Some(HeaderValue::Text(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// Makes a stored `traceparent` the parent of `span`.
+pub fn adopt_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(t) = traceparent {
+        let headers = BTreeMap::from([("traceparent".to_string(), HeaderValue::Text(t.into()))]);
+        adopt_parent(span, &headers);
+    }
+}
+
+/// Links `span` to the trace a stored `traceparent` names: for a span that must start a trace of its
+/// own (a vendor's callback arriving) yet belongs to that one.
+pub fn link_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let Some(t) = traceparent else {
+        return;
+    };
+    let headers = BTreeMap::from([("traceparent".to_string(), HeaderValue::Text(t.into()))]);
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&headers)));
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
 /// Writes the current span's trace context into outgoing AMQP headers.
 pub fn inject_current(headers: &mut BTreeMap<String, HeaderValue>) {
     let cx = tracing::Span::current().context();

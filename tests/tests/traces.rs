@@ -153,3 +153,100 @@ async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
     }
     env.teardown().await;
 }
+
+/// A document's whole life in the producer's trace: doc.sign, the vendor's submit, the vendor's
+/// callback (a trace of its own, linked), doc.callback and the download, the doc.signed event, and the
+/// client webhook attempt, whose request carries the trace on to the client.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_is_one_trace_from_the_producer_to_the_client_webhook() {
+    use pasarela_e2e::signing::{Endpoint, doc_sign, pdf, signing_env, wait_events};
+
+    let receiver = TraceReceiver::start().await;
+    let (endpoint, port) = Endpoint::start().await;
+    let mut env = signing_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await;
+    let (trace_id, producer_span) = (hex(32), hex(16));
+    let id = Uuid::now_v7();
+    let body = doc_sign(
+        id,
+        &pdf("traced"),
+        Some(format!("http://127.0.0.1:{port}/ok/{id}")),
+    );
+    env.publish_raw_to(
+        "doc.sign",
+        &serde_json::to_vec(&body).unwrap(),
+        with_traceparent(&id.to_string(), &trace_id, &producer_span),
+    )
+    .await;
+    wait_events(&mut env, "doc.signed", 1, Duration::from_secs(30)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while endpoint.received("/ok/").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client webhook never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let spans = receiver
+        .wait_for(&trace_id, Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| s.name == "POST client webhook")
+        })
+        .await;
+    println!("document trace {trace_id}:\n{}", tree(&spans));
+    let named = |service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name == name)
+            .unwrap_or_else(|| panic!("no {service}: {name} in the trace:\n{}", tree(&spans)))
+            .clone()
+    };
+    let sign = named("doc-sign", "doc.sign process");
+    assert_eq!(sign.parent_span_id, producer_span);
+    let submit = named("doc-sign", "signing.submit");
+    assert!(descends_from(&spans, &submit, &sign.span_id));
+    let check = named("doc-callback", "doc.callback process");
+    let download = named("doc-callback", "signing.download");
+    assert!(descends_from(&spans, &download, &check.span_id));
+    let webhook = named("doc-callback", "POST client webhook");
+    assert_eq!(webhook.kind, 3);
+    assert_eq!(
+        webhook
+            .attributes
+            .get("http.response.status_code")
+            .map(String::as_str),
+        Some("200")
+    );
+    // The vendor's callback arrives with no context: its span starts a trace of its own, linked here.
+    let ingress: Vec<ReceivedSpan> = receiver
+        .all()
+        .into_iter()
+        .filter(|s| s.service == "callback-ingress" && s.links.iter().any(|(t, _)| *t == trace_id))
+        .collect();
+    assert!(
+        !ingress.is_empty(),
+        "no callback-ingress span links to the trace"
+    );
+    println!(
+        "linked: callback-ingress: {} (trace {}, links to {trace_id})",
+        ingress[0].name, ingress[0].trace_id
+    );
+    // The client gets the trace too.
+    let got = endpoint.received("/ok/");
+    let traceparent = got[0]
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        traceparent.contains(&trace_id),
+        "the webhook's traceparent {traceparent:?}"
+    );
+    println!("client webhook traceparent: {traceparent}");
+    env.teardown().await;
+}

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
 use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::headers::HeaderValue as AmqpHeaderValue;
 use pasarela_shared::contract::queue::Names;
 use pasarela_shared::runtime::health::Health;
 use pasarela_shared::runtime::publisher::{PublishError, Publisher};
@@ -89,9 +90,18 @@ impl Ingress {
         }
     }
 
-    async fn publish(&self, body: &Value) -> Result<(), PublishError> {
+    /// Publishes `doc.callback` in the trace of the message that brought the document (`traceparent`
+    /// stored with it): the vendor's callback itself carries none.
+    async fn publish(&self, body: &Value, traceparent: Option<&str>) -> Result<(), PublishError> {
         let mut message = OutboundMessage::json(self.names.work_exchange(), QUEUE, body);
-        telemetry::inject_current(&mut message.headers);
+        match traceparent {
+            Some(t) => {
+                message
+                    .headers
+                    .insert("traceparent".into(), AmqpHeaderValue::Text(t.into()));
+            }
+            None => telemetry::inject_current(&mut message.headers),
+        }
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(&message)).await {
             Ok(result) => result,
             Err(_) => Err(PublishError::Timeout(PUBLISH_TIMEOUT)),
@@ -135,6 +145,9 @@ pub(crate) async fn handle(
             return unavailable("the database is unavailable");
         }
     };
+    // The request starts a trace of its own (the vendor sends no context); it links to the document's.
+    let traceparent = row.as_ref().and_then(|r| r.trace_context.clone());
+    telemetry::link_traceparent(&tracing::Span::current(), traceparent.as_deref());
     let row = match authorize(row.as_ref(), &token) {
         Ok(row) => row,
         Err(Refusal::NotFound) => {
@@ -178,7 +191,7 @@ pub(crate) async fn handle(
         }
     };
 
-    match ingress.publish(&message).await {
+    match ingress.publish(&message, traceparent.as_deref()).await {
         Ok(()) => {
             tracing::info!(
                 outcome = "accepted",

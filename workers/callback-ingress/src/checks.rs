@@ -112,6 +112,7 @@ mod tests {
             token_sha256: documents::token_digest("the-token"),
             state,
             vendor_document_id: vendor_id.map(str::to_string),
+            trace_context: None,
         }
     }
 

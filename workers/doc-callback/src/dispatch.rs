@@ -26,6 +26,7 @@ use pasarela_shared::vendors::signing::DocumentStatus;
 use pasarela_shared::vendors::webhook as webhooks;
 use pasarela_shared::vendors::webhook::WebhookSigner;
 use rand::Rng;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// How often due jobs are looked for.
@@ -212,14 +213,58 @@ async fn deliver(
     services: &Background,
 ) {
     let started = Instant::now();
+    // Each attempt is a client span in the trace of the document, whatever replica makes it and
+    // however long after the check that queued it.
+    let span = tracing::info_span!(
+        "webhook attempt",
+        otel.name = "POST client webhook",
+        otel.kind = "client",
+        http.request.method = "POST",
+        server.address = url::Url::parse(&job.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default(),
+        webhook.attempt = job.attempt,
+        document_id = %job.document_id,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    pasarela_shared::telemetry::adopt_traceparent(&span, job.trace_context.as_deref());
     // Whether the endpoint is disabled was read with the job itself: no query of its own.
     let result = match job.disabled_at {
         Some(since) => AttemptResult::Refused(format!(
             "the endpoint answered 410 Gone at {}; `pasarela webhooks redeliver` re-enables it",
             since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )),
-        None => attempt(&job, settings, signer).await,
+        None => {
+            attempt(&job, settings, signer)
+                .instrument(span.clone())
+                .await
+        }
     };
+    match &result {
+        AttemptResult::Delivered(status) => {
+            span.record("http.response.status_code", status);
+        }
+        AttemptResult::Gone => {
+            span.record("http.response.status_code", 410);
+            span.record("error.type", "410");
+            span.record("otel.status_code", "error");
+        }
+        AttemptResult::Failed { http_status, .. } => {
+            if let Some(status) = http_status {
+                span.record("http.response.status_code", status);
+            }
+            let kind = http_status.map_or_else(|| "transport".to_string(), |s| s.to_string());
+            span.record("error.type", kind.as_str());
+            span.record("otel.status_code", "error");
+        }
+        AttemptResult::Refused(_) => {
+            span.record("error.type", "refused");
+            span.record("otel.status_code", "error");
+        }
+    }
     let latency = started.elapsed();
     let outcome = match &result {
         AttemptResult::Delivered(_) => "delivered",

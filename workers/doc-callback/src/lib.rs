@@ -297,6 +297,8 @@ impl DocCallbackHandler {
             event_type,
             url,
             payload,
+            // Each attempt continues this check's span, in the trace of the document.
+            trace_context: pasarela_shared::telemetry::current_traceparent(),
         })
     }
 }

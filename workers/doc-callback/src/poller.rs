@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pasarela_shared::contract::envelope::OutboundMessage;
+use pasarela_shared::contract::headers::HeaderValue;
 use pasarela_shared::contract::messages::DocCallback;
 use pasarela_shared::contract::queue::Queue;
 use pasarela_shared::runtime::handler::Background;
@@ -75,11 +76,18 @@ impl Jobs for Poller {
                     status: None,
                     source: "poll".into(),
                 };
-                OutboundMessage::json(
+                let mut message = OutboundMessage::json(
                     exchange.clone(),
                     Queue::DocCallback.name(),
                     &serde_json::to_value(body).expect("a callback serialises"),
-                )
+                );
+                // The poll continues the trace of the message that brought the document.
+                if let Some(traceparent) = poll.trace_context {
+                    message
+                        .headers
+                        .insert("traceparent".into(), HeaderValue::Text(traceparent));
+                }
+                message
             })
             .collect();
         match self.services.publisher.publish_all(&messages).await {

@@ -117,7 +117,9 @@ impl DocSignHandler {
     ) -> Result<Option<String>, StoreFileError> {
         let token = documents::new_capability_token();
         let digest = documents::token_digest(&token);
+        let trace_context = pasarela_shared::telemetry::current_traceparent();
         let doc = NewDocument {
+            trace_context: trace_context.as_deref(),
             document_id: m.document_id,
             message_id: ctx.message_id,
             tenant: &m.tenant,

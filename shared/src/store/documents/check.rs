@@ -107,6 +107,8 @@ pub struct CheckWebhook {
     pub url: String,
     /// The body every attempt sends.
     pub payload: serde_json::Value,
+    /// The `traceparent` every attempt continues: the check's, in the trace of the document.
+    pub trace_context: Option<String>,
 }
 
 /// What a check found, written in the runtime's commit.
@@ -221,6 +223,7 @@ async fn queue_webhook(
         event_type: w.event_type,
         url: &w.url,
         payload: &w.payload,
+        trace_context: w.trace_context.as_deref(),
     };
     webhook_jobs::queue(txn, &job).await
 }

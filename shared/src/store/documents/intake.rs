@@ -29,6 +29,8 @@ pub struct NewDocument<'a> {
     pub document_bytes: i64,
     /// The PDF as standard base64, already checked.
     pub content_base64: &'a [u8],
+    /// The `traceparent` of the message that brought it.
+    pub trace_context: Option<&'a str>,
 }
 
 /// Stores `doc` (its PDF once, whatever the retries) with this submission's token digest: a retry
@@ -44,8 +46,8 @@ pub async fn store_new(
         .prepare_cached(
             "INSERT INTO documents (document_id, message_id, tenant, document_name,
                  active_directory_user, signature_type, client_callback_url,
-                 callback_token_sha256, state, document_bytes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'stored', $9)
+                 callback_token_sha256, state, document_bytes, trace_context)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'stored', $9, $10)
              ON CONFLICT (document_id) DO UPDATE
                  SET callback_token_sha256 = EXCLUDED.callback_token_sha256
                  WHERE documents.message_id = EXCLUDED.message_id
@@ -67,6 +69,7 @@ pub async fn store_new(
                 &doc.client_callback_url,
                 &doc.token_sha256,
                 &doc.document_bytes,
+                &doc.trace_context,
             ],
         )
         .await?;
@@ -95,6 +98,8 @@ pub struct CallbackTarget {
     pub state: DocumentState,
     /// The vendor's id, once submitted.
     pub vendor_document_id: Option<String>,
+    /// The `traceparent` of the message that brought the document.
+    pub trace_context: Option<String>,
 }
 
 /// The document a callback names; `None` when there is no such document.
@@ -105,7 +110,7 @@ pub async fn callback_target(
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT callback_token_sha256, state, vendor_document_id
+            "SELECT callback_token_sha256, state, vendor_document_id, trace_context
              FROM documents WHERE document_id = $1",
         )
         .await?;
@@ -116,5 +121,6 @@ pub async fn callback_target(
         token_sha256: r.get(0),
         state: r.try_get(1)?,
         vendor_document_id: r.get(2),
+        trace_context: r.get(3),
     }))
 }

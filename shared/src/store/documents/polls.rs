@@ -11,6 +11,8 @@ pub struct DuePoll {
     pub document_id: Uuid,
     /// The vendor's id for it.
     pub vendor_document_id: Option<String>,
+    /// The `traceparent` of the message that brought the document.
+    pub trace_context: Option<String>,
 }
 
 /// Takes at most `limit` submitted documents whose poll is due, pushing their next poll `lease` out
@@ -28,7 +30,7 @@ pub async fn lease_due_polls(
                    WHERE state = 'submitted' AND next_poll_at <= now()
                    ORDER BY next_poll_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
              WHERE d.document_id = due.document_id
-             RETURNING d.document_id, d.vendor_document_id",
+             RETURNING d.document_id, d.vendor_document_id, d.trace_context",
         )
         .await?;
     let rows = client.query(&stmt, &[&limit, &lease.as_secs_f64()]).await?;
@@ -37,6 +39,7 @@ pub async fn lease_due_polls(
         .map(|r| DuePoll {
             document_id: r.get(0),
             vendor_document_id: r.get(1),
+            trace_context: r.get(2),
         })
         .collect())
 }

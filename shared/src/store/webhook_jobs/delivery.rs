@@ -25,6 +25,8 @@ pub struct NewJob<'a> {
     pub url: &'a str,
     /// The body, as every attempt sends it.
     pub payload: &'a serde_json::Value,
+    /// The `traceparent` every attempt continues.
+    pub trace_context: Option<&'a str>,
 }
 
 /// Queues `job` for delivery now, inside the caller's transaction, with a fresh `webhook-id` that
@@ -33,8 +35,8 @@ pub async fn queue(txn: &Transaction<'_>, job: &NewJob<'_>) -> Result<(), DbErro
     let stmt = txn
         .prepare_cached(
             "INSERT INTO webhook_jobs (job_id, document_id, webhook_id, event_type, url, payload,
-                 state, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', now())",
+                 state, next_attempt_at, trace_context)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', now(), $7)",
         )
         .await?;
     txn.execute(
@@ -46,6 +48,7 @@ pub async fn queue(txn: &Transaction<'_>, job: &NewJob<'_>) -> Result<(), DbErro
             &job.event_type,
             &job.url,
             &job.payload,
+            &job.trace_context,
         ],
     )
     .await?;
@@ -69,6 +72,8 @@ pub struct DueJob {
     pub attempt: i32,
     /// When the endpoint answered 410 Gone, if it is disabled.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// The `traceparent` the attempt continues.
+    pub trace_context: Option<String>,
 }
 
 /// Takes at most `free` due jobs (pending and due, or delivering with a lease run out), at most
@@ -105,7 +110,7 @@ pub async fn take_due(
              FROM chosen WHERE j.job_id = chosen.job_id
              RETURNING j.job_id, j.document_id, j.webhook_id, j.url, j.payload::text, j.attempts,
                  (SELECT e.disabled_at FROM webhook_endpoints e
-                  WHERE e.url = j.url AND e.disabled_at IS NOT NULL)",
+                  WHERE e.url = j.url AND e.disabled_at IS NOT NULL), j.trace_context",
         )
         .await?;
     let rows = client
@@ -124,6 +129,7 @@ pub async fn take_due(
             payload: r.get(4),
             attempt: r.get(5),
             disabled_at: r.get(6),
+            trace_context: r.get(7),
         })
         .collect())
 }

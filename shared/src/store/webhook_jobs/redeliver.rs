@@ -117,8 +117,8 @@ const HASTEN: &str = "UPDATE webhook_jobs SET next_attempt_at = now() WHERE job_
 /// A new job copying a finished one, due now. The payload is copied inside PostgreSQL: it never
 /// travels to the caller.
 const COPY_JOB: &str = "INSERT INTO webhook_jobs (job_id, document_id, webhook_id, event_type, url,
-                               payload, state, attempts, next_attempt_at)
-     SELECT $1, document_id, webhook_id, event_type, url, payload, 'pending', 0, now()
+                               payload, state, attempts, next_attempt_at, trace_context)
+     SELECT $1, document_id, webhook_id, event_type, url, payload, 'pending', 0, now(), trace_context
      FROM webhook_jobs WHERE job_id = $2";
 
 /// Re-enables the endpoints of `jobs`, answering what each was before.
