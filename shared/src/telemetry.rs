@@ -94,6 +94,10 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(settings.service_name.clone())
+                .with_attribute(opentelemetry::KeyValue::new(
+                    opentelemetry_semantic_conventions::attribute::SERVICE_VERSION,
+                    env!("CARGO_PKG_VERSION"),
+                ))
                 .build();
             Some(
                 SdkTracerProvider::builder()
@@ -147,6 +151,32 @@ pub fn publish_span(messages: &[crate::contract::envelope::OutboundMessage]) -> 
         messaging.rabbitmq.destination.routing_key = keys.join(","),
         messaging.batch.message_count = messages.len(),
     )
+}
+
+/// Records an outgoing HTTP request on the current (client) span, by the HTTP conventions.
+pub fn record_http_request(method: &str, url: &url::Url) {
+    use opentelemetry_semantic_conventions::attribute::{HTTP_REQUEST_METHOD, SERVER_ADDRESS};
+    let span = tracing::Span::current();
+    span.record(HTTP_REQUEST_METHOD, method);
+    span.record(SERVER_ADDRESS, url.host_str().unwrap_or_default());
+}
+
+/// Records the answer's status on the current span; a 5xx marks the span an error.
+pub fn record_http_response(status: u16) {
+    use opentelemetry_semantic_conventions::attribute::HTTP_RESPONSE_STATUS_CODE;
+    let span = tracing::Span::current();
+    span.record(HTTP_RESPONSE_STATUS_CODE, status);
+    if status >= 500 {
+        record_error(&status.to_string());
+    }
+}
+
+/// Marks the current span an error of `kind` (`timeout`, `transport`, a status code).
+pub fn record_error(kind: &str) {
+    use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
+    let span = tracing::Span::current();
+    span.record(ERROR_TYPE, kind);
+    span.record("otel.status_code", "error");
 }
 
 struct HeaderExtractor<'a>(&'a BTreeMap<String, HeaderValue>);

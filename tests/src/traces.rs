@@ -18,6 +18,8 @@ use prost::Message;
 pub struct ReceivedSpan {
     /// `service.name` of the process that exported it.
     pub service: String,
+    /// `service.version` of that process.
+    pub service_version: String,
     /// Hex trace id.
     pub trace_id: String,
     /// Hex span id.
@@ -69,16 +71,23 @@ async fn receive(State(spans): State<Arc<Mutex<Vec<ReceivedSpan>>>>, body: Bytes
     };
     let mut got = spans.lock().unwrap();
     for resource in request.resource_spans {
-        let service = resource
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .map(|kv| text(&kv.value))
-            .unwrap_or_default();
+        let resource_attribute = |key: &str| {
+            resource
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|kv| kv.key == key))
+                .map(|kv| text(&kv.value))
+                .unwrap_or_default()
+        };
+        let (service, service_version) = (
+            resource_attribute("service.name"),
+            resource_attribute("service.version"),
+        );
         for scope in resource.scope_spans {
             for span in scope.spans {
                 got.push(ReceivedSpan {
                     service: service.clone(),
+                    service_version: service_version.clone(),
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),

@@ -86,12 +86,22 @@ async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
         consume.parent_span_id, producer_span,
         "the consume continues the producer's span"
     );
+    let attribute =
+        |s: &ReceivedSpan, key: &str| s.attributes.get(key).cloned().unwrap_or_default();
+    assert_eq!(attribute(consume, "messaging.system"), "rabbitmq");
+    assert_eq!(attribute(consume, "messaging.operation.type"), "process");
     assert_eq!(
-        consume
-            .attributes
-            .get("messaging.system")
-            .map(String::as_str),
-        Some("rabbitmq")
+        attribute(consume, "messaging.destination.name"),
+        format!("{}.pasarela", env.namespace),
+        "the destination is the exchange"
+    );
+    assert_eq!(
+        attribute(consume, "messaging.rabbitmq.destination.routing_key"),
+        "otp.send"
+    );
+    assert!(
+        !consume.service_version.is_empty(),
+        "service.version is set"
     );
     let vendor = spans
         .iter()
@@ -102,13 +112,10 @@ async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
                     .is_some_and(|v| v == "danaconnect")
         })
         .unwrap_or_else(|| panic!("no client span for the vendor call:\n{}", tree(&spans)));
-    assert_eq!(
-        vendor
-            .attributes
-            .get("http.status_code")
-            .map(String::as_str),
-        Some("200")
-    );
+    assert_eq!(attribute(vendor, "http.response.status_code"), "200");
+    assert_eq!(attribute(vendor, "http.request.method"), "POST");
+    assert_eq!(attribute(vendor, "server.address"), "127.0.0.1");
+    assert!(!vendor.error);
     for (name, table) in [
         ("claim work_items", "work_items"),
         ("commit work_items", "work_items"),
@@ -248,5 +255,60 @@ async fn a_document_is_one_trace_from_the_producer_to_the_client_webhook() {
         "the webhook's traceparent {traceparent:?}"
     );
     println!("client webhook traceparent: {traceparent}");
+    env.teardown().await;
+}
+
+/// A vendor's 5xx marks its client span an error (`error.type` the status), and the retry copy the
+/// runtime publishes continues the same trace: both attempts are in it.
+#[tokio::test]
+async fn a_vendor_5xx_is_an_error_span_and_the_retry_stays_in_the_trace() {
+    let receiver = TraceReceiver::start().await;
+    let mut env = traced_env(&["vendor-call"], &receiver).await;
+    env.sim
+        .faults(serde_json::json!({ "vendor": "numrot", "script": ["200", "503"] }))
+        .await;
+    let (trace_id, producer_span) = (hex(32), hex(16));
+    let call_id = Uuid::new_v4().to_string();
+    let body = serde_json::json!({ "call_id": call_id, "vendor": "numrot", "method": "GET",
+                                   "path": "/api/estado" });
+    env.publish_raw_to(
+        "vendor.call",
+        &serde_json::to_vec(&body).unwrap(),
+        with_traceparent(&call_id, &trace_id, &producer_span),
+    )
+    .await;
+    let events = env.events(1, Duration::from_secs(30)).await;
+    assert_eq!(events[0].body["status"], "ok", "{:?}", events[0].body);
+    assert_eq!(events[0].body["attempts"], 2);
+    let spans = receiver
+        .wait_for(&trace_id, Duration::from_secs(20), |spans| {
+            spans.iter().filter(|s| s.kind == 5).count() >= 2
+                && spans.iter().filter(|s| s.name == "numrot.call").count() >= 2
+        })
+        .await;
+    println!("vendor.call trace {trace_id}:\n{}", tree(&spans));
+    let consumes: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.kind == 5).collect();
+    assert_eq!(
+        consumes.len(),
+        2,
+        "both attempts in the trace:\n{}",
+        tree(&spans)
+    );
+    let calls: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "numrot.call").collect();
+    let failed = calls
+        .iter()
+        .find(|s| {
+            s.attributes
+                .get("http.response.status_code")
+                .map(String::as_str)
+                == Some("503")
+        })
+        .unwrap_or_else(|| panic!("no 503 call span:\n{}", tree(&spans)));
+    assert!(failed.error, "a 5xx is an error span");
+    assert_eq!(
+        failed.attributes.get("error.type").map(String::as_str),
+        Some("503")
+    );
+    assert!(calls.iter().any(|s| !s.error), "the retry's call succeeded");
     env.teardown().await;
 }

@@ -42,6 +42,8 @@ pub enum RunError {
 pub(crate) struct Routes {
     pub(crate) queue: &'static str,
     pub(crate) span_name: String,
+    /// The exchange producers publish this queue's work to.
+    pub(crate) work_exchange: String,
     pub(crate) events_exchange: String,
     pub(crate) dead_queue: String,
     /// The shortest retry tier, where a copy waits while another holder finishes the message.
@@ -114,6 +116,7 @@ impl<H: Handler> Consumer<H> {
         let routes = Routes {
             queue,
             span_name: format!("{queue} process"),
+            work_exchange: names.work_exchange(),
             events_exchange: names.events_exchange(),
             dead_queue: names.dead_queue(queue),
             defer_queue: names.tier_queue(queue, settings.retry.shortest()),

@@ -258,13 +258,13 @@ impl DanaConnectClient {
 
     /// `POST /send`: generate and send a code. Codes come back as data; only transport and
     /// undocumented HTTP failures are errors.
-    #[tracing::instrument(name = "danaconnect.send", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "danaconnect.send", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn send(&self, request: &SendOtpRequest) -> Result<SendOtpResponse, VendorError> {
         self.api.post("send", &self.send_url, request).await
     }
 
     /// `POST /verify`: check a code the user typed.
-    #[tracing::instrument(name = "danaconnect.verify", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "danaconnect.verify", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn verify(
         &self,
         request: &VerifyOtpRequest,

@@ -93,7 +93,7 @@ impl GestoPagoClient {
     }
 
     /// The authentication endpoint: a new `accessToken`.
-    #[tracing::instrument(name = "gestopago.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "gestopago.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn fetch_token(&self) -> Result<FetchedToken, VendorError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("idDistribuidor", &self.id_distribuidor)
@@ -151,7 +151,7 @@ impl GestoPagoClient {
 
     /// Calls `method path` with `payload` encrypted as `signed`, with the shared token; a 401 or 403
     /// fetches a new token once and retries once.
-    #[tracing::instrument(name = "gestopago.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "gestopago.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn call(
         &self,
         tokens: &dyn TokenVault,

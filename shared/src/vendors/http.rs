@@ -241,16 +241,8 @@ pub async fn exchange(
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, VendorError> {
     let started = Instant::now();
-    let response = request
-        .headers(crate::telemetry::http_trace_headers())
-        .send()
-        .await
-        .map_err(|e| {
-            observe(vendor, operation, started, "transport");
-            transport_error(vendor, timeout, &e)
-        })?;
+    let response = send(vendor, operation, timeout, started, request).await?;
     let status = response.status();
-    tracing::Span::current().record("http.status_code", status.as_u16());
     let headers = response.headers().clone();
     let text = response
         .text()
@@ -262,6 +254,34 @@ pub async fn exchange(
         headers,
         text,
     })
+}
+
+/// Sends `request` with the trace headers, recording the request and its answer's status on the
+/// current span (a 5xx, a timeout or a broken connection marks it an error).
+pub async fn send(
+    vendor: &'static str,
+    operation: &'static str,
+    timeout: Duration,
+    started: Instant,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, VendorError> {
+    let transport = |e: reqwest::Error| {
+        crate::telemetry::record_error(if e.is_timeout() {
+            "timeout"
+        } else {
+            "transport"
+        });
+        observe(vendor, operation, started, "transport");
+        transport_error(vendor, timeout, &e)
+    };
+    let (client, request) = request
+        .headers(crate::telemetry::http_trace_headers())
+        .build_split();
+    let request = request.map_err(transport)?;
+    crate::telemetry::record_http_request(request.method().as_str(), request.url());
+    let response = client.execute(request).await.map_err(transport)?;
+    crate::telemetry::record_http_response(response.status().as_u16());
+    Ok(response)
 }
 
 /// A vendor reached with JSON bodies and HTTP Basic credentials (DANAConnect, Aldeamo): one client,

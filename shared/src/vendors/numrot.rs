@@ -106,7 +106,7 @@ impl NumRotClient {
     }
 
     /// `POST /v2/api/Token`: a new token.
-    #[tracing::instrument(name = "numrot.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "numrot.token", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn fetch_token(&self) -> Result<FetchedToken, VendorError> {
         if let Admission::Skip(_) = self.token_500s.admission(TOKEN_CIRCUIT) {
             return Err(self.not_registered());
@@ -151,7 +151,7 @@ impl NumRotClient {
     }
 
     /// Calls `method path` with the shared token; a 401 fetches a new token once and retries once.
-    #[tracing::instrument(name = "numrot.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "numrot.call", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn call(
         &self,
         tokens: &dyn TokenVault,

@@ -230,13 +230,13 @@ impl AldeamoClient {
     }
 
     /// `POST /otp`: generate a code under the configuration and send it.
-    #[tracing::instrument(name = "aldeamo.otp", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "aldeamo.otp", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn send(&self, request: &SendOtpRequest) -> Result<SendOtpResponse, VendorError> {
         self.api.post("otp", &self.send_url, request).await
     }
 
     /// `POST /validateOtp`: check a pin the user typed, and read whatever shape the answer has.
-    #[tracing::instrument(name = "aldeamo.validate_otp", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "aldeamo.validate_otp", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn validate(
         &self,
         request: &ValidateOtpRequest,

@@ -157,7 +157,7 @@ impl Download {
 impl SigningClient {
     /// `POST /documents`: submits a PDF for signing. The base64 text goes out as it came, streamed
     /// between the JSON around it, so a large document is never copied to build the request.
-    #[tracing::instrument(name = "signing.submit", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "signing.submit", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn submit(
         &self,
         tokens: &dyn TokenVault,
@@ -213,7 +213,7 @@ impl SigningClient {
     }
 
     /// `GET /documents/{id}/status`.
-    #[tracing::instrument(name = "signing.status", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "signing.status", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn status(
         &self,
         tokens: &dyn TokenVault,
@@ -248,7 +248,7 @@ impl SigningClient {
 
     /// `GET /documents/{id}/download`: the answer read into one buffer sized from `Content-Length`,
     /// refused past `limit` bytes.
-    #[tracing::instrument(name = "signing.download", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "signing.download", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn download(
         &self,
         tokens: &dyn TokenVault,

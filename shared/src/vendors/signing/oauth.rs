@@ -112,7 +112,7 @@ impl SigningClient {
     }
 
     /// `POST /auth/token`, password grant: a new access and refresh token.
-    #[tracing::instrument(name = "signing.password_grant", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "signing.password_grant", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn password_grant(&self) -> Result<FetchedToken, SigningError> {
         let body = serde_json::json!({
             "grant_type": "password",
@@ -135,7 +135,7 @@ impl SigningClient {
 
     /// `POST /auth/token`, refresh grant: a new access token; the refresh token is kept when the
     /// answer brings no new one.
-    #[tracing::instrument(name = "signing.refresh_grant", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "signing.refresh_grant", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn refresh_grant(
         &self,
         refresh_token: &SecretString,
@@ -194,7 +194,7 @@ impl SigningClient {
     }
 
     /// `POST /auth/revoke` (RFC 7009) of `token`, authorised with the current access token.
-    #[tracing::instrument(name = "signing.revoke", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.status_code))]
+    #[tracing::instrument(name = "signing.revoke", skip_all, fields(otel.kind = "client", vendor = VENDOR, http.request.method, server.address, http.response.status_code, error.type, otel.status_code))]
     pub async fn revoke(
         &self,
         tokens: &dyn TokenVault,
@@ -327,16 +327,15 @@ impl SigningClient {
             } else {
                 self.timeout
             };
-            let response = build(&grant.access_token)
-                .headers(crate::telemetry::http_trace_headers())
-                .send()
-                .await
-                .map_err(|e| {
-                    http::observe(VENDOR, operation, started, "transport");
-                    http::transport_error(VENDOR, timeout, &e)
-                })?;
+            let response = http::send(
+                VENDOR,
+                operation,
+                timeout,
+                started,
+                build(&grant.access_token),
+            )
+            .await?;
             let status = response.status();
-            tracing::Span::current().record("http.status_code", status.as_u16());
             http::observe(VENDOR, operation, started, status.as_str());
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 tracing::info!(
