@@ -220,6 +220,21 @@ pub fn current_traceparent() -> Option<String> {
     }
 }
 
+/// The trace id of `span`, as the 16 bytes of a UUID; `None` without a valid trace.
+pub fn trace_id_of(span: &tracing::Span) -> Option<uuid::Uuid> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = span.context();
+    let context = cx.span().span_context().clone();
+    context
+        .is_valid()
+        .then(|| uuid::Uuid::from_bytes(context.trace_id().to_bytes()))
+}
+
+/// A trace id as W3C and Tempo write it: 32 lowercase hex digits.
+pub fn trace_id_hex(id: uuid::Uuid) -> String {
+    id.simple().to_string()
+}
+
 /// Makes a stored `traceparent` the parent of `span`.
 pub fn adopt_traceparent(span: &tracing::Span, traceparent: Option<&str>) {
     if let Some(t) = traceparent {

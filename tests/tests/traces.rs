@@ -31,7 +31,8 @@ async fn traced_env(workers: &[&str], receiver: &TraceReceiver) -> TestEnv {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         // Export every 100 ms rather than every 5 s: the test waits for the spans.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("LOG_FORMAT", "json");
     for worker in workers {
         options = options.worker(worker);
     }
@@ -145,11 +146,21 @@ async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
         tree(&spans)
     );
 
-    // No span, attribute or event holds a secret or the code.
+    // The trace id is in `pasarela status` (and in a delivery's JSON log lines: see the 5xx test).
+    let log = env.worker_log();
+    let (ok, status) = env.cli(&["status", &request_id.to_string()]).await;
+    assert!(ok, "{status}");
+    assert!(
+        status.contains(&format!("trace:id = \"{trace_id}\"")),
+        "{status}"
+    );
+    println!("pasarela status {request_id}:\n{status}");
+
+    // No span, attribute, event or log line holds a secret or the code.
     // The simulator delivers to the first contact-list value, as DANAConnect's conversation would.
     let delivered_to = format!("+5730{}", &request_id.simple().to_string()[..8]);
     let code = env.sim.latest_code(&delivered_to).await;
-    let everything = format!("{:?}", receiver.all());
+    let everything = format!("{:?}\n{log}", receiver.all());
     for secret in [
         "demo-password",
         "pasarela-gestopago-demo-key-32by",
@@ -310,5 +321,12 @@ async fn a_vendor_5xx_is_an_error_span_and_the_retry_stays_in_the_trace() {
         Some("503")
     );
     assert!(calls.iter().any(|s| !s.error), "the retry's call succeeded");
+    // The failed attempt's log line carries the trace id (JSON logs hold the span's fields).
+    let log = env.worker_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("\"trace_id\":\"{trace_id}\"")))
+        .unwrap_or_else(|| panic!("no JSON log line carries the trace id:\n{log}"));
+    println!("a log line of the trace: {line}");
     env.teardown().await;
 }

@@ -121,8 +121,13 @@ impl<H: Handler> Consumer<H> {
             messaging.message.id = message_id.as_deref().unwrap_or(""),
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
         telemetry::adopt_parent(&span, &delivery.headers);
+        // In every log line of the delivery (JSON logs carry span fields), to find its trace.
+        if let Some(id) = telemetry::trace_id_of(&span) {
+            span.record("trace_id", telemetry::trace_id_hex(id).as_str());
+        }
         let started = Instant::now();
         let label = self
             .deliver(&delivery, message_id)
@@ -150,6 +155,7 @@ impl<H: Handler> Consumer<H> {
             header_attempt: attempt_of(&delivery.headers),
             replay: delivery.headers.contains_key(REPLAY_HEADER),
             max_attempts: self.settings.retry.max_attempts(),
+            trace_id: telemetry::trace_id_of(&tracing::Span::current()),
         };
         let store = self.store.clone();
         let claiming = self

@@ -34,6 +34,8 @@ pub struct WorkItem {
     pub created_at: DateTime<Utc>,
     /// When it was done.
     pub completed_at: Option<DateTime<Utc>>,
+    /// The trace its first delivery ran in (32 hex digits).
+    pub trace_id: Option<String>,
 }
 
 /// An `otp_requests` row, without the destination (personal data has no place in a status line).
@@ -111,7 +113,7 @@ const OTP_REQUEST: &str =
 
 /// The work rows of the messages in `$1`.
 const WORK_ITEMS: &str = "SELECT queue, message_id, state, status, attempts, possible_duplicates,
-            last_error, created_at, completed_at
+            last_error, created_at, completed_at, trace_id
      FROM work_items WHERE message_id = ANY($1) ORDER BY created_at";
 
 /// The dead letters of the messages in `$1` (`message_id` is text there).
@@ -156,6 +158,9 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
                 last_error: r.try_get(6)?,
                 created_at: r.try_get(7)?,
                 completed_at: r.try_get(8)?,
+                trace_id: r
+                    .try_get::<_, Option<Uuid>>(9)?
+                    .map(crate::telemetry::trace_id_hex),
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;

@@ -96,6 +96,10 @@ fn print_text(report: &Report) {
         );
         println!("  created              {}", time(&w.created_at));
         println!("  completed            {}", opt_time(&w.completed_at));
+        if let Some(trace) = &w.trace_id {
+            // Tempo's TraceQL finds it: docs/OPERATIONS.md, "Logs and traces".
+            println!("  trace                {trace}   (TraceQL: {{ trace:id = \"{trace}\" }})");
+        }
     }
     if let Some(o) = &report.otp_request {
         println!(

@@ -21,6 +21,8 @@ pub struct ClaimRequest {
     pub replay: bool,
     /// The most attempts a message gets, takeovers included: past it, an orphan is abandoned.
     pub max_attempts: u32,
+    /// The trace the delivery runs in, kept with a new row for `pasarela status`.
+    pub trace_id: Option<Uuid>,
 }
 
 /// The answer to a claim.
@@ -91,17 +93,19 @@ async fn insert_new(
 ) -> Result<HashSet<Uuid>, StoreError> {
     let ids: Vec<Uuid> = claims.iter().map(|c| c.message_id).collect();
     let attempts: Vec<i32> = claims.iter().map(|c| c.header_attempt as i32).collect();
+    let traces: Vec<Option<Uuid>> = claims.iter().map(|c| c.trace_id).collect();
     let insert = txn
         .prepare_cached(
-            "INSERT INTO work_items (queue, message_id, state, attempts, next_attempt, claimed_until)
-             SELECT $1, t.m, 'in_flight', t.a, t.a, now() + make_interval(secs => $4)
-             FROM unnest($2::uuid[], $3::int4[]) AS t(m, a)
+            "INSERT INTO work_items (queue, message_id, state, attempts, next_attempt, claimed_until,
+                 trace_id)
+             SELECT $1, t.m, 'in_flight', t.a, t.a, now() + make_interval(secs => $4), t.t
+             FROM unnest($2::uuid[], $3::int4[], $5::uuid[]) AS t(m, a, t)
              ON CONFLICT (queue, message_id) DO NOTHING
              RETURNING message_id",
         )
         .await?;
     Ok(txn
-        .query(&insert, &[&queue, &ids, &attempts, &lease_secs])
+        .query(&insert, &[&queue, &ids, &attempts, &lease_secs, &traces])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -259,6 +263,7 @@ mod tests {
             header_attempt,
             replay,
             max_attempts: 5,
+            trace_id: None,
         }
     }
 
