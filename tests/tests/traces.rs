@@ -39,6 +39,28 @@ async fn traced_env(workers: &[&str], receiver: &TraceReceiver) -> TestEnv {
     options.start().await
 }
 
+/// Fails when `text` holds any credential, key, token or secret of the test's settings, or `more`.
+fn assert_no_secret(text: &str, more: &[&str]) {
+    for secret in [
+        "demo-password",
+        "demo-client-secret",
+        "pasarela-gestopago-demo-key-32by",
+        "pasarela-demo-iv",
+        pasarela_e2e::TEST_SECRET_KEY,
+        pasarela_e2e::TEST_WEBHOOK_SECRET,
+        // Every token the simulator issues is a JWT, which starts so.
+        "eyJ",
+    ]
+    .iter()
+    .chain(more)
+    {
+        assert!(
+            !text.contains(secret),
+            "a span or log line holds {secret:?}"
+        );
+    }
+}
+
 fn descends_from(spans: &[ReceivedSpan], span: &ReceivedSpan, ancestor: &str) -> bool {
     let mut at = span;
     loop {
@@ -160,15 +182,7 @@ async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
     // The simulator delivers to the first contact-list value, as DANAConnect's conversation would.
     let delivered_to = format!("+5730{}", &request_id.simple().to_string()[..8]);
     let code = env.sim.latest_code(&delivered_to).await;
-    let everything = format!("{:?}\n{log}", receiver.all());
-    for secret in [
-        "demo-password",
-        "pasarela-gestopago-demo-key-32by",
-        pasarela_e2e::TEST_SECRET_KEY,
-        &code,
-    ] {
-        assert!(!everything.contains(secret), "a span holds {secret:?}");
-    }
+    assert_no_secret(&format!("{:?}\n{log}", receiver.all()), &[&code]);
     env.teardown().await;
 }
 
@@ -266,6 +280,7 @@ async fn a_document_is_one_trace_from_the_producer_to_the_client_webhook() {
         "the webhook's traceparent {traceparent:?}"
     );
     println!("client webhook traceparent: {traceparent}");
+    assert_no_secret(&format!("{:?}\n{}", receiver.all(), env.worker_log()), &[]);
     env.teardown().await;
 }
 
@@ -328,5 +343,6 @@ async fn a_vendor_5xx_is_an_error_span_and_the_retry_stays_in_the_trace() {
         .find(|l| l.contains(&format!("\"trace_id\":\"{trace_id}\"")))
         .unwrap_or_else(|| panic!("no JSON log line carries the trace id:\n{log}"));
     println!("a log line of the trace: {line}");
+    assert_no_secret(&format!("{:?}\n{log}", receiver.all()), &[]);
     env.teardown().await;
 }
