@@ -141,6 +141,7 @@ async fn an_otp_send_is_one_trace_from_the_producer_to_its_result() {
     assert!(!vendor.error);
     for (name, table) in [
         ("claim work_items", "work_items"),
+        ("admit otp_send_admissions", "otp_send_admissions"),
         ("commit work_items", "work_items"),
     ] {
         let db = spans
@@ -238,6 +239,10 @@ async fn a_document_is_one_trace_from_the_producer_to_the_client_webhook() {
             .clone()
     };
     let sign = named("doc-sign", "doc.sign process");
+    // The PDF's way into PostgreSQL and the check's read are on the trace too.
+    let stored = named("doc-sign", "insert documents");
+    assert_eq!(stored.parent_span_id, sign.span_id);
+    named("doc-callback", "read documents");
     assert_eq!(sign.parent_span_id, producer_span);
     let submit = named("doc-sign", "signing.submit");
     assert!(descends_from(&spans, &submit, &sign.span_id));

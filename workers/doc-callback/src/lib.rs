@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod poller;
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use pasarela_shared::contract::documents;
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
@@ -91,7 +92,7 @@ impl DocCallbackHandler {
     }
 
     async fn check(&self, m: &DocCallback, ctx: &HandleContext) -> Result<Finding, CheckError> {
-        let (row, leased) = {
+        let (row, leased) = async {
             let client = self.db.pool().get().await.map_err(DbError::from)?;
             let row = store::documents::read_for_check(&client, m.document_id).await?;
             let leased = match &row {
@@ -106,8 +107,13 @@ impl DocCallbackHandler {
                 }
                 _ => false,
             };
-            (row, leased)
-        };
+            Ok::<_, CheckError>((row, leased))
+        }
+        .instrument(pasarela_shared::telemetry::database_span(
+            "read",
+            "documents",
+        ))
+        .await?;
         let Some(row) = row else {
             tracing::warn!(document_id = %m.document_id, "doc.callback for an unknown document");
             return Ok(Finding::Quiet("unknown", None));

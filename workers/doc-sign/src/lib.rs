@@ -5,6 +5,7 @@
 mod settings;
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use pasarela_shared::contract::documents;
 use pasarela_shared::contract::errors::{ErrorKind, Failure, InvalidField};
@@ -131,7 +132,12 @@ impl DocSignHandler {
             document_bytes: size as i64,
             content_base64: &m.document_content,
         };
-        let stored = store::documents::store_new(self.db.pool(), &doc).await?;
+        let stored = store::documents::store_new(self.db.pool(), &doc)
+            .instrument(pasarela_shared::telemetry::database_span(
+                "insert",
+                "documents",
+            ))
+            .await?;
         Ok(stored.then_some(token))
     }
 

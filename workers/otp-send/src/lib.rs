@@ -6,6 +6,7 @@ mod guard;
 mod providers;
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use guard::AdmissionBatcher;
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
@@ -177,9 +178,14 @@ impl OtpSendHandler {
             tenant: message.tenant.clone(),
             destination: providers::guard_key(message),
         };
+        // The fraud guard's count is batched with other sends': the span holds the wait too.
         let admission = self
             .admissions
             .admit(send)
+            .instrument(pasarela_shared::telemetry::database_span(
+                "admit",
+                "otp_send_admissions",
+            ))
             .await
             .map_err(|why| Failure::new(ErrorKind::Internal, why.to_string()))?;
         match admission {

@@ -11,6 +11,7 @@
 //! from the vendor keep its status, never its body, which could echo the code.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use pasarela_shared::contract::errors::{ErrorKind, Failure};
 use pasarela_shared::contract::events::{Ending, OtpVerifyCompleted};
@@ -23,6 +24,7 @@ use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store::Record;
 use pasarela_shared::store::error::DbError;
 use pasarela_shared::store::otp::{self, OtpState, SendRecord, VerificationRow};
+use pasarela_shared::telemetry;
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::{self, AldeamoClient, ValidateStatus};
 use pasarela_shared::vendors::danaconnect::{self, DanaConnectClient, VerifyCode};
@@ -190,6 +192,7 @@ impl OtpVerifyHandler {
                     message.request_id,
                 )
             })
+            .instrument(telemetry::database_span("admit", "otp_verifications"))
             .await
     }
 
