@@ -7,6 +7,8 @@ bin="${CARGO_TARGET_DIR:-$HOME/.cache/pasarela-target}/debug"
 logs="${CARGO_TARGET_DIR:-$HOME/.cache/pasarela-target}/demo-logs"
 mkdir -p "$logs"
 export PASARELA_NAMESPACE="${PASARELA_NAMESPACE:-demo}"
+# The vendors are the simulator: its demo credentials stand in for every vendor setting left unset.
+export PASARELA_PROFILE=demo
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pasarela_demo}"
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 count="${DEMO_COUNT:-200}"

@@ -14,6 +14,7 @@ size_mib="${SIZE_MIB:-20}"
 work="$(mktemp -d)"
 run="rss$(date +%s)"
 export PASARELA_NAMESPACE="$run"
+export PASARELA_PROFILE=demo  # the vendors are the simulator
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/pasarela_$run"
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PASARELA_SECRET_KEY="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="

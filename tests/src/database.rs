@@ -85,6 +85,7 @@ fn pasarela_on(database_url: &str) -> Command {
     let mut command = Command::new(binary("pasarela"));
     command
         .env_clear()
+        .env("PASARELA_PROFILE", "demo")
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url);
     command

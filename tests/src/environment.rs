@@ -332,6 +332,8 @@ impl TestEnv {
             .env("PASARELA_INGRESS_PUBLIC_URL", self.ingress_url())
             .env("PASARELA_SIGNING_POLL_DELAYS", "1s")
             .env("RUST_LOG", "info")
+            // The vendors are the simulator: its demo credentials stand in for every unset one.
+            .env("PASARELA_PROFILE", "demo")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .kill_on_drop(true);
@@ -369,6 +371,7 @@ impl TestEnv {
         let out = Command::new(binary("pasarela"))
             .args(args)
             .env_clear()
+            .env("PASARELA_PROFILE", "demo")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AMQP_URL", &services().await.amqp_url)
             .env("DATABASE_URL", &self.database_url)

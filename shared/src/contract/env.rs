@@ -35,7 +35,13 @@ impl ConfigError {
 #[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+    /// The required variables read while unset, so that one error names them all.
+    missing: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
+
+/// The variable that chooses the demo profile, the only one in which vendor settings fall back to the
+/// vendor simulator's demo values.
+pub const PROFILE: &str = "PASARELA_PROFILE";
 
 impl std::fmt::Debug for Env {
     // Any variable may hold a secret: the names are enough to see what was read.
@@ -49,12 +55,19 @@ impl std::fmt::Debug for Env {
 }
 
 impl Env {
-    /// The process environment, after reading `.env` when one is present.
+    /// The process environment, after reading the file `PASARELA_ENV_FILE` names, when it names one
+    /// (its values never override the process's own). A `.env` that happens to lie in the working
+    /// directory is not read: a command must not take settings from wherever it is run.
     pub fn from_process() -> Self {
-        // A missing .env file is the normal case; a malformed one is reported by the variables it leaves unset.
-        let _ = dotenvy::dotenv();
+        if let Ok(path) = std::env::var("PASARELA_ENV_FILE")
+            && !path.is_empty()
+            && let Err(e) = dotenvy::from_path(&path)
+        {
+            eprintln!("PASARELA_ENV_FILE: {path}: {e}");
+        }
         Self {
             vars: std::env::vars().collect(),
+            missing: Default::default(),
         }
     }
 
@@ -70,7 +83,52 @@ impl Env {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            missing: Default::default(),
         }
+    }
+
+    /// Whether `PASARELA_PROFILE=demo`.
+    pub fn is_demo(&self) -> bool {
+        self.get(PROFILE)
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("demo"))
+    }
+
+    /// A vendor setting: its value; in the demo profile, when unset, the simulator's `demo` value;
+    /// otherwise, when unset, it is recorded as missing ([`Env::require_complete`] names it) and read
+    /// as empty.
+    pub fn demo_or_required(&self, name: &str, demo: &str) -> String {
+        match self.get(name) {
+            Some(value) => value.to_string(),
+            None if self.is_demo() => demo.to_string(),
+            None => {
+                self.missing
+                    .lock()
+                    .expect("missing settings")
+                    .insert(name.to_string());
+                String::new()
+            }
+        }
+    }
+
+    /// [`Env::demo_or_required`] for a secret.
+    pub fn demo_or_required_secret(&self, name: &str, demo: &str) -> SecretString {
+        SecretString::from(self.demo_or_required(name, demo))
+    }
+
+    /// Fails naming every required variable read while unset, so one start says all that is missing.
+    pub fn require_complete(&self) -> Result<(), ConfigError> {
+        let missing = self.missing.lock().expect("missing settings");
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = missing.iter().map(String::as_str).collect();
+        Err(ConfigError {
+            variable: names.join(", "),
+            problem: format!(
+                "required, and unset ({} of them); {PROFILE}=demo uses the vendor simulator's demo values instead",
+                names.len()
+            ),
+        })
     }
 
     /// The value of `name`, treating an empty value as unset.
@@ -156,9 +214,14 @@ macro_rules! from_env_for_tuples {
 
 from_env_for_tuples!((A, B), (A, B, C), (A, B, C, D));
 
-/// The URL in `variable`, or `default`; a value that is not a URL names the variable.
+/// A vendor's URL in `variable` (the simulator's `default` only in the demo profile); a value that is
+/// not a URL names the variable. Unset outside the demo profile, it is recorded as missing and read as a
+/// URL that goes nowhere, so that the settings still build and one error names every missing variable.
 pub fn base_url(env: &Env, variable: &str, default: &str) -> Result<String, ConfigError> {
-    let raw = env.string(variable, default);
+    let raw = env.demo_or_required(variable, default);
+    if raw.is_empty() {
+        return Ok("http://unset.invalid".into());
+    }
     url::Url::parse(&raw).map_err(|e| ConfigError {
         variable: variable.into(),
         problem: format!("not a URL: {e}"),

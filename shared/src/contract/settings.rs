@@ -114,7 +114,11 @@ impl FromEnv for DocumentSettings {
     /// Reads the document settings.
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         const PUBLIC_URL: &str = "PASARELA_INGRESS_PUBLIC_URL";
-        let public = env.string(PUBLIC_URL, DEMO_INGRESS_PUBLIC_URL);
+        // Where the vendor's callbacks go: a default would send them nowhere the vendor can reach.
+        let public = match env.demo_or_required(PUBLIC_URL, DEMO_INGRESS_PUBLIC_URL) {
+            url if url.is_empty() => "http://unset.invalid".to_string(),
+            url => url,
+        };
         let ingress_public_url = url::Url::parse(&public)
             .map_err(|e| ConfigError::new(PUBLIC_URL, format!("not a URL: {e}")))?;
         if !matches!(ingress_public_url.scheme(), "http" | "https") {

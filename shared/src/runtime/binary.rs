@@ -41,6 +41,7 @@ pub async fn main<W: Worker>() -> Result<(), MainError> {
     let _telemetry = telemetry::init(&TelemetrySettings::from_env(&env, W::DEFAULTS.service))?;
     let runtime = RuntimeSettings::from_env(&env, W::DEFAULTS)?;
     let settings = W::Settings::from_env(&env)?;
+    env.require_complete()?;
     consumer::run(
         move |db| W::build(settings, db),
         runtime,

@@ -294,9 +294,10 @@ impl FromEnv for DanaConnectSettings {
         let base_url = base_url(env, "DANACONNECT_BASE_URL", demo::DANACONNECT_BASE_URL)?;
         Ok(Self {
             base_url,
-            user: env.string("DANACONNECT_USER", demo::DANACONNECT_USER),
-            company: env.string("DANACONNECT_COMPANY", demo::DANACONNECT_COMPANY),
-            password: env.secret("DANACONNECT_PASSWORD", demo::DANACONNECT_PASSWORD),
+            user: env.demo_or_required("DANACONNECT_USER", demo::DANACONNECT_USER),
+            company: env.demo_or_required("DANACONNECT_COMPANY", demo::DANACONNECT_COMPANY),
+            password: env
+                .demo_or_required_secret("DANACONNECT_PASSWORD", demo::DANACONNECT_PASSWORD),
             timeout: env.duration("DANACONNECT_TIMEOUT", Duration::from_secs(10))?,
         })
     }

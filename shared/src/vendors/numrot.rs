@@ -206,8 +206,8 @@ impl FromEnv for NumRotSettings {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             base_url: base_url(env, "NUMROT_BASE_URL", demo::NUMROT_BASE_URL)?,
-            username: env.string("NUMROT_USERNAME", demo::NUMROT_USERNAME),
-            password: env.secret("NUMROT_PASSWORD", demo::NUMROT_PASSWORD),
+            username: env.demo_or_required("NUMROT_USERNAME", demo::NUMROT_USERNAME),
+            password: env.demo_or_required_secret("NUMROT_PASSWORD", demo::NUMROT_PASSWORD),
             auth_scheme: AuthScheme::parse(&env.string("NUMROT_AUTH_SCHEME", "Bearer"))
                 .map_err(|problem| ConfigError::new("NUMROT_AUTH_SCHEME", problem))?,
             token_500_budget: env.parse("NUMROT_TOKEN_500_BUDGET", 3u32)?.max(1),

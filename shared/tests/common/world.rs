@@ -61,6 +61,7 @@ impl World {
                 format!("{}/gestopago", self.sim),
             ),
         ];
+        pairs.push(("PASARELA_PROFILE".into(), "demo".into()));
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Env::from_pairs(pairs)
     }

@@ -130,6 +130,7 @@ impl Stack {
                 format!("http://{}/aldeamo", self.sim_addr),
             )
             .env("RUST_LOG", "warn")
+            .env("PASARELA_PROFILE", "demo")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

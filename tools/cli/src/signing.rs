@@ -30,6 +30,7 @@ pub async fn run(command: SigningCommand) -> anyhow::Result<ExitCode> {
 async fn revoke() -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
     let client = SigningClient::from_env(&env).context("reading SIGNING_*")?;
+    env.require_complete().context("reading SIGNING_*")?;
     let key = SecretKey::from_env(&env).context("reading PASARELA_SECRET_KEY")?;
     let ctx = Context::from_env()?;
     let pool = ctx.database(1).await?;

@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting telemetry")?;
     let settings = RuntimeSettings::from_env(&env, DEFAULTS).context("reading settings")?;
     let ingress = IngressSettings::from_env(&env).context("reading PASARELA_INGRESS_ADDR")?;
+    env.require_complete().context("reading settings")?;
     let listener = tokio::net::TcpListener::bind(ingress.addr)
         .await
         .with_context(|| format!("listening on {}", ingress.addr))?;

@@ -270,8 +270,8 @@ impl FromEnv for AldeamoSettings {
         let base_url = base_url(env, "ALDEAMO_BASE_URL", demo::ALDEAMO_BASE_URL)?;
         Ok(Self {
             base_url,
-            user: env.string("ALDEAMO_USER", demo::ALDEAMO_USER),
-            password: env.secret("ALDEAMO_PASSWORD", demo::ALDEAMO_PASSWORD),
+            user: env.demo_or_required("ALDEAMO_USER", demo::ALDEAMO_USER),
+            password: env.demo_or_required_secret("ALDEAMO_PASSWORD", demo::ALDEAMO_PASSWORD),
             timeout: env.duration("ALDEAMO_TIMEOUT", Duration::from_secs(10))?,
             config_expiry: ConfigExpiry::parse(&env.string("ALDEAMO_CONFIG_EXPIRY", ""))
                 .map_err(|problem| ConfigError::new("ALDEAMO_CONFIG_EXPIRY", problem))?,

@@ -172,10 +172,11 @@ impl FromEnv for SigningSettings {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             base_url: base_url(env, "SIGNING_BASE_URL", demo::SIGNING_BASE_URL)?,
-            client_id: env.string("SIGNING_CLIENT_ID", demo::SIGNING_CLIENT_ID),
-            client_secret: env.secret("SIGNING_CLIENT_SECRET", demo::SIGNING_CLIENT_SECRET),
-            username: env.string("SIGNING_USERNAME", demo::SIGNING_USERNAME),
-            password: env.secret("SIGNING_PASSWORD", demo::SIGNING_PASSWORD),
+            client_id: env.demo_or_required("SIGNING_CLIENT_ID", demo::SIGNING_CLIENT_ID),
+            client_secret: env
+                .demo_or_required_secret("SIGNING_CLIENT_SECRET", demo::SIGNING_CLIENT_SECRET),
+            username: env.demo_or_required("SIGNING_USERNAME", demo::SIGNING_USERNAME),
+            password: env.demo_or_required_secret("SIGNING_PASSWORD", demo::SIGNING_PASSWORD),
             timeout: env.duration("SIGNING_TIMEOUT", Duration::from_secs(15))?,
             transfer_timeout: env.duration("SIGNING_TRANSFER_TIMEOUT", Duration::from_secs(120))?,
         })
