@@ -90,3 +90,126 @@ fn a_set_variable_is_not_named() {
     assert!(!stderr.contains("NUMROT_PASSWORD"), "{stderr}");
     assert!(stderr.contains("NUMROT_USERNAME"), "{stderr}");
 }
+
+/// Runs `pasarela` with `database_url` and nothing else of this process's environment.
+async fn cli_on(database_url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(binary("pasarela"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .args(args)
+        .output()
+        .await
+        .expect("running pasarela")
+}
+
+/// A read-only command never creates or migrates: a mistyped database name fails and creates nothing,
+/// and a schema older or newer than the CLI's is refused with what to do about it.
+#[tokio::test]
+async fn read_only_commands_neither_create_nor_migrate() {
+    use pasarela_e2e::{TestDatabase, pg_connect, services};
+    let base = &services().await.pg_base;
+    let admin = pg_connect(&format!("{base}/postgres")).await;
+    let typo = format!(
+        "pasarela_typo{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let out = cli_on(
+        &format!("{base}/{typo}"),
+        &["status", &uuid::Uuid::new_v4().to_string()],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "pasarela status on a mistyped database: exit {:?}: {}",
+        out.status.code(),
+        stderr.trim()
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("does not exist (nothing was created"),
+        "{stderr}"
+    );
+    let exists = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&typo],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(exists, 0, "the mistyped database was created");
+
+    // A database migrated by a newer pasarela is refused, not read wrong.
+    let database = TestDatabase::create().await;
+    database
+        .db
+        .batch_execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+             VALUES (9999, 'from_the_future', now()::text, '0')",
+        )
+        .await
+        .unwrap();
+    let out = database.cli(&["report", "otp"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "pasarela report on a newer schema: exit {:?}: {}",
+        out.status.code(),
+        stderr.trim()
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("V9999, newer than this pasarela's"),
+        "{stderr}"
+    );
+    database.drop_database().await;
+}
+
+/// With `PASARELA_MIGRATE=off` (migrations run as their own step) a worker creates and migrates nothing:
+/// pointed at a database that does not exist, it exits saying so, and the database is still absent.
+#[tokio::test]
+async fn a_worker_that_may_not_migrate_creates_nothing() {
+    use pasarela_e2e::{pg_connect, services};
+    let base = &services().await.pg_base;
+    let missing = format!(
+        "pasarela_nomigrate{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let child = tokio::process::Command::new(binary("vendor-call"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PASARELA_PROFILE", "demo")
+        .env("PASARELA_MIGRATE", "off")
+        .env("PASARELA_METRICS_ADDR", "127.0.0.1:0")
+        .env("AMQP_URL", &services().await.amqp_url)
+        .env("DATABASE_URL", format!("{base}/{missing}"))
+        .env("PASARELA_SECRET_KEY", pasarela_e2e::TEST_SECRET_KEY)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child)
+        .await
+        .expect("the worker kept waiting for a database it may not create")
+        .expect("running vendor-call");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    println!(
+        "vendor-call with PASARELA_MIGRATE=off: exit {:?}: {last}",
+        out.status.code()
+    );
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let admin = pg_connect(&format!("{base}/postgres")).await;
+    let exists = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&missing],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(exists, 0);
+}

@@ -27,8 +27,8 @@ pub enum MainError {
     /// Logs, traces or metrics could not start.
     #[error("starting telemetry: {0}")]
     Telemetry(#[from] TelemetryError),
-    /// A setting cannot be used.
-    #[error("reading settings: {0}")]
+    /// A setting cannot be used (the cause names it).
+    #[error("reading settings")]
     Config(#[from] ConfigError),
     /// The worker failed while running.
     #[error("stopped: {0}")]

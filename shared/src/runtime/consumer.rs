@@ -80,7 +80,14 @@ pub async fn run<H: Handler>(
         tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
     }
     let url = settings.database_url.clone();
-    let Some(pool) = database::wait_for(&url, settings.db_pool_size, &health, &mut stop).await?
+    let Some(pool) = database::wait_for(
+        &url,
+        settings.migrate,
+        settings.db_pool_size,
+        &health,
+        &mut stop,
+    )
+    .await?
     else {
         return Ok(());
     };

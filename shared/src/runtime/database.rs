@@ -75,20 +75,23 @@ impl Database {
 /// an error at once.
 pub async fn wait_for(
     url: &SecretString,
+    migrate: bool,
     pool_size: usize,
     health: &Health,
     stop: &mut StopSignal,
 ) -> Result<Option<Pool>, DbError> {
     let config = db::parse_url(url)?;
-    if !prepare(&config, health, stop).await? {
+    if !prepare(&config, migrate, health, stop).await? {
         return Ok(None);
     }
     Ok(Some(db::pool(&config, pool_size)?))
 }
 
-/// Creates and migrates the database, waiting out an outage with backoff; `false` when stopped first.
+/// Creates and migrates the database (with `migrate`; else checks its schema is this build's),
+/// waiting out an outage with backoff; `false` when stopped first.
 pub async fn prepare(
     config: &tokio_postgres::Config,
+    migrate: bool,
     health: &Health,
     stop: &mut StopSignal,
 ) -> Result<bool, DbError> {
@@ -96,8 +99,11 @@ pub async fn prepare(
     let since = Instant::now();
     loop {
         let attempt = async {
+            if !migrate {
+                return db::verify_schema(config).await;
+            }
             db::ensure_database(config).await?;
-            db::migrate(config).await
+            db::migrate(config).await.map(|_| ())
         };
         match attempt.await {
             Ok(_) => {

@@ -67,6 +67,10 @@ pub struct RuntimeSettings {
     /// `PASARELA_AMQP_HEARTBEAT`: the heartbeat asked of the broker (unless `AMQP_URL` names one), and
     /// how long a broker call may go unanswered before the broker is taken for gone (10 s).
     pub amqp_heartbeat: Duration,
+    /// `PASARELA_MIGRATE`: `auto` (the default) creates and migrates the database at start; `off` only
+    /// checks that its schema is exactly this build's, for when `pasarela migrate` runs as its own step
+    /// (a Kubernetes Job) and the runtime role may not change the schema.
+    pub migrate: bool,
     /// `PASARELA_DECLARE_TOPOLOGY`: `all` (the default) declares every work queue's topology at start,
     /// so work for a worker not deployed yet is kept; `own` only the worker's queue (a vhost where a
     /// worker may configure only its own queues, with `pasarela topology` run by the deploy instead).
@@ -143,6 +147,7 @@ impl RuntimeSettings {
                 "PASARELA_DECLARE_TOPOLOGY",
                 &[("all", true), ("own", false)],
             )?,
+            migrate: env.choice("PASARELA_MIGRATE", &[("auto", true), ("off", false)])?,
             work_retention: env.duration(
                 "PASARELA_WORK_RETENTION",
                 Duration::from_secs(7 * 24 * 3600),

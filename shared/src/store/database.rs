@@ -91,6 +91,68 @@ pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, DbError> 
     Ok(report.applied_migrations().len())
 }
 
+/// The newest migration this build carries.
+pub fn known_schema_version() -> i32 {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// A pool over an existing database whose schema is exactly the one this build knows. Nothing is
+/// created or migrated: a mistyped `DATABASE_URL` is an error, not a new empty database, and a newer
+/// (or older) schema is refused rather than read wrong or migrated under the workers.
+pub async fn connect_existing(url: &SecretString, size: usize) -> Result<Pool, DbError> {
+    let config = parse_url(url)?;
+    let name = database_name(&config);
+    let client = match connect_one(&config).await {
+        Ok(client) => client,
+        Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+            return Err(DbError::Schema(format!(
+                "database {name:?} does not exist (nothing was created; `pasarela migrate` creates it)"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    check_schema(&client, &name).await?;
+    pool(&config, size)
+}
+
+/// Refuses a database whose schema is not exactly the one this build knows (missing, older, newer).
+async fn check_schema(client: &tokio_postgres::Client, name: &str) -> Result<(), DbError> {
+    let known = known_schema_version();
+    let applied: Option<i32> = match client
+        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .await
+    {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+        Err(e) => return Err(e.into()),
+    };
+    match applied {
+        None => Err(DbError::Schema(format!(
+            "database {name:?} has no pasarela schema (run `pasarela migrate`)"
+        ))),
+        Some(v) if v < known => Err(DbError::Schema(format!(
+            "database {name:?} is at schema V{v}, older than this pasarela's V{known}: run `pasarela migrate`"
+        ))),
+        Some(v) if v > known => Err(DbError::Schema(format!(
+            "database {name:?} is at schema V{v}, newer than this pasarela's V{known}: use the pasarela that migrated it"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks, without changing anything, that the database exists with exactly this build's schema: for a
+/// worker that must not migrate (`PASARELA_MIGRATE=off`, when `pasarela migrate` runs as its own step).
+pub async fn verify_schema(config: &tokio_postgres::Config) -> Result<(), DbError> {
+    let name = database_name(config);
+    let client = connect_one(config).await?;
+    check_schema(&client, &name).await
+}
+
 /// Creates the database if needed, migrates it, and returns a pool of `size` connections.
 pub async fn connect(url: &SecretString, size: usize) -> Result<Pool, DbError> {
     let config = parse_url(url)?;

@@ -18,6 +18,10 @@ pub enum DbError {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] refinery::Error),
+    /// The database is not one this build may use as it is: missing, not migrated, or migrated by an
+    /// older or newer pasarela.
+    #[error("{0}")]
+    Schema(String),
 }
 
 /// The server's own words for a failed statement (tokio-postgres prints only "db error"); the message,
@@ -33,7 +37,7 @@ impl DbError {
     /// Whether waiting and trying again may succeed: the server is away, restarting or overloaded.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Config(_) | DbError::Migrate(_) => false,
+            DbError::Config(_) | DbError::Migrate(_) | DbError::Schema(_) => false,
             DbError::Pool(PoolError::Backend(e)) | DbError::Postgres(e) => postgres_transient(e),
             DbError::Pool(PoolError::Closed) => false,
             DbError::Pool(_) => true,

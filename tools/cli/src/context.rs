@@ -59,9 +59,11 @@ impl Context {
         .context("connecting to RabbitMQ (AMQP_URL); `pasarela check` tells more")
     }
 
-    /// Connects to PostgreSQL at `DATABASE_URL`, creating and migrating the database when needed.
+    /// Connects to the existing database at `DATABASE_URL`, whose schema must be the one this build
+    /// knows. Only `pasarela migrate` creates or migrates: a command here never does, so a mistyped URL
+    /// is an error rather than a new empty database, and a newer CLI never migrates under older workers.
     pub async fn database(&self, size: usize) -> anyhow::Result<Pool> {
-        db::connect(&self.settings.database_url, size)
+        db::connect_existing(&self.settings.database_url, size)
             .await
             .context("connecting to PostgreSQL (DATABASE_URL); `pasarela check` tells more")
     }

@@ -135,7 +135,7 @@ pub async fn run(
         settings.shutdown_grace,
     ));
 
-    let prepared = database::prepare(&config, &health, &mut stop.clone()).await;
+    let prepared = database::prepare(&config, settings.migrate, &health, &mut stop.clone()).await;
     let watchdog = match &prepared {
         Ok(true) => Some(tokio::spawn(database::watch(
             pool.clone(),
