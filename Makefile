@@ -3,14 +3,14 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi examples
+.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
 	$(CARGO) build --workspace --bins
 
 ## test: formatting, lints, unit tests, end-to-end tests, then the fault tests alone
-test: lint asyncapi build unit e2e faults
+test: lint asyncapi alerts build unit e2e faults
 
 unit:
 	$(CARGO) test --workspace --exclude pasarela-e2e
@@ -64,6 +64,16 @@ asyncapi:
 		echo "asyncapi: npm is required in CI"; exit 1; \
 	else \
 		echo "asyncapi: skipped: npm is not installed (the drift test in make unit still runs)"; \
+	fi
+
+## alerts: check the Prometheus config and rules, and run the rules' unit tests (promtool)
+alerts:
+	@if command -v promtool >/dev/null 2>&1; then \
+		cd deploy/prometheus && promtool check config prometheus.yml && promtool test rules rules.test.yml; \
+	elif [ -n "$$CI" ]; then \
+		echo "alerts: promtool is required in CI (Debian's prometheus package)"; exit 1; \
+	else \
+		echo "alerts: skipped: promtool is not installed (Debian's prometheus package has it)"; \
 	fi
 
 ## schemas: write docs/schemas/*.json from the contract's types (a test fails when they drift)
