@@ -213,3 +213,37 @@ async fn a_worker_that_may_not_migrate_creates_nothing() {
         .get::<_, i64>(0);
     assert_eq!(exists, 0);
 }
+
+/// `pasarela config <worker>` prints the settings the worker would use, never a secret's value, and
+/// exits 1 naming what is missing when the worker would refuse to start.
+#[test]
+fn pasarela_config_shows_settings_redacted_and_what_is_missing() {
+    let run = |envs: &[(&str, &str)]| {
+        Command::new(binary("pasarela"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(envs.iter().copied())
+            .args(["config", "vendor-call"])
+            .output()
+            .expect("running pasarela config")
+    };
+    let out = run(&[
+        ("PASARELA_PROFILE", "demo"),
+        ("GESTOPAGO_PASSWORD", "s3cr3t-value"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("gestopago") && stdout.contains("[REDACTED]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cr3t-value"), "{stdout}");
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("NUMROT_USERNAME"), "{stderr}");
+}

@@ -5,11 +5,13 @@
 
 mod amqp;
 mod check;
+mod config;
 mod context;
 mod demo;
 mod demo_verify;
 mod dlq;
 mod doc;
+mod exit;
 mod migrate;
 mod otp;
 mod report;
@@ -74,6 +76,8 @@ enum Command {
         #[command(subcommand)]
         command: signing::SigningCommand,
     },
+    /// Print the settings a worker would run with here, secrets redacted; exit 1 naming what is missing.
+    Config(config::ConfigArgs),
     /// Check that RabbitMQ and PostgreSQL can be reached.
     Check,
     /// Declare the whole broker topology (exchanges, work, retry and `.dead` queues), as every worker
@@ -96,6 +100,7 @@ async fn main() -> ExitCode {
         Command::Report { command } => report::run(command).await,
         Command::Vendor { command } => vendor::run(command).await,
         Command::Signing { command } => signing::run(command).await,
+        Command::Config(args) => config::run(args).await,
         Command::Check => check::run().await,
         Command::Topology => topology::run().await,
         Command::Demo(args) => demo::run(args).await,

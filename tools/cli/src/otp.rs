@@ -301,7 +301,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 "no reply within {}s; is otp-verify running? see `pasarela status {verification_id}`",
                 timeout.as_secs()
             );
-            Ok(ExitCode::from(2))
+            Ok(crate::exit::timed_out())
         }
     }
 }

@@ -104,7 +104,7 @@ pub async fn run(command: VendorCommand) -> anyhow::Result<ExitCode> {
         }
         None => {
             eprintln!("no reply within {}s; is vendor-call running?", args.timeout);
-            Ok(ExitCode::from(2))
+            Ok(crate::exit::timed_out())
         }
     }
 }

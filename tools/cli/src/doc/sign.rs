@@ -230,7 +230,7 @@ async fn wait_for_outcome(pool: &Pool, id: Uuid, timeout: Duration) -> anyhow::R
             "no document row after {waited}: the message was published but doc-sign has not \
              stored it (is doc-sign running?); see `pasarela doc status {id}` later"
         );
-        return Ok(ExitCode::from(2));
+        return Ok(crate::exit::timed_out());
     };
     print!("{}", render_status(&status));
     Ok(match status.state {
@@ -238,7 +238,7 @@ async fn wait_for_outcome(pool: &Pool, id: Uuid, timeout: Duration) -> anyhow::R
         DocumentState::Failed => ExitCode::FAILURE,
         state => {
             eprintln!("still {state} after {waited}; see `pasarela doc status {id}` later");
-            ExitCode::from(2)
+            crate::exit::timed_out()
         }
     })
 }
