@@ -199,6 +199,12 @@ impl TestEnv {
     /// Starts one more process of the worker `binary` (e.g. a second `otp-send`) with the test's
     /// environment, and waits until it serves.
     pub async fn add_worker(&mut self, binary: &str) {
+        self.add_worker_with(binary, &[]).await;
+    }
+
+    /// [`TestEnv::add_worker`] with `extra` settings for this process only, over the test's own (a
+    /// worker under another database role, say).
+    pub async fn add_worker_with(&mut self, binary: &str, extra: &[(&str, &str)]) {
         assert!(
             queue_of(binary).is_some() || self.workers.iter().all(|w| w.binary != binary),
             "one {binary} per environment: a second could not listen on the same port"
@@ -208,7 +214,12 @@ impl TestEnv {
             self.namespace,
             self.workers.len()
         ));
-        let child = self.spawn(binary, &log).await;
+        let child = self
+            .worker_command(binary, &log)
+            .await
+            .envs(extra.iter().copied())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
         self.workers.push(Worker {
             binary: binary.to_string(),
             child: Some(child),

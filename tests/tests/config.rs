@@ -247,3 +247,68 @@ fn pasarela_config_shows_settings_redacted_and_what_is_missing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("NUMROT_USERNAME"), "{stderr}");
 }
+
+/// A worker runs under a role with only the grants `deploy/postgres/runtime-role.sql` gives: no
+/// database creation, no DDL. The schema is migrated by another role first; the worker only checks it.
+#[tokio::test]
+async fn a_worker_runs_under_a_least_privilege_role() {
+    use pasarela_e2e::{TestEnv, otp_send, pg_connect, services};
+    let mut env = TestEnv::builder().worker("otp-send").start().await;
+    let role = format!("pasarela_rt_{}", &env.namespace[1..]);
+    let grants = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/postgres/runtime-role.sql"),
+    )
+    .unwrap()
+    .replace("pasarela_runtime", &role)
+    .replace("DATABASE pasarela", &format!("DATABASE {}", env.database));
+    env.db
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN; {grants}"))
+        .await
+        .expect("creating the runtime role with the documented grants");
+    // The migrating worker steps aside; one under the runtime role takes the queue.
+    env.signal_worker("TERM").await;
+    let base = &services().await.pg_base;
+    let url = base.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(&url, base, "the test server's URL names its user");
+    let database_url = format!("{url}/{}", env.database);
+    env.add_worker_with(
+        "otp-send",
+        &[("DATABASE_URL", &database_url), ("PASARELA_MIGRATE", "off")],
+    )
+    .await;
+    let ids: Vec<uuid::Uuid> = (0..5).map(|_| uuid::Uuid::new_v4()).collect();
+    for id in &ids {
+        env.publish_to("otp.send", &otp_send(*id), &id.to_string())
+            .await;
+    }
+    let events = env.events(5, std::time::Duration::from_secs(30)).await;
+    println!(
+        "under {role}: {} of 5 sent",
+        events.iter().filter(|e| e.body["status"] == "sent").count()
+    );
+    assert_eq!(events.len(), 5, "{}", env.worker_log());
+    assert!(
+        events.iter().all(|e| e.body["status"] == "sent"),
+        "{events:?}"
+    );
+    // And the role can change nothing of the schema, nor make a database.
+    let as_role = pg_connect(&database_url).await;
+    for ddl in [
+        "CREATE TABLE intruder (id int)",
+        "ALTER TABLE work_items ADD COLUMN intruder int",
+        "CREATE DATABASE intruder",
+    ] {
+        let err = as_role.batch_execute(ddl).await.expect_err(ddl);
+        println!(
+            "{ddl}: {}",
+            err.as_db_error().map(|e| e.message()).unwrap_or_default()
+        );
+    }
+    drop(as_role);
+    env.teardown().await;
+    let admin = pg_connect(&format!("{base}/postgres")).await;
+    let _ = admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
+}
