@@ -9,6 +9,7 @@
 mod broker;
 mod database;
 mod environment;
+mod exits;
 pub mod otp;
 mod proxy;
 mod services;
@@ -22,6 +23,7 @@ pub use database::{TestDatabase, drop_database};
 pub use environment::{
     EnvOptions, TEST_SECRET_KEY, TEST_TIERS, TEST_WEBHOOK_SECRET, TestEnv, free_port,
 };
+pub use exits::{Exit, run_until_exit};
 pub use proxy::BlackHole;
 pub use services::{Services, binary, pg_connect, services};
 pub use simulator::Simulator;

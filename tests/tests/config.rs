@@ -175,33 +175,20 @@ async fn a_worker_that_may_not_migrate_creates_nothing() {
         "pasarela_nomigrate{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let child = tokio::process::Command::new(binary("vendor-call"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PASARELA_PROFILE", "demo")
-        .env("PASARELA_MIGRATE", "off")
-        .env("PASARELA_METRICS_ADDR", "127.0.0.1:0")
-        .env("AMQP_URL", &services().await.amqp_url)
-        .env("DATABASE_URL", format!("{base}/{missing}"))
-        .env("PASARELA_SECRET_KEY", pasarela_e2e::TEST_SECRET_KEY)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child)
-        .await
-        .expect("the worker kept waiting for a database it may not create")
-        .expect("running vendor-call");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
+    let database_url = format!("{base}/{missing}");
+    let exit = pasarela_e2e::run_until_exit(
+        "vendor-call",
+        &[("DATABASE_URL", &database_url), ("PASARELA_MIGRATE", "off")],
+        std::time::Duration::from_secs(30),
+    )
+    .await;
     println!(
-        "vendor-call with PASARELA_MIGRATE=off: exit {:?}: {last}",
-        out.status.code()
+        "vendor-call with PASARELA_MIGRATE=off: exit {:?}: {}",
+        exit.code,
+        exit.last_line()
     );
-    assert!(!out.status.success());
-    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(exit.code.is_some_and(|c| c != 0), "{}", exit.stderr);
+    assert!(exit.stderr.contains("does not exist"), "{}", exit.stderr);
     let admin = pg_connect(&format!("{base}/postgres")).await;
     let exists = admin
         .query_one(

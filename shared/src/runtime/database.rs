@@ -90,7 +90,7 @@ pub async fn wait_for(
 /// Creates and migrates the database (with `migrate`; else checks its schema is this build's),
 /// waiting out an outage with backoff; `false` when stopped first.
 pub async fn prepare(
-    config: &tokio_postgres::Config,
+    config: &db::DbConfig,
     migrate: bool,
     health: &Health,
     stop: &mut StopSignal,

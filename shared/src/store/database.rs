@@ -7,14 +7,54 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::error::DbError;
+use crate::store::tls;
 
 refinery::embed_migrations!("../migrations");
 
-/// Parses `DATABASE_URL`.
-pub fn parse_url(url: &SecretString) -> Result<tokio_postgres::Config, DbError> {
-    let mut config = tokio_postgres::Config::from_str(url.expose_secret())
+/// A parsed `DATABASE_URL`: where the server is, and how far TLS to it is trusted.
+#[derive(Clone)]
+pub struct DbConfig {
+    postgres: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+    mode: tls::SslMode,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The driver's own Debug redacts the password.
+        f.debug_struct("DbConfig")
+            .field("postgres", &self.postgres)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl DbConfig {
+    /// The driver's settings (host, port, user, database).
+    pub fn postgres(&self) -> &tokio_postgres::Config {
+        &self.postgres
+    }
+
+    /// The same server and credentials, another database on it.
+    pub fn with_database(&self, name: &str) -> DbConfig {
+        let mut other = self.clone();
+        other.postgres.dbname(name);
+        other
+    }
+
+    /// The URL's `sslmode` (libpq's `prefer` when it names none).
+    pub fn ssl_mode(&self) -> tls::SslMode {
+        self.mode
+    }
+}
+
+/// Parses `DATABASE_URL`, its TLS settings (`sslmode`, `sslrootcert`) included.
+pub fn parse_url(url: &SecretString) -> Result<DbConfig, DbError> {
+    let (rest, settings) = tls::split(url.expose_secret())?;
+    let mut config = tokio_postgres::Config::from_str(&rest)
         .map_err(|_| DbError::Config("not a valid PostgreSQL URL".into()))?;
     if config.get_dbname().is_none() {
         config.dbname("pasarela");
@@ -31,31 +71,59 @@ pub fn parse_url(url: &SecretString) -> Result<tokio_postgres::Config, DbError> 
         .keepalives_idle(Duration::from_secs(10))
         .keepalives_interval(Duration::from_secs(5))
         .keepalives_retries(3);
-    Ok(config)
+    let (connector, wire) = tls::connector(&settings)?;
+    config.ssl_mode(wire);
+    Ok(DbConfig {
+        postgres: config,
+        tls: connector,
+        mode: settings.mode,
+    })
 }
 
 /// The database name of a parsed URL.
-pub fn database_name(config: &tokio_postgres::Config) -> String {
-    config.get_dbname().unwrap_or("pasarela").to_string()
+pub fn database_name(config: &DbConfig) -> String {
+    config
+        .postgres
+        .get_dbname()
+        .unwrap_or("pasarela")
+        .to_string()
 }
 
-async fn connect_one(
-    config: &tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection ended");
+/// One connection outside the pool, encrypted as the URL asks.
+pub async fn connect_client(config: &DbConfig) -> Result<tokio_postgres::Client, DbError> {
+    Ok(connect_one(config).await?)
+}
+
+async fn connect_one(config: &DbConfig) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection ended");
+            }
+        });
+    }
+    match &config.tls {
+        None => {
+            let (client, connection) = config.postgres.connect(NoTls).await?;
+            drive(connection);
+            Ok(client)
         }
-    });
-    Ok(client)
+        Some(tls) => {
+            let (client, connection) = config.postgres.connect(tls.clone()).await?;
+            drive(connection);
+            Ok(client)
+        }
+    }
 }
 
 /// Creates the database named in `config` when it does not exist yet.
-pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<(), DbError> {
+pub async fn ensure_database(config: &DbConfig) -> Result<(), DbError> {
     let name = database_name(config);
-    let mut admin = config.clone();
-    admin.dbname("postgres");
+    let admin = config.with_database("postgres");
     let client = connect_one(&admin).await?;
     if !exists(&client, &name).await? {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
@@ -74,7 +142,7 @@ pub async fn ensure_database(config: &tokio_postgres::Config) -> Result<(), DbEr
 }
 
 /// Applies the embedded migrations, one process at a time (an advisory lock serialises replicas).
-pub async fn migrate(config: &tokio_postgres::Config) -> Result<usize, DbError> {
+pub async fn migrate(config: &DbConfig) -> Result<usize, DbError> {
     const MIGRATION_LOCK: i64 = 0x7061_7361_7265_6c61; // "pasarela"
     let mut client = connect_one(config).await?;
     client
@@ -147,7 +215,7 @@ async fn check_schema(client: &tokio_postgres::Client, name: &str) -> Result<(),
 
 /// Checks, without changing anything, that the database exists with exactly this build's schema: for a
 /// worker that must not migrate (`PASARELA_MIGRATE=off`, when `pasarela migrate` runs as its own step).
-pub async fn verify_schema(config: &tokio_postgres::Config) -> Result<(), DbError> {
+pub async fn verify_schema(config: &DbConfig) -> Result<(), DbError> {
     let name = database_name(config);
     let client = connect_one(config).await?;
     check_schema(&client, &name).await
@@ -162,14 +230,14 @@ pub async fn connect(url: &SecretString, size: usize) -> Result<Pool, DbError> {
 }
 
 /// A pool over an existing, migrated database.
-pub fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, DbError> {
-    let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+pub fn pool(config: &DbConfig, size: usize) -> Result<Pool, DbError> {
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &config.tls {
+        None => Manager::from_config(config.postgres.clone(), NoTls, recycling),
+        Some(tls) => Manager::from_config(config.postgres.clone(), tls.clone(), recycling),
+    };
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
@@ -204,10 +272,9 @@ pub async fn exists(client: &tokio_postgres::Client, name: &str) -> Result<bool,
 
 /// Drops the database named in `config`, closing its connections (`WITH (FORCE)`); nothing when it
 /// does not exist. For tools that make a database per run and must leave none behind.
-pub async fn drop_database(config: &tokio_postgres::Config) -> Result<(), DbError> {
+pub async fn drop_database(config: &DbConfig) -> Result<(), DbError> {
     let name = database_name(config);
-    let mut admin = config.clone();
-    admin.dbname("postgres");
+    let admin = config.with_database("postgres");
     let client = connect_one(&admin).await?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     client

@@ -9,9 +9,10 @@ pub enum DbError {
     /// `DATABASE_URL` cannot be used (the URL itself is not printed: it may hold a password).
     #[error("DATABASE_URL is not usable: {0}")]
     Config(String),
-    /// A statement or connection failed.
+    /// A statement or connection failed. The text carries the driver's whole chain of causes, so the
+    /// error has no `source` of its own: printing a chain would repeat it.
     #[error("database error: {}", describe(.0))]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(tokio_postgres::Error),
     /// No connection could be had from the pool.
     #[error("database pool: {0}")]
     Pool(#[from] PoolError),
@@ -27,9 +28,25 @@ pub enum DbError {
 /// The server's own words for a failed statement (tokio-postgres prints only "db error"); the message,
 /// never the detail, which may quote row values.
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let part = c.to_string();
+        // Some errors print their cause in their own text already.
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::Postgres(e)
     }
 }
 
@@ -60,6 +77,9 @@ impl Transient for DbError {
 fn postgres_transient(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
+    }
+    if crate::store::tls::is_tls_refusal(e) {
+        return false;
     }
     match e.code() {
         // No SQLSTATE: an I/O or protocol failure on the connection.

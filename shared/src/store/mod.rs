@@ -67,4 +67,5 @@ pub(crate) async fn write_all(
 pub(crate) mod column;
 pub mod reports;
 pub mod status;
+pub mod tls;
 pub mod webhook_jobs;

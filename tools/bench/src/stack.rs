@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -213,9 +212,8 @@ impl Stack {
         }
         let _ = self.conn.close(200, "done".into()).await;
         // Teardown is best effort: a database left behind is only disk, and the run's numbers stand.
-        if let Ok(config) =
-            tokio_postgres::Config::from_str(&format!("{}/{}", self.pg_base, self.database))
-        {
+        let url = secrecy::SecretString::from(format!("{}/{}", self.pg_base, self.database));
+        if let Ok(config) = db::parse_url(&url) {
             let _ = db::drop_database(&config).await;
         }
     }

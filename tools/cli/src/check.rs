@@ -12,7 +12,6 @@ use pasarela_shared::runtime::publisher as broker;
 use pasarela_shared::store::database as db;
 use pasarela_shared::store::error::DbError;
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
 use crate::context::Context;
@@ -171,19 +170,22 @@ async fn check_postgres(url: &SecretString) -> Report {
             return report;
         }
     };
-    report.address = postgres_address(&config);
+    report.address = postgres_address(config.postgres());
     let password = config
+        .postgres()
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let database = db::database_name(&config);
     // The maintenance database always exists, so a missing application database is not "down".
-    let mut admin = config.clone();
-    admin.dbname("postgres").connect_timeout(TIMEOUT);
-    report.verdict = match tokio::time::timeout(TIMEOUT, admin.connect(NoTls)).await {
+    let admin = config.with_database("postgres");
+    report.verdict = match tokio::time::timeout(TIMEOUT, db::connect_client(&admin)).await {
         Err(_) => Verdict::Down(format!("no answer within {}s", TIMEOUT.as_secs())),
         Ok(Err(e)) => {
-            let why = describe(&e, password.as_deref());
-            if e.code().is_some() {
+            let why = match &e {
+                DbError::Postgres(pe) => describe(pe, password.as_deref()),
+                other => describe(other, password.as_deref()),
+            };
+            if matches!(&e, DbError::Postgres(pe) if pe.code().is_some()) {
                 Verdict::Refused(format!(
                     "{why} (check the user and password in DATABASE_URL)"
                 ))
@@ -191,8 +193,7 @@ async fn check_postgres(url: &SecretString) -> Report {
                 Verdict::Down(why)
             }
         }
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
+        Ok(Ok(client)) => {
             match db::exists(&client, &database).await {
                 Ok(true) => Verdict::Ok(format!(" (database {database:?} exists)")),
                 Ok(false) => Verdict::Ok(format!(
@@ -219,7 +220,7 @@ mod tests {
         assert_eq!(password.as_deref(), Some("hunter2"));
         let config =
             db::parse_url(&SecretString::from("postgres://u:hunter2@db.local:6543/x")).unwrap();
-        assert_eq!(postgres_address(&config), "db.local:6543");
+        assert_eq!(postgres_address(config.postgres()), "db.local:6543");
     }
 
     #[derive(Debug)]
