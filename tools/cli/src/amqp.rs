@@ -33,6 +33,16 @@ pub async fn message_count(
     connection: &Connection,
     queue: &str,
 ) -> Result<Option<u32>, lapin::Error> {
+    Ok(queue_counts(connection, queue)
+        .await?
+        .map(|(ready, _)| ready))
+}
+
+/// Ready messages and consumers of `queue` by a passive declare, or `None` when it does not exist.
+pub async fn queue_counts(
+    connection: &Connection,
+    queue: &str,
+) -> Result<Option<(u32, u32)>, lapin::Error> {
     // A passive declare of a missing queue closes its channel, so it gets a channel of its own.
     let channel = connection.create_channel().await?;
     let passive = QueueDeclareOptions {
@@ -45,7 +55,7 @@ pub async fn message_count(
     {
         Ok(q) => {
             let _ = channel.close(200, "done".into()).await;
-            Ok(Some(q.message_count()))
+            Ok(Some((q.message_count(), q.consumer_count())))
         }
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e),

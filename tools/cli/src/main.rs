@@ -12,8 +12,10 @@ mod demo_verify;
 mod dlq;
 mod doc;
 mod exit;
+mod format;
 mod migrate;
 mod otp;
+mod queues;
 mod report;
 mod signing;
 mod status;
@@ -56,6 +58,9 @@ enum Command {
     },
     /// Show where a message or OTP request stands, by message_id or request_id.
     Status(status::StatusArgs),
+    /// Watch every work, retry and dead queue (depth, rates, oldest age, consumers) and each worker's
+    /// readiness; --once prints it once.
+    Queues(queues::QueuesArgs),
     /// Inspect and replay dead-lettered messages.
     Dlq {
         #[command(subcommand)]
@@ -78,6 +83,11 @@ enum Command {
     },
     /// Print the settings a worker would run with here, secrets redacted; exit 1 naming what is missing.
     Config(config::ConfigArgs),
+    /// Print a completion script for a shell, e.g. `pasarela completions bash > /etc/bash_completion.d/pasarela`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Check that RabbitMQ and PostgreSQL can be reached.
     Check,
     /// Declare the whole broker topology (exchanges, work, retry and `.dead` queues), as every worker
@@ -96,11 +106,17 @@ async fn main() -> ExitCode {
         Command::Doc { command } => doc::run(command).await,
         Command::Webhooks { command } => webhooks::run(command).await,
         Command::Status(args) => status::run(args).await,
+        Command::Queues(args) => queues::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Report { command } => report::run(command).await,
         Command::Vendor { command } => vendor::run(command).await,
         Command::Signing { command } => signing::run(command).await,
         Command::Config(args) => config::run(args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "pasarela", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => check::run().await,
         Command::Topology => topology::run().await,
         Command::Demo(args) => demo::run(args).await,

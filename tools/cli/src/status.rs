@@ -10,15 +10,19 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::context::Context;
+use crate::format::Format;
 
 /// Flags of `pasarela status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// A message_id or an OTP request_id.
     pub id: Uuid,
-    /// Print JSON instead of text.
+    /// Print JSON instead of text (the same as --format json).
     #[arg(long)]
     pub json: bool,
+    /// table or json.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// Everything recorded about one id, as `--json` prints it.
@@ -49,7 +53,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         otp_request: trail.otp_request,
         dead_letters: trail.dead_letters,
     };
-    if args.json {
+    if args.json || args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
