@@ -3,20 +3,20 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts
+.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
 	$(CARGO) build --workspace --bins
 
 ## test: formatting, lints, unit tests, end-to-end tests, then the fault tests alone
-test: lint asyncapi alerts build unit e2e faults
+test: lint asyncapi alerts deploy-check build unit e2e faults
 
 unit:
 	$(CARGO) test --workspace --exclude pasarela-e2e
 
 e2e: build
-	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples --test traces --test config
+	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples --test traces --test config --test tls
 
 # These stop and start the shared broker and database: never beside other tests.
 faults: build
@@ -75,6 +75,11 @@ alerts:
 	else \
 		echo "alerts: skipped: promtool is not installed (Debian's prometheus package has it)"; \
 	fi
+
+## deploy-check: render the Kustomize base and example overlay and validate them against the Kubernetes
+## schemas (kubernetes-validate), and check docker-compose.yml (compose-spec) and deploy/Dockerfile
+deploy-check:
+	scripts/deploy-check.sh
 
 ## schemas: write docs/schemas/*.json from the contract's types (a test fails when they drift)
 schemas:
