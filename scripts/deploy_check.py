@@ -1,7 +1,8 @@
 """Checks docker-compose.yml with compose-spec (PyPI: Python bindings of the compose_spec crate, a
 strict parser of the Compose Specification) and against the code: one image built once, every
 published port on 127.0.0.1, every mounted file present, every variable one the code reads, a restart
-policy on every service; and deploy/Dockerfile's production image."""
+policy on every service; deploy/Dockerfile's production image; and that every pasarela metric the
+Grafana dashboards and the Prometheus rules query is one the code describes."""
 
 import pathlib
 import re
@@ -79,12 +80,27 @@ def main():
         problems.append("deploy/Dockerfile: the runtime image's USER is not numeric")
     if "vendor-sim" in runtime:
         problems.append("deploy/Dockerfile: the production image carries the simulator")
+    problems += unknown_metrics()
     if problems:
         fail(problems)
     ports = sum(len(s.get("ports", [])) for s in services.values())
     print(f"compose: compose-spec parsed it; {len(services)} services, {len(ours)} on the one image built by "
           f"{builds[0]}; {ports} ports all on 127.0.0.1; restart policies, mounts and variables consistent "
-          f"with the code; Dockerfile: --locked, numeric USER, no simulator in the runtime image")
+          f"with the code; every metric the dashboard and rules query is recorded; Dockerfile: --locked, numeric USER, no simulator in the runtime image")
+
+
+def unknown_metrics():
+    catalogue = (ROOT / "shared/src/runtime/catalogue.rs").read_text()
+    known = set(re.findall(r'"(pasarela_[a-z_]+)"', catalogue))
+    problems = []
+    # The Prometheus dashboard and rules (otp-reports.json queries PostgreSQL, not metrics).
+    queried = [ROOT / "deploy/grafana/dashboards/pasarela.json", ROOT / "deploy/prometheus/rules.yml"]
+    for path in queried:
+        for name in set(re.findall(r"\b(pasarela_[a-z_]+)", path.read_text())):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            if base not in known:
+                problems.append(f"{path.relative_to(ROOT)}: queries {name}, which no code records")
+    return problems
 
 
 if __name__ == "__main__":

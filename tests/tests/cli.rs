@@ -126,6 +126,31 @@ async fn queues_and_dlq_show_replay_and_discard_real_dead_letters() {
     assert_eq!(line["messages"], 3, "{view}");
     assert_eq!(line["oldest_from"], "dead_letters", "{line}");
     assert_eq!(view["workers"][0]["state"], "ready", "{view}");
+    // The worker's /metrics: HELP text on every metric, buckets up to 300 s, and its build.
+    let metrics = reqwest::get(format!("http://{}/metrics", health_address(&env)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let types = metrics.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    let helps = metrics.lines().filter(|l| l.starts_with("# HELP ")).count();
+    println!(
+        "/metrics: {types} metrics, {helps} with HELP; {}",
+        metrics
+            .lines()
+            .find(|l| l.starts_with("pasarela_build_info"))
+            .unwrap_or("no build_info")
+    );
+    assert_eq!(types, helps, "{metrics}");
+    assert!(
+        metrics.contains("pasarela_build_info{service=\"otp-send\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pasarela_message_seconds_bucket{queue=\"otp.send\",le=\"300\"}"),
+        "{metrics}"
+    );
     let (ok, table) = env.cli(&["queues", "--once", &health]).await;
     assert!(ok, "{table}");
     println!(

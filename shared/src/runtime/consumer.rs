@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::contract::queue::Names;
+use crate::runtime::catalogue;
 use crate::runtime::database::{self, Database};
 use crate::runtime::handler::{Background, Handler};
 use crate::runtime::health::{self, Health};
@@ -78,6 +79,7 @@ pub async fn run<H: Handler>(
         let mut s = stop.clone();
         let bound = health::serve(addr, health.clone(), async move { s.wait().await }).await?;
         tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+        catalogue::build_info(service);
     }
     let url = settings.database_url.clone();
     let Some(pool) = database::wait_for(

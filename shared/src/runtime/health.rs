@@ -12,7 +12,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::runtime::catalogue;
 
 /// Whether the worker currently has its broker and database.
 #[derive(Debug, Clone, Default)]
@@ -58,14 +60,20 @@ impl Health {
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let seconds = [
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
         let builder = PrometheusBuilder::new()
-            .set_buckets(&seconds)
+            .set_buckets(catalogue::SECONDS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("pasarela_group_commit_size".into()),
+                    catalogue::GROUP_SIZES,
+                )
+            })
             .expect("non-empty buckets");
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                catalogue::describe();
+                handle
+            }
             // Another recorder is installed (a test process): render from a detached one.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }

@@ -8,6 +8,7 @@ pub mod attempt;
 pub mod backoff;
 pub mod batch;
 pub mod binary;
+pub mod catalogue;
 pub mod consumer;
 pub mod database;
 pub mod delivery;

@@ -117,6 +117,7 @@ pub async fn run(
         )
         .await?;
         tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+        pasarela_shared::runtime::catalogue::build_info(DEFAULTS.service);
     }
     let broker = tokio::spawn(link::publish_only(link.clone(), broker_stop));
     let app = router(Ingress::new(
