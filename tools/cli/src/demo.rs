@@ -39,9 +39,9 @@ pub struct DemoArgs {
     /// How many otp.send messages to publish.
     #[arg(long, default_value_t = 200)]
     pub count: usize,
-    /// How long to wait for the completed events, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-    pub timeout: u64,
+    /// How long to wait for the completed events (2m, 90s; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = crate::format::duration)]
+    pub timeout: Duration,
     /// vendor.call messages to send after the OTPs (half NumRot, half GestoPago); 0 skips them.
     #[arg(long, default_value_t = 0)]
     pub vendor_calls: usize,
@@ -221,13 +221,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     bar.finish();
     if !interactive {
         println!(
-            "published {} otp.send message(s) to {exchange}; waiting up to {}s for {COMPLETED}",
-            args.count, args.timeout
+            "published {} otp.send message(s) to {exchange}; waiting up to {} for {COMPLETED}",
+            args.count,
+            crate::format::span(args.timeout)
         );
     }
 
     let bar = progress(args.count, "completed", interactive);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = tokio::time::Instant::now() + args.timeout;
     let mut completed = Vec::with_capacity(args.count);
     let mut sent = Vec::with_capacity(args.count);
     while !pending.is_empty() {

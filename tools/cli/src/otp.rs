@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::amqp;
 use crate::context::{self, Context};
+use crate::format;
 
 /// The work queue (and routing key) of OTP sends.
 pub const QUEUE: &str = "otp.send";
@@ -41,9 +42,9 @@ pub struct VerifyArgs {
     /// The verification_id (and message_id); a fresh UUID v4 when absent.
     #[arg(long)]
     pub verification_id: Option<Uuid>,
-    /// How long to wait for the reply, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub timeout: u64,
+    /// How long to wait for the reply (30s, 1m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = format::duration)]
+    pub timeout: Duration,
 }
 
 /// The OTP vendors.
@@ -135,9 +136,9 @@ pub struct SendArgs {
     /// Wait for the worker's reply and print it.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "wait")]
-    pub wait_timeout: u64,
+    /// How long --wait waits (30s, 1m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = format::duration, requires = "wait")]
+    pub wait_timeout: Duration,
 }
 
 /// The lifetime a DANAConnect code gets when `--expires-in` is not given, in seconds.
@@ -280,7 +281,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     amqp::ensure_work_topology(&connection, &ctx.settings, VERIFY_QUEUE).await?;
     let mut out = OutboundMessage::json(ctx.names.work_exchange(), VERIFY_QUEUE, &body);
     out.message_id = Some(verification_id.to_string());
-    let timeout = Duration::from_secs(args.timeout);
+    let timeout = args.timeout;
     let reply = amqp::rpc(&connection, out, timeout).await;
     context::close(&connection).await;
     match reply? {
@@ -288,7 +289,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             let json: serde_json::Value =
                 serde_json::from_slice(&body).context("the reply is not JSON")?;
             let outcome = json["outcome"].as_str().unwrap_or("unknown");
-            println!("{outcome}");
+            // stdout holds the reply alone, so a script can read it as JSON.
+            eprintln!("{outcome}");
             println!("{}", serde_json::to_string_pretty(&json)?);
             Ok(if outcome == "verified" {
                 ExitCode::SUCCESS
@@ -326,17 +328,22 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let timeout = Duration::from_secs(args.wait_timeout);
-    println!("{request_id}");
+    let timeout = args.wait_timeout;
+    // stdout holds the reply alone, so a script can read it as JSON.
+    eprintln!("{request_id}");
     let reply = amqp::rpc(&connection, out, timeout).await;
     context::close(&connection).await;
     match reply? {
         Some(body) => {
-            match serde_json::from_slice::<serde_json::Value>(&body) {
-                Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-                Err(_) => println!("{}", String::from_utf8_lossy(&body)),
-            }
-            Ok(ExitCode::SUCCESS)
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).context("the reply is not JSON")?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            // 0 only for a send the vendor took.
+            Ok(if json["status"] == "sent" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         None => {
             eprintln!(

@@ -5,7 +5,6 @@
 
 mod model;
 pub mod render;
-mod time;
 
 use std::process::ExitCode;
 
@@ -14,8 +13,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use pasarela_shared::store::reports;
 
 use crate::context::Context;
+use crate::format::TimeArg;
 use model::{Channel, Filters, Measure, OtpReport, OtpState};
-use time::TimeArg;
 
 /// Subcommands of `pasarela report`.
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::amqp;
 use crate::context::{self, Context};
+use crate::format;
 use crate::summary::{millis, percentile};
 
 /// The work queue (and routing key) of vendor calls.
@@ -40,9 +41,9 @@ pub struct CallArgs {
     /// Wait for the answer and print it; exits 0 only when the call is `ok`.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub timeout: u64,
+    /// How long --wait waits (30s, 2m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = format::duration)]
+    pub timeout: Duration,
 }
 
 /// The `vendor.call` message for these arguments, as the contract's type (the one the worker reads).
@@ -78,8 +79,8 @@ pub async fn run(command: VendorCommand) -> anyhow::Result<ExitCode> {
     let connection = ctx.broker().await?;
     amqp::ensure_work_topology(&connection, &ctx.settings, QUEUE).await?;
     let out = outbound(ctx.names.work_exchange(), call_id, &body);
-    println!("{call_id}");
     if !args.wait {
+        println!("{call_id}");
         let publisher = Publisher::new();
         publisher.attach(&connection).await?;
         publisher
@@ -89,7 +90,9 @@ pub async fn run(command: VendorCommand) -> anyhow::Result<ExitCode> {
         context::close(&connection).await;
         return Ok(ExitCode::SUCCESS);
     }
-    let reply = amqp::rpc(&connection, out, Duration::from_secs(args.timeout)).await;
+    // stdout holds the reply alone, so a script can read it as JSON.
+    eprintln!("{call_id}");
+    let reply = amqp::rpc(&connection, out, args.timeout).await;
     context::close(&connection).await;
     match reply? {
         Some(bytes) => {
@@ -103,7 +106,10 @@ pub async fn run(command: VendorCommand) -> anyhow::Result<ExitCode> {
             })
         }
         None => {
-            eprintln!("no reply within {}s; is vendor-call running?", args.timeout);
+            eprintln!(
+                "no reply within {}; is vendor-call running? see `pasarela status {call_id}`",
+                format::span(args.timeout)
+            );
             Ok(crate::exit::timed_out())
         }
     }
@@ -126,7 +132,7 @@ pub async fn demo_calls(
             path: "/api/demo".into(),
             body: Some(format!(r#"{{"demo": {i}, "referencia": "D-{i}"}}"#)),
             wait: true,
-            timeout: 30,
+            timeout: Duration::from_secs(30),
         };
         let call_id = Uuid::new_v4();
         let out = outbound(
@@ -168,7 +174,7 @@ mod tests {
             path: "/api/x".into(),
             body: Some(r#"{"a":1}"#.into()),
             wait: false,
-            timeout: 1,
+            timeout: Duration::from_secs(1),
         };
         let id = Uuid::new_v4();
         let m = message(id, &args).unwrap();

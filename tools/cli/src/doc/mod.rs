@@ -13,7 +13,7 @@ mod status;
 
 use std::process::ExitCode;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::status::opt;
@@ -36,14 +36,7 @@ pub enum DocCommand {
     Purge(PurgeArgs),
 }
 
-/// How a status or list is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Labelled text.
-    Table,
-    /// One JSON object.
-    Json,
-}
+pub use crate::format::Format;
 
 /// Runs `pasarela doc ...`.
 pub async fn run(command: DocCommand) -> anyhow::Result<ExitCode> {

@@ -14,13 +14,14 @@ use base64::write::EncoderWriter;
 use clap::Args;
 use deadpool_postgres::Pool;
 use pasarela_shared::contract::envelope::OutboundMessage;
-use pasarela_shared::contract::retry::{format_duration, parse_duration};
+use pasarela_shared::contract::retry::format_duration;
 use pasarela_shared::runtime::publisher::Publisher;
 use pasarela_shared::store::documents::{self, DocumentState};
 use serde::Serialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
+use super::Format;
 use super::status::render_status;
 use crate::amqp;
 use crate::context::{self, Context};
@@ -57,9 +58,13 @@ pub struct SignArgs {
     /// Wait until the document is signed or failed and print its status; exits 0 only when signed.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits: a whole number and ms, s, m or h.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "wait")]
+    /// How long --wait waits (60s, 2m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::format::duration, requires = "wait")]
     pub timeout: Duration,
+    /// With --wait, how the status is printed: table (after the document_id), or json (the status
+    /// alone on stdout, the document_id on stderr).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// Accepts an absolute http or https URL, as the doc-sign worker will.
@@ -199,17 +204,26 @@ pub(super) async fn run(args: SignArgs) -> anyhow::Result<ExitCode> {
     drop(out);
     context::close(&connection).await;
     published.context("publishing doc.sign")?;
-    println!("{document_id}");
+    if args.wait && args.format == Format::Json {
+        eprintln!("{document_id}");
+    } else {
+        println!("{document_id}");
+    }
 
     match pool {
-        Some(pool) => wait_for_outcome(&pool, document_id, args.timeout).await,
+        Some(pool) => wait_for_outcome(&pool, document_id, args.timeout, args.format).await,
         None => Ok(ExitCode::SUCCESS),
     }
 }
 
 /// Polls the documents row until it is final or `timeout` passes, then prints its status.
 /// Exit code 0 when signed, 1 when failed, 2 when still under way (or never stored).
-async fn wait_for_outcome(pool: &Pool, id: Uuid, timeout: Duration) -> anyhow::Result<ExitCode> {
+async fn wait_for_outcome(
+    pool: &Pool,
+    id: Uuid,
+    timeout: Duration,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let client = pool.get().await?;
     let deadline = Instant::now() + timeout;
     let mut ticks = tokio::time::interval(POLL_INTERVAL);
@@ -232,7 +246,10 @@ async fn wait_for_outcome(pool: &Pool, id: Uuid, timeout: Duration) -> anyhow::R
         );
         return Ok(crate::exit::timed_out());
     };
-    print!("{}", render_status(&status));
+    match format {
+        Format::Table => print!("{}", render_status(&status)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+    }
     Ok(match status.state {
         DocumentState::Signed => ExitCode::SUCCESS,
         DocumentState::Failed => ExitCode::FAILURE,
@@ -305,7 +322,25 @@ mod tests {
             sign_args(&["sign", "a.pdf", "--user", "u", "--timeout", "5s"]).is_err(),
             "--timeout needs --wait"
         );
-        assert!(sign_args(&["sign", "a.pdf", "--user", "u", "--wait", "--timeout", "60"]).is_err());
+        let bare =
+            sign_args(&["sign", "a.pdf", "--user", "u", "--wait", "--timeout", "60"]).unwrap();
+        assert_eq!(
+            bare.timeout,
+            Duration::from_secs(60),
+            "a bare number is seconds"
+        );
+        assert!(
+            sign_args(&[
+                "sign",
+                "a.pdf",
+                "--user",
+                "u",
+                "--wait",
+                "--timeout",
+                "soon"
+            ])
+            .is_err()
+        );
         for bad in ["ftp://x.example/", "not a url", "https://"] {
             assert!(
                 sign_args(&["sign", "a.pdf", "--user", "u", "--callback", bad]).is_err(),
