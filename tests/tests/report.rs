@@ -793,7 +793,7 @@ fn the_dashboard_is_a_valid_grafana_dashboard_on_its_provisioned_datasource() {
         format!("type: {DATASOURCE_TYPE}"),
         format!("uid: {DATASOURCE_UID}"),
         "url: postgres:5432".into(),
-        "user: postgres".into(),
+        "user: grafana_reader".into(),
         "database: pasarela".into(),
     ] {
         assert!(
@@ -942,9 +942,8 @@ impl Rows {
     }
 }
 
-async fn run(database: &TestDatabase, sql: &str) -> Rows {
-    let messages = database
-        .db
+async fn run(reader: &tokio_postgres::Client, sql: &str) -> Rows {
+    let messages = reader
         .simple_query(sql)
         .await
         .unwrap_or_else(|e| panic!("{e:?} running\n{sql}"));
@@ -970,15 +969,42 @@ async fn run(database: &TestDatabase, sql: &str) -> Rows {
     rows
 }
 
+/// A role made by deploy/postgres/grafana-reader.sh's SQL (named for this database, as roles are the
+/// server's), and a client logged in as it.
+async fn grafana_reader(database: &TestDatabase) -> (String, tokio_postgres::Client) {
+    let script = std::fs::read_to_string(repository_file("deploy/postgres/grafana-reader.sh"))
+        .expect("deploy/postgres/grafana-reader.sh");
+    let sql = script
+        .split("<<'SQL'\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nSQL").next())
+        .expect("the script's SQL");
+    let role = format!("grafana_reader_{}", &database.name[10..]);
+    let sql = sql
+        .replace(":'password'", "'reader'")
+        .replace("DATABASE pasarela", &format!("DATABASE {}", database.name))
+        .replace("grafana_reader", &role);
+    database
+        .db
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?} running\n{sql}"));
+    let url = database
+        .url
+        .replacen("postgres@", &format!("{role}:reader@"), 1);
+    assert_ne!(url, database.url, "the test server's URL names its user");
+    (role, pasarela_e2e::pg_connect(&url).await)
+}
+
 /// Every panel's query under `choice`, by panel title.
 async fn run_panels(
-    database: &TestDatabase,
+    reader: &tokio_postgres::Client,
     d: &Value,
     choice: &Choice<'_>,
 ) -> HashMap<String, Rows> {
     let mut results = HashMap::new();
     for p in panels(d) {
-        let rows = run(database, &expand(sql_of(p), d, choice)).await;
+        let rows = run(reader, &expand(sql_of(p), d, choice)).await;
         let text: String = rows
             .values
             .iter()
@@ -996,13 +1022,15 @@ async fn run_panels(
 #[tokio::test]
 async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends() {
     let database = seeded().await;
+    // As Grafana runs them: under the SELECT-only role deploy/postgres/grafana-reader.sh makes.
+    let (role, reader) = grafana_reader(&database).await;
     let d = dashboard();
 
     let all: Choice = HashMap::new();
     let mut options = HashMap::new();
     for v in variables(&d) {
         let rows = run(
-            &database,
+            &reader,
             &expand(v["query"].as_str().expect("query"), &d, &all),
         )
         .await;
@@ -1040,7 +1068,7 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         ]
     );
 
-    let results = run_panels(&database, &d, &all).await;
+    let results = run_panels(&reader, &d, &all).await;
     for p in panels(&d) {
         let title = p["title"].as_str().expect("title");
         assert!(
@@ -1120,7 +1148,7 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         ("state", Some(vec!["validated_ok"])),
         ("destination", Some(vec!["+5730*****233"])),
     ]);
-    let results = run_panels(&database, &d, &one).await;
+    let results = run_panels(&reader, &d, &one).await;
     assert_eq!(
         results["OTP detail"].column("Transaction id"),
         [Some("00000000-0000-4000-8000-000000000001")]
@@ -1140,7 +1168,7 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         ("state", Some(vec!["validated_ok"])),
         ("light", Some(vec!["validated"])),
     ]);
-    let results_literal = run_panels(&database, &d, &literal).await;
+    let results_literal = run_panels(&reader, &d, &literal).await;
     assert_eq!(
         results_literal["Validation traffic light"].only_row()["Traffic light"],
         "100"
@@ -1155,7 +1183,7 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         ("tenant", Some(vec!["acme", "globex"])),
         ("state", Some(vec!["errored"])),
     ]);
-    let results = run_panels(&database, &d, &several).await;
+    let results = run_panels(&reader, &d, &several).await;
     assert_eq!(results["OTP detail"].values.len(), 4);
     assert_eq!(
         results["Validation traffic light"].only_row()["Traffic light"],
@@ -1166,5 +1194,30 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         [Some("1"), Some("1"), Some("1")]
     );
 
+    // And it may change nothing.
+    for write in [
+        "DELETE FROM otp_requests",
+        "CREATE TABLE intruder (id int)",
+        // Read-only is the session's default, not the only guard: it has no write grant either.
+        "SET default_transaction_read_only = off; DELETE FROM otp_requests",
+    ] {
+        let refused = reader.batch_execute(write).await.expect_err(write);
+        println!(
+            "grafana_reader: {write}: {}",
+            refused
+                .as_db_error()
+                .map(|e| e.message())
+                .unwrap_or_default()
+        );
+    }
+    drop(reader);
     database.drop_database().await;
+    let admin = pasarela_e2e::pg_connect(&format!(
+        "{}/postgres",
+        pasarela_e2e::services().await.pg_base
+    ))
+    .await;
+    let _ = admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
 }
