@@ -1194,13 +1194,8 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         [Some("1"), Some("1"), Some("1")]
     );
 
-    // And it may change nothing.
-    for write in [
-        "DELETE FROM otp_requests",
-        "CREATE TABLE intruder (id int)",
-        // Read-only is the session's default, not the only guard: it has no write grant either.
-        "SET default_transaction_read_only = off; DELETE FROM otp_requests",
-    ] {
+    // And it may change nothing: read-only is its sessions' default, and it has no write grant either.
+    for write in ["DELETE FROM otp_requests", "CREATE TABLE intruder (id int)"] {
         let refused = reader.batch_execute(write).await.expect_err(write);
         println!(
             "grafana_reader: {write}: {}",
@@ -1210,6 +1205,21 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
                 .unwrap_or_default()
         );
     }
+    reader
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .expect("a session setting");
+    let refused = reader
+        .batch_execute("DELETE FROM otp_requests")
+        .await
+        .expect_err("a DELETE without the grant");
+    println!(
+        "grafana_reader, read-only off: DELETE: {}",
+        refused
+            .as_db_error()
+            .map(|e| e.message())
+            .unwrap_or_default()
+    );
     drop(reader);
     database.drop_database().await;
     let admin = pasarela_e2e::pg_connect(&format!(
