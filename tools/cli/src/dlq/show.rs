@@ -46,22 +46,25 @@ fn is_secret(key: &str) -> bool {
         .any(|w| key == *w || key.ends_with(&format!("_{w}")))
 }
 
-/// `value` with every value under a secret-looking key replaced, at any depth.
+/// `value` with every scalar under a secret-looking key replaced, at any depth.
 pub fn redact(value: &Value) -> Value {
+    redact_under(value, false)
+}
+
+/// An object under a secret-looking key is read on rather than hidden whole, because otp.send's
+/// `code` is the code's shape (type, length, expiry), not a code; its own keys decide its fields.
+fn redact_under(value: &Value, secret: bool) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret(k) {
-                        Value::String("[REDACTED]".into())
-                    } else {
-                        redact(v)
-                    };
-                    (k.clone(), v)
-                })
+                .map(|(k, v)| (k.clone(), redact_under(v, is_secret(k))))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_under(v, secret)).collect())
+        }
+        Value::Null => Value::Null,
+        _ if secret => Value::String("[REDACTED]".into()),
         other => other.clone(),
     }
 }
@@ -144,15 +147,29 @@ mod tests {
     fn secrets_are_redacted_at_any_depth_and_the_rest_kept() {
         let body = serde_json::json!({
             "request_id": "r-1",
-            "code": "123456",
+            "otp": "123456",
             "credentials": {"user": "u", "password": "p"},
             "items": [{"api_token": "t", "amount": 5}],
+            "pins": {"pin": ["4321"]},
             "headers": {"Authorization": "Bearer x", "x-client-secret": "s"}
         });
         let out = redact(&body).to_string();
-        for secret in ["123456", "\"p\"", "\"t\"", "Bearer x", "\"s\""] {
+        for secret in ["123456", "\"p\"", "\"t\"", "4321", "Bearer x", "\"s\""] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         assert!(out.contains("r-1") && out.contains("\"amount\":5"), "{out}");
+    }
+
+    #[test]
+    fn the_shape_of_an_otp_code_is_shown_because_it_is_not_a_code() {
+        let body = serde_json::json!({
+            "request_id": "r-1",
+            "code": {"type": "numeric", "length": 6, "expires_in_s": 300, "max_tries": 5}
+        });
+        let out = redact(&body);
+        assert_eq!(out["code"]["type"], "numeric");
+        assert_eq!(out["code"]["length"], 6);
+        let verify = redact(&serde_json::json!({"verification_id": "v", "code": "Rf24sG"}));
+        assert_eq!(verify["code"], "[REDACTED]");
     }
 }
