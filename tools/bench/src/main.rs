@@ -9,6 +9,7 @@
 //! simulator's inbox and verified one at a time through the `otp-verify` worker.
 
 mod floor;
+mod pgcost;
 mod run;
 mod stack;
 mod verify;
@@ -65,6 +66,9 @@ pub struct Options {
     /// otp.verify RPCs made first and not measured.
     #[arg(long, default_value_t = 100)]
     pub verify_warmup: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<std::path::PathBuf>,
 }
 
 /// Throughput and latency of one measurement.
@@ -76,6 +80,15 @@ pub struct Measurement {
     pub p50: Duration,
     /// 99th percentile end-to-end latency.
     pub p99: Duration,
+}
+
+impl Measurement {
+    /// The measurement as JSON, latencies in milliseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "per_second": self.per_second, "p50_ms": ms(self.p50), "p99_ms": ms(self.p99)
+        })
+    }
 }
 
 /// The p-th percentile (0..=100) of sorted latencies.
@@ -149,7 +162,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let one = floor::one_leg(&opts, body_size).await?;
     let two = floor::two_legs(&opts, body_size).await?;
-    let (otp, rss) = run::otp_send(&opts).await?;
+    let sends = run::otp_send(&opts).await?;
+    let otp = sends.measurement;
     let verified = if opts.verify_count > 0 {
         Some(verify::otp_verify(&opts).await)
     } else {
@@ -166,10 +180,43 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "pasarela otp.send vs one leg: {:.2}; otp-send peak RSS {:.1} MiB",
         otp.per_second / one.per_second,
-        rss as f64 / 1024.0
+        sends.rss_kib as f64 / 1024.0
     );
-    match verified {
-        Some(report) => verify_lines(&report?),
+    let pg = &sends.pg;
+    println!(
+        "PostgreSQL per otp.send message: {:.3} commits, {:.0} WAL bytes; work_items updates HOT {} of {} ({:.0} %)",
+        pg.commits_per_message,
+        pg.wal_bytes_per_message,
+        pg.work_hot_updates,
+        pg.work_updates,
+        100.0 * pg.work_hot_updates as f64 / pg.work_updates.max(1) as f64
+    );
+    let report = match verified {
+        Some(report) => Some(report?),
+        None => None,
+    };
+    if let Some(path) = &opts.json {
+        let json = serde_json::json!({
+            "options": {"count": opts.count, "warmup": opts.warmup, "in_flight": opts.in_flight,
+                        "concurrency": opts.concurrency, "prefetch": opts.prefetch},
+            "floor_one_leg": one.to_json(),
+            "floor_two_legs": two.to_json(),
+            "otp_send": {
+                "measurement": otp.to_json(),
+                "ratio_to_two_legs": otp.per_second / two.per_second,
+                "peak_rss_kib": sends.rss_kib,
+                "commits_per_message": pg.commits_per_message,
+                "wal_bytes_per_message": pg.wal_bytes_per_message,
+                "work_items_updates": pg.work_updates,
+                "work_items_hot_updates": pg.work_hot_updates,
+            },
+            "otp_verify": report.as_ref().map(verify::VerifyReport::to_json),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
+        println!("results written to {}", path.display());
+    }
+    match report {
+        Some(report) => verify_lines(&report),
         None => Ok(()),
     }
 }

@@ -14,6 +14,7 @@ use lapin::{BasicProperties, Channel};
 use uuid::Uuid;
 
 use crate::floor::publish_window;
+use crate::pgcost::PgCost;
 use crate::stack::{OTP_SEND, Stack};
 use crate::{Measurement, Options, percentile};
 
@@ -151,17 +152,36 @@ fn fresh_ids(n: usize) -> Vec<Uuid> {
     (0..n).map(|_| Uuid::new_v4()).collect()
 }
 
-/// Runs the worker and the simulator and measures `otp.send`; also returns the worker's peak RSS (KiB).
-pub async fn otp_send(opts: &Options) -> anyhow::Result<(Measurement, u64)> {
-    let mut stack = Stack::start(opts, &[OTP_SEND]).await?;
-    let m = measure_sends(&mut stack, opts).await;
-    let rss = stack.peak_rss_kib(OTP_SEND.binary);
-    stack.teardown().await;
-    Ok((m?, rss))
+/// `otp.send` as the bench measured it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendReport {
+    /// Throughput and latency.
+    pub measurement: Measurement,
+    /// The worker's peak RSS, in KiB.
+    pub rss_kib: u64,
+    /// What PostgreSQL spent on the measured messages.
+    pub pg: PgCost,
 }
 
-async fn measure_sends(stack: &mut Stack, opts: &Options) -> anyhow::Result<Measurement> {
+/// Runs the worker and the simulator and measures `otp.send`, with its peak RSS and PostgreSQL's cost.
+pub async fn otp_send(opts: &Options) -> anyhow::Result<SendReport> {
+    let mut stack = Stack::start(opts, &[OTP_SEND]).await?;
+    let measured = measure_sends(&mut stack, opts).await;
+    let rss_kib = stack.peak_rss_kib(OTP_SEND.binary);
+    stack.teardown().await;
+    let (measurement, pg) = measured?;
+    Ok(SendReport {
+        measurement,
+        rss_kib,
+        pg,
+    })
+}
+
+async fn measure_sends(stack: &mut Stack, opts: &Options) -> anyhow::Result<(Measurement, PgCost)> {
     let sends = Sends::open(stack).await?;
     sends.measure(&fresh_ids(opts.warmup), opts).await?;
-    sends.measure(&fresh_ids(opts.count), opts).await
+    let probe = stack.probe().await?;
+    let before = probe.counters().await?;
+    let m = sends.measure(&fresh_ids(opts.count), opts).await?;
+    Ok((m, probe.cost_since(before, opts.count).await?))
 }

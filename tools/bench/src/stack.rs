@@ -139,6 +139,11 @@ impl Stack {
         wait_for_consumer(&self.conn, &self.qualify(spec.queue)).await
     }
 
+    /// Connects a probe of PostgreSQL's counters to this stack's database.
+    pub async fn probe(&self) -> anyhow::Result<crate::pgcost::Probe> {
+        crate::pgcost::Probe::connect(&self.pg_base, &self.database).await
+    }
+
     /// `name` in this stack's namespace.
     pub fn qualify(&self, name: &str) -> String {
         format!("{}.{name}", self.ns)

@@ -67,6 +67,19 @@ pub struct VerifyReport {
     pub rss_kib: u64,
 }
 
+impl VerifyReport {
+    /// The report as JSON, latencies in milliseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let s = &self.summary;
+        serde_json::json!({
+            "rpcs": s.count, "mean_ms": ms(s.mean), "p50_ms": ms(s.p50), "p99_ms": ms(s.p99),
+            "p999_ms": ms(s.p999), "max_ms": ms(s.max), "attempted": self.attempted,
+            "errors": self.errors, "peak_rss_kib": self.rss_kib,
+        })
+    }
+}
+
 /// Runs the simulator, `otp-send` and `otp-verify`, and measures `opts.verify_count` RPCs.
 pub async fn otp_verify(opts: &Options) -> anyhow::Result<VerifyReport> {
     let mut stack = Stack::start(opts, &[OTP_SEND, OTP_VERIFY]).await?;
