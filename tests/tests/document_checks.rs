@@ -46,8 +46,11 @@ async fn hole_10_a_document_check_holds_no_row_lock_across_vendor_calls() {
         .faults(json!({ "vendor": "signing", "latency_ms": 2000 }))
         .await;
     let lock = format!("SELECT 1 FROM documents WHERE document_id = '{id}' FOR UPDATE NOWAIT");
+    // Idle in a transaction for longer than a round trip: a group commit between its statements is
+    // idle in transaction for microseconds, a transaction held across a vendor call for two seconds.
     let waiting_in_transaction = "SELECT count(*) FROM pg_stat_activity
-        WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+        WHERE datname = current_database() AND state LIKE 'idle in transaction%'
+          AND state_change < now() - interval '500 milliseconds'";
     let (mut probes, mut locked, mut idle_in_transaction) = (0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(60);
     let signed = loop {

@@ -183,6 +183,8 @@ impl<H: Handler> Consumer<H> {
             outbox.push(self.event(c.routing_key, &c.event));
         }
         outbox.extend(self.reply(delivery, &c.event));
+        // The event and the reply are the stored result's: the held delivery stands for them.
+        let direct = outbox.len();
         if let Some(reason) = dead_reason {
             outbox.push(self.dead_copy(delivery, reason, ErrorKind::Exhausted));
         }
@@ -197,6 +199,7 @@ impl<H: Handler> Consumer<H> {
             }),
             records: c.records,
             outbox,
+            direct,
             dead_letter: None,
         }
     }
@@ -266,13 +269,13 @@ impl<H: Handler> Consumer<H> {
         match publishing.await {
             Ok(()) => {
                 self.ack(delivery).await;
-                let ids: Vec<Uuid> = finish.outbox.iter().map(|m| m.id).collect();
+                let ids: Vec<Uuid> = finish.stored().iter().map(|m| m.id).collect();
                 self.store.forget(ids).await;
                 label
             }
             Err(e) => {
-                // Committed but not confirmed: the outbox keeps the messages. Requeue so the
-                // redelivery (or the relay) publishes them before anything is acked.
+                // Committed but not confirmed: the outbox keeps the stored messages, the work row the
+                // result. Requeue so the redelivery (or the relay) publishes them before any ack.
                 tracing::warn!(error = %e, "publish not confirmed; the outbox keeps the messages");
                 self.requeue_later(delivery).await;
                 label
@@ -335,6 +338,7 @@ impl<H: Handler> Consumer<H> {
             }
         };
         let attempts = work.attempts();
+        let direct = outbox.len();
         outbox.push(self.dead_copy(delivery, &reason, ErrorKind::Internal));
         metrics::counter!("pasarela_dead_letters_total", "queue" => self.routes.queue, "kind" => "unrecordable").increment(1);
         Some(Commit {
@@ -342,6 +346,7 @@ impl<H: Handler> Consumer<H> {
             work: Some(work),
             records: Vec::new(),
             outbox,
+            direct,
             dead_letter: Some(self.dead_letter_row(
                 delivery,
                 Some(message_id.to_string()),

@@ -82,6 +82,9 @@ pub struct RuntimeSettings {
     pub db_pool_size: usize,
     /// `PASARELA_GROUP_COMMIT_MAX`: most operations committed in one transaction.
     pub group_commit_max: usize,
+    /// `PASARELA_GROUP_COMMIT_LINGER`: how long a group waits for more operations while another is
+    /// committing (300 µs); never when the worker is idle.
+    pub group_commit_linger: Duration,
     /// `PASARELA_OUTBOX_RELAY_INTERVAL`.
     pub outbox_relay_interval: Duration,
     /// `PASARELA_OUTBOX_RELAY_AFTER`: how old an unsent outbox row is before the relay takes it.
@@ -138,6 +141,8 @@ impl RuntimeSettings {
             shutdown_grace: env.duration("PASARELA_SHUTDOWN_GRACE", Duration::from_secs(25))?,
             db_pool_size: env.parse("PASARELA_DB_POOL_SIZE", 8)?,
             group_commit_max: env.parse("PASARELA_GROUP_COMMIT_MAX", 128)?,
+            group_commit_linger: env
+                .duration("PASARELA_GROUP_COMMIT_LINGER", Duration::from_micros(300))?,
             outbox_relay_interval: env
                 .duration("PASARELA_OUTBOX_RELAY_INTERVAL", Duration::from_secs(1))?,
             outbox_relay_after: env

@@ -31,8 +31,19 @@ pub struct Commit {
     pub records: Vec<Record>,
     /// Messages to publish once committed.
     pub outbox: Vec<OutboundMessage>,
+    /// How many of `outbox`, from its start, are published without a row: the event and reply of a
+    /// delivery still held unacked. Should they be lost, its redelivery finds the work row done and
+    /// publishes them again from the stored result, so a row would only cost an insert and a delete.
+    pub direct: usize,
     /// A dead-letter record.
     pub dead_letter: Option<DeadLetterRow>,
+}
+
+impl Commit {
+    /// The messages written to the outbox with the outcome.
+    pub fn stored(&self) -> &[OutboundMessage] {
+        &self.outbox[self.direct.min(self.outbox.len())..]
+    }
 }
 
 /// Where a claim's answer goes.
@@ -64,6 +75,8 @@ pub struct StoreSettings {
     pub max_batch: usize,
     /// Transactions in flight at once.
     pub parallel: usize,
+    /// How long a group waits for more operations while another group is committing.
+    pub linger: Duration,
     /// How long a claim holds a message before another holder may take it over.
     pub claim_lease: Duration,
 }
@@ -78,7 +91,7 @@ impl Store {
             queue: queue.clone(),
             lease_secs: settings.claim_lease.as_secs_f64(),
         };
-        tokio::spawn(committer.run(rx, settings.max_batch.max(1), settings.parallel.max(1)));
+        tokio::spawn(committer.run(rx, settings));
         Self {
             ops: tx,
             pool,
@@ -142,6 +155,29 @@ impl Store {
     }
 }
 
+/// Adds the operations waiting in `rx` to `batch`, up to `max` in all. With a `linger`, it keeps
+/// looking for that long, yielding to the tasks about to hand theirs over: tokio's timers tick in
+/// milliseconds, too coarse for a wait of a few hundred microseconds.
+async fn gather(
+    rx: &mut mpsc::Receiver<Op>,
+    batch: &mut Vec<Op>,
+    max: usize,
+    linger: Option<Duration>,
+) {
+    let until = linger.map(|l| std::time::Instant::now() + l);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(mpsc::error::TryRecvError::Empty)
+                if until.is_some_and(|t| std::time::Instant::now() < t) =>
+            {
+                tokio::task::yield_now().await;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 struct Committer {
     pool: Pool,
     queue: Arc<str>,
@@ -149,7 +185,8 @@ struct Committer {
 }
 
 impl Committer {
-    async fn run(self, mut rx: mpsc::Receiver<Op>, max_batch: usize, parallel: usize) {
+    async fn run(self, mut rx: mpsc::Receiver<Op>, settings: StoreSettings) {
+        let (max_batch, parallel) = (settings.max_batch.max(1), settings.parallel.max(1));
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(parallel));
         loop {
@@ -160,12 +197,14 @@ impl Committer {
             };
             let Some(first) = rx.recv().await else { return };
             let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+            let busy = slots.available_permits() + 1 < parallel;
+            gather(
+                &mut rx,
+                &mut batch,
+                max_batch,
+                busy.then_some(settings.linger),
+            )
+            .await;
             if batch.iter().any(|op| matches!(op, Op::Settle(_))) {
                 // Every earlier group must be committed first: wait for all the other slots.
                 let others = u32::try_from(parallel - 1).unwrap_or(u32::MAX);
@@ -255,20 +294,47 @@ impl Committer {
     ) -> Result<Vec<Claim>, StoreError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let txn = conn.transaction().await?;
-        if finishes.is_empty() {
-            txn.batch_execute("SET LOCAL synchronous_commit TO off")
-                .await?;
-        }
-        let answers = if claims.is_empty() {
-            Vec::new()
-        } else {
-            work_items::claim_all(&txn, &self.queue, self.lease_secs, claims).await?
+        // Issued together, so tokio-postgres pipelines them in one round trip; each touches rows of
+        // its own messages, so their order does not matter.
+        let relaxed = async {
+            if finishes.is_empty() {
+                txn.batch_execute("SET LOCAL synchronous_commit TO off")
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
         };
-        if !finishes.is_empty() {
-            self.write_commits(&txn, finishes).await?;
-        }
-        if !forgets.is_empty() {
-            outbox::delete(&txn, forgets).await?;
+        let claiming = async {
+            if claims.is_empty() {
+                Ok(Vec::new())
+            } else {
+                work_items::claim_all(&txn, &self.queue, self.lease_secs, claims).await
+            }
+        };
+        let writing = async {
+            if finishes.is_empty() {
+                Ok(())
+            } else {
+                self.write_commits(&txn, finishes).await
+            }
+        };
+        let forgetting = async {
+            if forgets.is_empty() {
+                Ok(())
+            } else {
+                outbox::delete(&txn, forgets).await
+            }
+        };
+        let (relaxed, answers, written, forgotten) =
+            futures::join!(relaxed, claiming, writing, forgetting);
+        let (answers, claim_failure) = match answers {
+            Ok(answers) => (answers, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        // Every result is awaited, so that a failure reports its cause rather than a later
+        // statement's "transaction aborted".
+        let failures = [relaxed.err(), claim_failure, written.err(), forgotten.err()];
+        if let Some(cause) = StoreError::first_cause(failures.into_iter().flatten()) {
+            return Err(cause);
         }
         txn.commit().await?;
         Ok(answers)
@@ -288,7 +354,7 @@ impl Committer {
         let records: Vec<&Record> = finishes.iter().flat_map(|f| f.records.iter()).collect();
         let messages: Vec<(Option<Uuid>, &OutboundMessage)> = finishes
             .iter()
-            .flat_map(|f| f.outbox.iter().map(move |m| (f.message_id, m)))
+            .flat_map(|f| f.stored().iter().map(move |m| (f.message_id, m)))
             .collect();
         let dead: Vec<&DeadLetterRow> = finishes
             .iter()

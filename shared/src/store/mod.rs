@@ -37,9 +37,10 @@ pub enum Record {
 }
 
 impl Record {
+    /// Writes a record that is not a send (sends are written together, by [`write_all`]).
     async fn write(&self, txn: &Transaction<'_>) -> Result<u64, StoreError> {
         let written = match self {
-            Record::OtpSend(row) => row.write(txn).await,
+            Record::OtpSend(row) => otp::write_sends(txn, &[row]).await,
             Record::OtpVerification(row) => row.write(txn).await,
             Record::DocumentSubmitted(row) => row.write(txn).await,
             Record::DocumentFailed(row) => row.write(txn).await,
@@ -50,13 +51,35 @@ impl Record {
     }
 }
 
-/// Writes the domain rows of a group, all statements pipelined.
+/// Writes the domain rows of a group, all statements pipelined: the sends in one statement, the
+/// other records one statement each.
 pub(crate) async fn write_all(
     txn: &Transaction<'_>,
     records: &[&Record],
 ) -> Result<(), StoreError> {
-    let written = futures::future::join_all(records.iter().map(|r| r.write(txn))).await;
-    match StoreError::first_cause(written.into_iter().filter_map(Result::err)) {
+    let sends: Vec<&otp::SendRow> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::OtpSend(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    let sending = async {
+        if sends.is_empty() {
+            Ok(0)
+        } else {
+            otp::write_sends(txn, &sends)
+                .await
+                .map_err(StoreError::from)
+        }
+    };
+    let others = records
+        .iter()
+        .filter(|r| !matches!(r, Record::OtpSend(_)))
+        .map(|r| r.write(txn));
+    let (sent, written) = futures::join!(sending, futures::future::join_all(others));
+    let failures = std::iter::once(sent).chain(written).filter_map(Result::err);
+    match StoreError::first_cause(failures) {
         Some(cause) => Err(cause),
         None => Ok(()),
     }

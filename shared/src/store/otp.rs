@@ -90,15 +90,27 @@ pub struct SendRow {
     pub vendor_otp_id: Option<String>,
 }
 
-const UPSERT_SEND: &str = "INSERT INTO otp_requests (request_id, message_id, tenant, provider,
+/// Every send of a group in one statement: a row per send, from one array per column.
+const UPSERT_SENDS: &str = "INSERT INTO otp_requests (request_id, message_id, tenant, provider,
         channel, destination_mobile, destination_email, code_type, code_length, expires_in_s,
         max_tries, status, attempts, vendor_request_id, vendor_code, error_kind, error_message, state,
         requested_provider, providers_tried, vendor_otp_id, vendor_tracking_id, vendor_description,
         completed_at, generated_at, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        $18, $19, $20, $21, $22, $23, now(),
-        CASE WHEN $18 = 'generated' THEN now() END,
-        CASE WHEN $18 = 'generated' THEN now() + make_interval(secs => $10::integer) END)
+    SELECT t.request_id, t.message_id, t.tenant, t.provider, t.channel, t.mobile, t.email,
+        t.code_type, t.code_length, t.expires_in_s, t.max_tries, t.status, t.attempts,
+        t.vendor_request_id, t.vendor_code, t.error_kind, t.error_message, t.state,
+        t.requested_provider, string_to_array(t.providers_tried, ','), t.vendor_otp_id,
+        t.vendor_tracking_id, t.vendor_description, now(),
+        CASE WHEN t.state = 'generated' THEN now() END,
+        CASE WHEN t.state = 'generated' THEN now() + make_interval(secs => t.expires_in_s) END
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::int4[], $10::int4[], $11::int4[], $12::text[], $13::int4[], $14::text[],
+        $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+        $22::text[], $23::text[])
+        AS t(request_id, message_id, tenant, provider, channel, mobile, email, code_type,
+             code_length, expires_in_s, max_tries, status, attempts, vendor_request_id, vendor_code,
+             error_kind, error_message, state, requested_provider, providers_tried, vendor_otp_id,
+             vendor_tracking_id, vendor_description)
     ON CONFLICT (request_id) DO UPDATE SET message_id = EXCLUDED.message_id,
         provider = EXCLUDED.provider, status = EXCLUDED.status,
         attempts = EXCLUDED.attempts, vendor_request_id = EXCLUDED.vendor_request_id,
@@ -109,42 +121,57 @@ const UPSERT_SEND: &str = "INSERT INTO otp_requests (request_id, message_id, ten
         vendor_description = EXCLUDED.vendor_description, completed_at = now(),
         generated_at = EXCLUDED.generated_at, expires_at = EXCLUDED.expires_at";
 
-impl SendRow {
-    /// Records the send inside the group's transaction.
-    pub(crate) async fn write(&self, txn: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
-        let stmt = txn.prepare_cached(UPSERT_SEND).await?;
-        let kind = self.error.as_ref().map(|e| e.kind.as_str());
-        let message = self.error.as_ref().map(|e| e.message.as_str());
-        txn.execute(
-            &stmt,
-            &[
-                &self.request_id,
-                &self.message_id,
-                &self.tenant,
-                &self.provider,
-                &self.channel,
-                &self.mobile,
-                &self.email,
-                &self.code_type,
-                &self.code_length,
-                &self.expires_in_s,
-                &self.max_tries,
-                &self.status,
-                &self.attempts,
-                &self.vendor_request_id,
-                &self.vendor_code,
-                &kind,
-                &message,
-                &self.state,
-                &self.requested_provider,
-                &self.providers_tried,
-                &self.vendor_otp_id,
-                &self.vendor_tracking_id,
-                &self.vendor_description,
-            ],
-        )
-        .await
-    }
+/// Records a group's sends in one statement. Of two rows for one request the later wins, as two
+/// upserts in turn would have it (one statement may not update a row twice).
+pub(crate) async fn write_sends(
+    txn: &Transaction<'_>,
+    rows: &[&SendRow],
+) -> Result<u64, tokio_postgres::Error> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut last: Vec<&SendRow> = rows
+        .iter()
+        .rev()
+        .filter(|r| seen.insert(r.request_id))
+        .copied()
+        .collect();
+    last.reverse();
+    let rows = last;
+    let stmt = txn.prepare_cached(UPSERT_SENDS).await?;
+    let column = |f: fn(&SendRow) -> Option<&str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let ints = |f: fn(&SendRow) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<i32>>();
+    let request_ids: Vec<Uuid> = rows.iter().map(|r| r.request_id).collect();
+    let message_ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
+    let states: Vec<String> = rows.iter().map(|r| r.state.to_string()).collect();
+    let tried: Vec<String> = rows.iter().map(|r| r.providers_tried.join(",")).collect();
+    txn.execute(
+        &stmt,
+        &[
+            &request_ids,
+            &message_ids,
+            &column(|r| Some(r.tenant.as_str())),
+            &column(|r| Some(r.provider.as_str())),
+            &column(|r| Some(r.channel.as_str())),
+            &column(|r| r.mobile.as_deref()),
+            &column(|r| r.email.as_deref()),
+            &column(|r| Some(r.code_type.as_str())),
+            &ints(|r| r.code_length),
+            &ints(|r| r.expires_in_s),
+            &ints(|r| r.max_tries),
+            &column(|r| Some(r.status.as_str())),
+            &ints(|r| r.attempts),
+            &column(|r| r.vendor_request_id.as_deref()),
+            &column(|r| r.vendor_code.as_deref()),
+            &column(|r| r.error.as_ref().map(|e| e.kind.as_str())),
+            &column(|r| r.error.as_ref().map(|e| e.message.as_str())),
+            &states,
+            &column(|r| Some(r.requested_provider.as_str())),
+            &tried,
+            &column(|r| r.vendor_otp_id.as_deref()),
+            &column(|r| r.vendor_tracking_id.as_deref()),
+            &column(|r| r.vendor_description.as_deref()),
+        ],
+    )
+    .await
 }
 
 /// A finished verification, as `otp_verifications` keeps it; when its send is known, the send's
