@@ -239,11 +239,13 @@ impl<H: Handler> Consumer<H> {
         let store = self.store.clone();
         let mut finish = Arc::new(finish);
         // The outcome must land: the vendor has been called. Hold the delivery until it does.
+        let started = Instant::now();
         let mut committed = self
             .db
             .retrying("record outcome", || store.commit(finish.clone()))
             .instrument(crate::telemetry::database_span("commit", "work_items"))
             .await;
+        self.step("commit", started);
         if let Err(e) = &committed
             && !e.is_transient()
             && let Some(fallback) = self.unrecordable(delivery, &finish, e)
@@ -266,7 +268,10 @@ impl<H: Handler> Consumer<H> {
             .publisher
             .publish_all(&finish.outbox)
             .instrument(crate::telemetry::publish_span(&finish.outbox));
-        match publishing.await {
+        let started = Instant::now();
+        let published = publishing.await;
+        self.step("publish", started);
+        match published {
             Ok(()) => {
                 self.ack(delivery).await;
                 let ids: Vec<Uuid> = finish.stored().iter().map(|m| m.id).collect();

@@ -40,6 +40,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Time from a work message's delivery to its ack, by queue.",
     ),
     (
+        "pasarela_step_seconds",
+        Kind::Histogram,
+        "Time a delivery spent in one step, by queue and step: claim (its group commit), commit (the outcome's group commit), publish (until every confirm), ack.",
+    ),
+    (
         "pasarela_handler_seconds",
         Kind::Histogram,
         "Time the handler took to turn a message into an outcome, by queue.",

@@ -162,7 +162,10 @@ impl<H: Handler> Consumer<H> {
             .db
             .retrying("claim", || store.claim(request))
             .instrument(crate::telemetry::database_span("claim", "work_items"));
-        let claim = match claiming.await {
+        let started = Instant::now();
+        let claimed = claiming.await;
+        self.step("claim", started);
+        let claim = match claimed {
             Ok(claim) => claim,
             Err(e) => {
                 tracing::error!(error = %e, "could not claim; returning the message to the queue");
@@ -335,11 +338,19 @@ impl<H: Handler> Consumer<H> {
 
     /// Acks a delivery whose outcome is committed and confirmed.
     pub(crate) async fn ack(&self, delivery: &Inbound) {
+        let started = Instant::now();
         let ack = delivery.acker.ack(BasicAckOptions::default());
         if let Err(e) = answered("an ack", self.settings.amqp_heartbeat, ack).await {
             // The channel is gone; the broker redelivers and the claim answers from the stored state.
             tracing::debug!(error = %e, "ack failed");
         }
+        self.step("ack", started);
+    }
+
+    /// Records how long a step of a delivery took since `started`.
+    pub(crate) fn step(&self, step: &'static str, started: Instant) {
+        metrics::histogram!("pasarela_step_seconds", "queue" => self.routes.queue, "step" => step)
+            .record(started.elapsed().as_secs_f64());
     }
 
     /// Returns a delivery to its queue after a pause: the publisher failed, and an immediate

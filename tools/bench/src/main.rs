@@ -12,6 +12,7 @@ mod floor;
 mod pgcost;
 mod run;
 mod stack;
+mod steps;
 mod verify;
 
 use std::time::Duration;
@@ -191,6 +192,13 @@ async fn main() -> anyhow::Result<()> {
         pg.work_updates,
         100.0 * pg.work_hot_updates as f64 / pg.work_updates.max(1) as f64
     );
+    println!(
+        "where an otp.send's time went in the worker (means; group commits of {:.1} operations):",
+        sends.steps.group_size
+    );
+    for (step, ms, _) in &sends.steps.means {
+        println!("  {step:<28} {ms:>8.2} ms");
+    }
     let report = match verified {
         Some(report) => Some(report?),
         None => None,
@@ -209,6 +217,10 @@ async fn main() -> anyhow::Result<()> {
                 "wal_bytes_per_message": pg.wal_bytes_per_message,
                 "work_items_updates": pg.work_updates,
                 "work_items_hot_updates": pg.work_hot_updates,
+                "group_commit_size": sends.steps.group_size,
+                "steps_ms": sends.steps.means.iter()
+                    .map(|(step, ms, _)| (step.clone(), serde_json::json!(ms)))
+                    .collect::<serde_json::Map<_, _>>(),
             },
             "otp_verify": report.as_ref().map(verify::VerifyReport::to_json),
         });

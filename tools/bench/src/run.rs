@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::floor::publish_window;
 use crate::pgcost::PgCost;
 use crate::stack::{OTP_SEND, Stack};
+use crate::steps::{self, Steps};
 use crate::{Measurement, Options, percentile};
 
 /// The mobile number a send goes to: derived from its request id, so distinct per send.
@@ -153,7 +154,7 @@ fn fresh_ids(n: usize) -> Vec<Uuid> {
 }
 
 /// `otp.send` as the bench measured it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SendReport {
     /// Throughput and latency.
     pub measurement: Measurement,
@@ -161,6 +162,8 @@ pub struct SendReport {
     pub rss_kib: u64,
     /// What PostgreSQL spent on the measured messages.
     pub pg: PgCost,
+    /// Where a message's time went inside the worker.
+    pub steps: Steps,
 }
 
 /// Runs the worker and the simulator and measures `otp.send`, with its peak RSS and PostgreSQL's cost.
@@ -168,12 +171,14 @@ pub async fn otp_send(opts: &Options) -> anyhow::Result<SendReport> {
     let mut stack = Stack::start(opts, &[OTP_SEND]).await?;
     let measured = measure_sends(&mut stack, opts).await;
     let rss_kib = stack.peak_rss_kib(OTP_SEND.binary);
+    let metrics = stack.metrics(OTP_SEND.binary).await;
     stack.teardown().await;
     let (measurement, pg) = measured?;
     Ok(SendReport {
         measurement,
         rss_kib,
         pg,
+        steps: steps::read(&metrics?, OTP_SEND.queue),
     })
 }
 

@@ -47,6 +47,8 @@ pub const OTP_VERIFY: WorkerSpec = WorkerSpec {
 struct Worker {
     spec: WorkerSpec,
     child: Child,
+    /// Where it serves `/metrics`.
+    metrics: std::net::SocketAddr,
 }
 
 /// A running simulator and workers in a namespace and database of their own.
@@ -105,6 +107,8 @@ impl Stack {
         spec: WorkerSpec,
         path: PathBuf,
     ) -> anyhow::Result<()> {
+        // A free port of our choosing, so that the bench can read the worker's metrics afterwards.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(path)
             .env("AMQP_URL", &opts.amqp_url)
             .env(
@@ -119,7 +123,7 @@ impl Stack {
             .env("PASARELA_CONCURRENCY", opts.concurrency.to_string())
             .env("PASARELA_PREFETCH", opts.prefetch.to_string())
             .env("PASARELA_RETRY_DELAYS", TIERS.join(","))
-            .env("PASARELA_METRICS_ADDR", "127.0.0.1:0")
+            .env("PASARELA_METRICS_ADDR", metrics.to_string())
             .env(
                 "DANACONNECT_BASE_URL",
                 format!("http://{}/danaconnect/otp/1.0", self.sim_addr),
@@ -135,7 +139,11 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", spec.binary))?;
-        self.workers.push(Worker { spec, child });
+        self.workers.push(Worker {
+            spec,
+            child,
+            metrics,
+        });
         wait_for_consumer(&self.conn, &self.qualify(spec.queue)).await
     }
 
@@ -188,6 +196,17 @@ impl Stack {
             .and_then(|w| w.child.id())
             .map(peak_rss_kib)
             .unwrap_or(0)
+    }
+
+    /// The `/metrics` text of the first worker running `binary`.
+    pub async fn metrics(&self, binary: &str) -> anyhow::Result<String> {
+        let worker = self
+            .workers
+            .iter()
+            .find(|w| w.spec.binary == binary)
+            .context("no such worker")?;
+        let url = format!("http://{}/metrics", worker.metrics);
+        Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
     }
 
     /// Stops the processes and removes the namespace's queues and exchanges and the database.
