@@ -4,11 +4,16 @@
 -- ran 300 statements inside the function. With a tenant limit the row-by-row loop stays, as a send
 -- refused by one limit must not count against the other.
 --
+-- pasarela_admit_otp_sends_within admits inside the caller's transaction and leaves its durability
+-- alone: the claim's group transaction calls it, and may hold outcomes that must commit durably.
+-- pasarela_admit_otp_sends, called on its own, commits asynchronously as before: losing the last
+-- admissions in a database crash only loosens a limit for a moment.
+--
 -- The advisory locks are taken as before (destinations, then tenants, each by key, one global order),
 -- each set in one statement; the statements after them take a fresh snapshot, so they see every
 -- admission committed by a batch that held a lock before. A request already admitted is admitted
 -- again without counting twice; a request twice in one batch is decided once, by its first place.
-CREATE OR REPLACE FUNCTION pasarela_admit_otp_sends(
+CREATE FUNCTION pasarela_admit_otp_sends_within(
     p_requests uuid[], p_tenants text[], p_destinations text[],
     p_destination_limit integer, p_destination_window_s integer,
     p_tenant_limit integer, p_tenant_window_s integer)
@@ -17,7 +22,6 @@ DECLARE
     i integer;
     n bigint;
 BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
     IF p_destination_limit > 0 THEN
         PERFORM pg_advisory_xact_lock(l.k)
         FROM (SELECT DISTINCT hashtextextended('pasarela.otp.destination:' || d, 0) AS k
@@ -92,5 +96,18 @@ BEGIN
     SELECT b.r, CASE WHEN x.ok IS FALSE THEN 'destination' ELSE 'admitted' END
     FROM batch b LEFT JOIN decided x ON x.r = b.r
     ORDER BY b.ord;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pasarela_admit_otp_sends(
+    p_requests uuid[], p_tenants text[], p_destinations text[],
+    p_destination_limit integer, p_destination_window_s integer,
+    p_tenant_limit integer, p_tenant_window_s integer)
+RETURNS TABLE (admitted_request uuid, verdict text) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY SELECT * FROM pasarela_admit_otp_sends_within(p_requests, p_tenants,
+        p_destinations, p_destination_limit, p_destination_window_s, p_tenant_limit,
+        p_tenant_window_s);
 END
 $$;

@@ -101,6 +101,7 @@ impl<H: Handler> Consumer<H> {
             message_id,
             attempt: attempts,
             possible_duplicate: true,
+            admission: None,
         };
         let failure = Failure::new(
             ErrorKind::Internal,

@@ -118,6 +118,7 @@ impl<H: Handler> Consumer<H> {
             StoreSettings {
                 max_batch: settings.group_commit_max,
                 linger: settings.group_commit_linger,
+                guard: handler.guard(),
                 parallel: 4.min(settings.db_pool_size.max(1)),
                 claim_lease: settings.claim_lease,
             },

@@ -18,7 +18,7 @@ use crate::runtime::handler::{HandleContext, Handler, NO_EVENT};
 use crate::runtime::link::answered;
 use crate::runtime::publisher;
 use crate::store::outbox;
-use crate::store::work_items::{Claim, ClaimRequest};
+use crate::store::work_items::{Claim, ClaimRequest, Claimed};
 use crate::telemetry;
 
 /// How long a delivery waits before going back to its queue when a publish failed.
@@ -156,17 +156,18 @@ impl<H: Handler> Consumer<H> {
             replay: delivery.headers.contains_key(REPLAY_HEADER),
             max_attempts: self.settings.retry.max_attempts(),
             trace_id: telemetry::trace_id_of(&tracing::Span::current()),
+            admission: self.handler.admission(&message),
         };
         let store = self.store.clone();
         let claiming = self
             .db
-            .retrying("claim", || store.claim(request))
+            .retrying("claim", || store.claim(request.clone()))
             .instrument(crate::telemetry::database_span("claim", "work_items"));
         let started = Instant::now();
         let claimed = claiming.await;
         self.step("claim", started);
-        let claim = match claimed {
-            Ok(claim) => claim,
+        let Claimed { claim, admission } = match claimed {
+            Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "could not claim; returning the message to the queue");
                 return self.requeue(delivery).await;
@@ -181,6 +182,7 @@ impl<H: Handler> Consumer<H> {
                     message_id,
                     attempt,
                     possible_duplicate,
+                    admission,
                 };
                 self.attempt(delivery, &message, ctx).await
             }

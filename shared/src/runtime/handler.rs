@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::contract::errors::{ErrorKind, Failure, Verdict};
 use crate::contract::events::Event;
 use crate::store::Record;
+use crate::store::otp::{GuardLimits, SendAdmission, SendToAdmit};
 
 /// The routing key of a completion that publishes no event (an internal message whose outcome only
 /// changes rows).
@@ -81,6 +82,9 @@ pub struct HandleContext {
     pub attempt: u32,
     /// The message was taken over from a holder that vanished mid-call: the vendor may have seen it.
     pub possible_duplicate: bool,
+    /// The fraud guard's verdict on the message's send, counted with its claim, when the handler
+    /// asked for one ([`Handler::admission`]).
+    pub admission: Option<SendAdmission>,
 }
 
 /// A worker's logic: decode type, queue, and what to do with one message.
@@ -125,6 +129,19 @@ pub trait Handler: Send + Sync + 'static {
     /// small; a handler whose messages carry documents raises it.
     fn max_message_bytes(&self) -> usize {
         crate::runtime::consumer::MAX_MESSAGE_BYTES
+    }
+
+    /// The fraud guard's limits, when this handler's sends are counted with their claims.
+    fn guard(&self) -> Option<GuardLimits> {
+        None
+    }
+
+    /// The send the fraud guard should count for `message`, admitted in its claim's transaction so
+    /// that the count costs no transaction and no wait of its own; `None` (the default) for a
+    /// message the guard does not count, or one the handler will refuse before the guard.
+    fn admission(&self, message: &Self::Message) -> Option<SendToAdmit> {
+        let _ = message;
+        None
     }
 
     /// Work that runs beside the consumer for the life of the worker, such as a dispatcher; it gets

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::contract::envelope::OutboundMessage;
 use crate::store::dead_letters::DeadLetterRow;
 use crate::store::error::{DbError, StoreError};
-use crate::store::work_items::{self, Claim, ClaimRequest, Settlement};
+use crate::store::otp::{self, GuardLimits, SendToAdmit};
+use crate::store::work_items::{self, Claim, ClaimRequest, Claimed, Settlement};
 use crate::store::{Record, dead_letters, outbox};
 
 /// Everything one attempt's outcome writes, committed together.
@@ -47,7 +48,7 @@ impl Commit {
 }
 
 /// Where a claim's answer goes.
-type ClaimReply = oneshot::Sender<Result<Claim, StoreError>>;
+type ClaimReply = oneshot::Sender<Result<Claimed, StoreError>>;
 /// Where a commit's answer goes.
 type CommitReply = oneshot::Sender<Result<(), StoreError>>;
 
@@ -77,6 +78,8 @@ pub struct StoreSettings {
     pub parallel: usize,
     /// How long a group waits for more operations while another group is committing.
     pub linger: Duration,
+    /// The fraud guard's limits, for claims that carry a send to admit.
+    pub guard: Option<GuardLimits>,
     /// How long a claim holds a message before another holder may take it over.
     pub claim_lease: Duration,
 }
@@ -90,6 +93,7 @@ impl Store {
             pool: pool.clone(),
             queue: queue.clone(),
             lease_secs: settings.claim_lease.as_secs_f64(),
+            guard: settings.guard,
         };
         tokio::spawn(committer.run(rx, settings));
         Self {
@@ -117,8 +121,8 @@ impl Store {
         &self.pool
     }
 
-    /// Claims a message for an attempt (see [`Claim`]).
-    pub async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
+    /// Claims a message for an attempt (see [`Claim`]), admitting its send when it carries one.
+    pub async fn claim(&self, request: ClaimRequest) -> Result<Claimed, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.ops
             .send(Op::Claim(request, tx))
@@ -182,6 +186,7 @@ struct Committer {
     pool: Pool,
     queue: Arc<str>,
     lease_secs: f64,
+    guard: Option<GuardLimits>,
 }
 
 impl Committer {
@@ -251,7 +256,7 @@ impl Committer {
         if claims.is_empty() && finishes.is_empty() && forgets.is_empty() {
             return;
         }
-        let claim_reqs: Vec<ClaimRequest> = claims.iter().map(|(r, _)| *r).collect();
+        let claim_reqs: Vec<&ClaimRequest> = claims.iter().map(|(r, _)| r).collect();
         let finish_refs: Vec<&Commit> = finishes.iter().map(|(f, _)| f.as_ref()).collect();
         match self.transaction(&claim_reqs, &finish_refs, &forgets).await {
             Ok(answers) => {
@@ -273,7 +278,7 @@ impl Committer {
             Err(_) => {
                 // One bad operation must not fail its neighbours: commit each on its own.
                 for (r, tx) in claims {
-                    let res = self.transaction(&[r], &[], &[]).await;
+                    let res = self.transaction(&[&r], &[], &[]).await;
                     let _ = tx.send(res.map(|mut v| v.remove(0)));
                 }
                 for (f, tx) in finishes {
@@ -288,10 +293,10 @@ impl Committer {
 
     async fn transaction(
         &self,
-        claims: &[ClaimRequest],
+        claims: &[&ClaimRequest],
         finishes: &[&Commit],
         forgets: &[Uuid],
-    ) -> Result<Vec<Claim>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         let mut conn = self.pool.get().await.map_err(DbError::from)?;
         let txn = conn.transaction().await?;
         // Issued together, so tokio-postgres pipelines them in one round trip; each touches rows of
@@ -303,12 +308,27 @@ impl Committer {
             }
             Ok::<_, StoreError>(())
         };
+        // The guard counts in the claim's transaction, so it costs no transaction and no wait of its
+        // own; only the claims that take their message count, so that a duplicate of a refused send
+        // is not counted.
         let claiming = async {
             if claims.is_empty() {
-                Ok(Vec::new())
-            } else {
-                work_items::claim_all(&txn, &self.queue, self.lease_secs, claims).await
+                return Ok((Vec::new(), Default::default()));
             }
+            let answers = work_items::claim_all(&txn, &self.queue, self.lease_secs, claims).await?;
+            let sends: Vec<&SendToAdmit> = claims
+                .iter()
+                .zip(&answers)
+                .filter(|(_, answer)| matches!(answer, Claim::Take { .. }))
+                .filter_map(|(c, _)| c.admission.as_ref())
+                .collect();
+            let admitted = match self.guard {
+                Some(limits) if !sends.is_empty() => {
+                    otp::admit_within(&txn, &limits, &sends).await?
+                }
+                _ => Default::default(),
+            };
+            Ok::<_, StoreError>((answers, admitted))
         };
         let writing = async {
             if finishes.is_empty() {
@@ -324,11 +344,11 @@ impl Committer {
                 outbox::delete(&txn, forgets).await
             }
         };
-        let (relaxed, answers, written, forgotten) =
+        let (relaxed, claimed, written, forgotten) =
             futures::join!(relaxed, claiming, writing, forgetting);
-        let (answers, claim_failure) = match answers {
-            Ok(answers) => (answers, None),
-            Err(e) => (Vec::new(), Some(e)),
+        let ((answers, admitted), claim_failure) = match claimed {
+            Ok(claimed) => (claimed, None),
+            Err(e) => (Default::default(), Some(e)),
         };
         // Every result is awaited, so that a failure reports its cause rather than a later
         // statement's "transaction aborted".
@@ -337,7 +357,17 @@ impl Committer {
             return Err(cause);
         }
         txn.commit().await?;
-        Ok(answers)
+        Ok(claims
+            .iter()
+            .zip(answers)
+            .map(|(request, claim)| Claimed {
+                claim,
+                admission: request
+                    .admission
+                    .as_ref()
+                    .and_then(|send| admitted.get(&send.request_id).copied()),
+            })
+            .collect())
     }
 
     /// Writes every outcome of a group: each table's rows in one statement, all pipelined.

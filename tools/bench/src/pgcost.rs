@@ -49,6 +49,14 @@ impl Probe {
         })
     }
 
+    /// Gathers the planner's statistics of every table, as autovacuum does on a running system. A
+    /// fresh database has none, and for its first minute (autovacuum's naptime) the hot path's plans
+    /// are made for empty tables: a measurement of seconds would see only that.
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        self.client.batch_execute("ANALYZE").await?;
+        Ok(())
+    }
+
     /// The counters once every backend has flushed what it did so far.
     pub async fn counters(&self) -> anyhow::Result<Counters> {
         tokio::time::sleep(STATS_SETTLE).await;

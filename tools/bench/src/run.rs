@@ -186,6 +186,7 @@ async fn measure_sends(stack: &mut Stack, opts: &Options) -> anyhow::Result<(Mea
     let sends = Sends::open(stack).await?;
     sends.measure(&fresh_ids(opts.warmup), opts).await?;
     let probe = stack.probe().await?;
+    probe.analyze().await?;
     let before = probe.counters().await?;
     let m = sends.measure(&fresh_ids(opts.count), opts).await?;
     Ok((m, probe.cost_since(before, opts.count).await?))

@@ -1,5 +1,6 @@
-//! The fraud guard's admissions, batched: concurrent sends hand their admission to the runtime's
-//! batcher, which admits whatever is waiting in one call of the store's `admit_sends` (one round trip,
+//! The fraud guard's admissions when a send was not counted with its claim (the claim counts every
+//! send that reaches the guard; this path serves any other), batched: concurrent sends hand their
+//! admission to the runtime's batcher, which admits whatever is waiting in one call of the store's `admit_sends` (one round trip,
 //! one transaction) and answers each send with its own admission. One call per send cost a third of
 //! the worker's throughput.
 
@@ -33,12 +34,7 @@ pub struct AdmissionBatcher(Batcher<SendToAdmit, Result<SendAdmission, GuardErro
 impl AdmissionBatcher {
     /// Starts the task admitting sends against `settings`' limits in `db`.
     pub fn start(db: Database, settings: &OtpSettings) -> Self {
-        let limits = GuardLimits {
-            destination_limit: settings.destination_limit as i32,
-            destination_window_s: settings.destination_window.as_secs() as i32,
-            tenant_limit: settings.tenant_limit as i32,
-            tenant_window_s: settings.tenant_window.as_secs() as i32,
-        };
+        let limits = limits(settings);
         Self(Batcher::start(MAX_BATCH, move |sends| {
             admit(db.clone(), limits, sends)
         }))
@@ -47,6 +43,16 @@ impl AdmissionBatcher {
     /// Admits one send, waiting out a database outage.
     pub async fn admit(&self, send: SendToAdmit) -> Result<SendAdmission, GuardError> {
         self.0.ask(send).await.unwrap_or(Err(GuardError::Stopped))
+    }
+}
+
+/// The guard's limits as the store counts them.
+pub fn limits(settings: &OtpSettings) -> GuardLimits {
+    GuardLimits {
+        destination_limit: settings.destination_limit as i32,
+        destination_window_s: settings.destination_window.as_secs() as i32,
+        tenant_limit: settings.tenant_limit as i32,
+        tenant_window_s: settings.tenant_window.as_secs() as i32,
     }
 }
 

@@ -18,7 +18,7 @@ use pasarela_shared::runtime::database::Database;
 use pasarela_shared::runtime::handler::{Completion, HandleContext, Handler, Outcome};
 use pasarela_shared::runtime::settings::WorkerDefaults;
 use pasarela_shared::store::Record;
-use pasarela_shared::store::otp::{OtpState, SendAdmission, SendRow, SendToAdmit};
+use pasarela_shared::store::otp::{GuardLimits, OtpState, SendAdmission, SendRow, SendToAdmit};
 use pasarela_shared::vendors::OtpClients;
 use pasarela_shared::vendors::aldeamo::AldeamoClient;
 use pasarela_shared::vendors::breaker::{Admission, CircuitBreakers};
@@ -155,39 +155,75 @@ impl OtpSendHandler {
         ))
     }
 
-    /// The fraud guard: the destination's country, then the per-destination and per-tenant windows,
-    /// counted atomically in PostgreSQL so that every replica enforces one limit.
-    async fn guard(&self, message: &OtpSend) -> Result<(), Failure> {
-        let s = &self.settings;
-        if !s.allowed_prefixes.is_empty()
+    /// Whether the send's mobile is outside the allowed prefixes.
+    fn outside_allowed_prefixes(&self, message: &OtpSend) -> bool {
+        let prefixes = &self.settings.allowed_prefixes;
+        !prefixes.is_empty()
             && message.channel != "email"
-            && let Some(mobile) = &message.destination.mobile
-            && !s.allowed_prefixes.iter().any(|p| mobile.starts_with(p))
-        {
-            metrics::counter!("pasarela_otp_limited_total", "limit" => "country").increment(1);
-            return Err(rejected(format!(
-                "limit.country: destination.mobile is outside the allowed prefixes {}",
-                s.allowed_prefixes.join(", ")
-            )));
+            && message
+                .destination
+                .mobile
+                .as_ref()
+                .is_some_and(|mobile| !prefixes.iter().any(|p| mobile.starts_with(p)))
+    }
+
+    /// The destination's country, checked before anything is counted.
+    fn country_refusal(&self, message: &OtpSend) -> Option<Failure> {
+        if !self.outside_allowed_prefixes(message) {
+            return None;
         }
-        if s.destination_limit == 0 && s.tenant_limit == 0 {
-            return Ok(());
-        }
-        let send = SendToAdmit {
+        metrics::counter!("pasarela_otp_limited_total", "limit" => "country").increment(1);
+        Some(rejected(format!(
+            "limit.country: destination.mobile is outside the allowed prefixes {}",
+            self.settings.allowed_prefixes.join(", ")
+        )))
+    }
+
+    /// Whether the guard counts sends at all.
+    fn counts(&self) -> bool {
+        self.settings.destination_limit > 0 || self.settings.tenant_limit > 0
+    }
+
+    /// The send as the guard counts it.
+    fn send_to_admit(message: &OtpSend) -> SendToAdmit {
+        SendToAdmit {
             request_id: message.request_id,
             tenant: message.tenant.clone(),
             destination: providers::guard_key(message),
+        }
+    }
+
+    /// The prepared provider calls, or why the send is refused before any is made.
+    fn prepare(&self, message: &OtpSend) -> Result<Vec<PreparedSend>, Failure> {
+        check_common(message)
+            .and_then(|()| provider_order(&message.provider, &self.settings.providers))
+            .and_then(|order| prepare(message, &order))
+    }
+
+    /// The fraud guard: the destination's country, then the per-destination and per-tenant windows,
+    /// counted atomically in PostgreSQL so that every replica enforces one limit. The count was
+    /// normally made with the message's claim; otherwise it is made here.
+    async fn guard(&self, message: &OtpSend, ctx: &HandleContext) -> Result<(), Failure> {
+        if let Some(refusal) = self.country_refusal(message) {
+            return Err(refusal);
+        }
+        if !self.counts() {
+            return Ok(());
+        }
+        let admission = match ctx.admission {
+            Some(admission) => admission,
+            // Batched with other sends': the span holds the wait too.
+            None => self
+                .admissions
+                .admit(Self::send_to_admit(message))
+                .instrument(pasarela_shared::telemetry::database_span(
+                    "admit",
+                    "otp_send_admissions",
+                ))
+                .await
+                .map_err(|why| Failure::new(ErrorKind::Internal, why.to_string()))?,
         };
-        // The fraud guard's count is batched with other sends': the span holds the wait too.
-        let admission = self
-            .admissions
-            .admit(send)
-            .instrument(pasarela_shared::telemetry::database_span(
-                "admit",
-                "otp_send_admissions",
-            ))
-            .await
-            .map_err(|why| Failure::new(ErrorKind::Internal, why.to_string()))?;
+        let s = &self.settings;
         match admission {
             SendAdmission::Admitted => Ok(()),
             SendAdmission::DestinationLimit => {
@@ -341,14 +377,11 @@ impl Handler for OtpSendHandler {
     }
 
     async fn handle(&self, message: &OtpSend, ctx: &HandleContext) -> Outcome {
-        let prepared = check_common(message)
-            .and_then(|()| provider_order(&message.provider, &self.settings.providers))
-            .and_then(|order| prepare(message, &order));
-        let prepared = match prepared {
+        let prepared = match self.prepare(message) {
             Ok(p) => p,
             Err(failure) => return Self::refuse(message, ctx, failure),
         };
-        if let Err(failure) = self.guard(message).await {
+        if let Err(failure) = self.guard(message, ctx).await {
             if failure.kind == ErrorKind::Internal {
                 return Outcome::Retry {
                     failure,
@@ -358,6 +391,19 @@ impl Handler for OtpSendHandler {
             return Self::refuse(message, ctx, failure);
         }
         self.send(message, ctx, prepared).await
+    }
+
+    fn guard(&self) -> Option<GuardLimits> {
+        self.counts().then(|| guard::limits(&self.settings))
+    }
+
+    /// Only a send that gets past the checks before the guard is counted, as if the handler counted
+    /// it itself.
+    fn admission(&self, message: &OtpSend) -> Option<SendToAdmit> {
+        let reaches_guard = self.counts()
+            && self.prepare(message).is_ok()
+            && !self.outside_allowed_prefixes(message);
+        reaches_guard.then(|| Self::send_to_admit(message))
     }
 
     fn exhausted(&self, message: &OtpSend, ctx: &HandleContext, last: &Failure) -> Completion {

@@ -8,10 +8,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::store::error::StoreError;
+use crate::store::otp::{SendAdmission, SendToAdmit};
 use crate::store::work_items::WorkState;
 
 /// A request to work on a message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClaimRequest {
     /// The producer's `message_id`.
     pub message_id: Uuid,
@@ -23,6 +24,18 @@ pub struct ClaimRequest {
     pub max_attempts: u32,
     /// The trace the delivery runs in, kept with a new row for `pasarela status`.
     pub trace_id: Option<Uuid>,
+    /// A send the fraud guard counts, admitted in the claim's transaction (see [`Claimed`]).
+    pub admission: Option<SendToAdmit>,
+}
+
+/// The answer to a claim, and the fraud guard's answer for its send when it asked for one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// Who works on the message.
+    pub claim: Claim,
+    /// The guard's verdict on the send (idempotent per request: a duplicate of an admitted send is
+    /// admitted again without counting twice).
+    pub admission: Option<SendAdmission>,
 }
 
 /// The answer to a claim.
@@ -59,7 +72,7 @@ pub(crate) async fn claim_all(
     txn: &Transaction<'_>,
     queue: &str,
     lease_secs: f64,
-    claims: &[ClaimRequest],
+    claims: &[&ClaimRequest],
 ) -> Result<Vec<Claim>, StoreError> {
     let inserted = insert_new(txn, queue, lease_secs, claims).await?;
     let mut answers: Vec<Option<Claim>> = vec![None; claims.len()];
@@ -89,7 +102,7 @@ async fn insert_new(
     txn: &Transaction<'_>,
     queue: &str,
     lease_secs: f64,
-    claims: &[ClaimRequest],
+    claims: &[&ClaimRequest],
 ) -> Result<HashSet<Uuid>, StoreError> {
     let ids: Vec<Uuid> = claims.iter().map(|c| c.message_id).collect();
     let attempts: Vec<i32> = claims.iter().map(|c| c.header_attempt as i32).collect();
@@ -118,7 +131,7 @@ async fn settle_conflicts(
     txn: &Transaction<'_>,
     queue: &str,
     lease_secs: f64,
-    claims: &[ClaimRequest],
+    claims: &[&ClaimRequest],
     conflicts: &[usize],
     answers: &mut [Option<Claim>],
 ) -> Result<(), StoreError> {
@@ -133,13 +146,13 @@ async fn settle_conflicts(
         )
         .await?;
     for &i in conflicts {
-        let c = claims[i];
+        let c = &claims[i];
         let Some(row) = rows.get_mut(&c.message_id) else {
             // Inserted by this very group for an earlier claim in it: that one holds it.
             answers[i] = Some(Claim::Busy);
             continue;
         };
-        let answer = decide(row, &c);
+        let answer = decide(row, c);
         let held = match answer {
             Claim::Take {
                 attempt,
@@ -264,6 +277,7 @@ mod tests {
             replay,
             max_attempts: 5,
             trace_id: None,
+            admission: None,
         }
     }
 
