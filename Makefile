@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
+.PHONY: build test unit e2e faults lint demo bench bench-curve chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -89,6 +89,11 @@ schemas:
 bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/pasarela-bench $(BENCH_ARGS)
+
+## bench-curve: otp.send at 1, 2, 4 and 8 worker processes, and over 10k, 100k and 1M rows already stored
+bench-curve:
+	$(CARGO) build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/pasarela-bench --curve $(BENCH_ARGS)
 
 ## up / down: the whole stack in Docker (RabbitMQ, PostgreSQL, Tempo, Prometheus, Grafana, workers)
 up:

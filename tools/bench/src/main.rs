@@ -8,6 +8,7 @@
 //! confirms, every result awaited. Last, the `otp.verify` RPC round trip: codes sent, read from the
 //! simulator's inbox and verified one at a time through the `otp-verify` worker.
 
+mod curve;
 mod floor;
 mod pgcost;
 mod run;
@@ -67,6 +68,10 @@ pub struct Options {
     /// otp.verify RPCs made first and not measured.
     #[arg(long, default_value_t = 100)]
     pub verify_warmup: usize,
+    /// The cost curve instead of the otp.send and otp.verify measurements: otp.send at 1, 2, 4 and 8
+    /// worker processes, and at 10,000, 100,000 and 1,000,000 finished sends already in the tables.
+    #[arg(long)]
+    pub curve: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,
@@ -163,6 +168,21 @@ async fn main() -> anyhow::Result<()> {
     );
     let one = floor::one_leg(&opts, body_size).await?;
     let two = floor::two_legs(&opts, body_size).await?;
+    if opts.curve {
+        let points = curve::curve(&opts).await?;
+        line("broker floor, one leg", &one, None);
+        line("broker floor, two legs", &two, None);
+        curve::print(&points, &two);
+        if let Some(path) = &opts.json {
+            let json = serde_json::json!({
+                "floor_one_leg": one.to_json(),
+                "floor_two_legs": two.to_json(),
+                "curve": curve::to_json(&points),
+            });
+            std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
+        }
+        return Ok(());
+    }
     let sends = run::otp_send(&opts).await?;
     let otp = sends.measurement;
     let verified = if opts.verify_count > 0 {

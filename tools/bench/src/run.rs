@@ -182,7 +182,11 @@ pub async fn otp_send(opts: &Options) -> anyhow::Result<SendReport> {
     })
 }
 
-async fn measure_sends(stack: &mut Stack, opts: &Options) -> anyhow::Result<(Measurement, PgCost)> {
+/// Warms up, gathers statistics, and measures `opts.count` sends with PostgreSQL's cost of them.
+pub async fn measure_sends(
+    stack: &mut Stack,
+    opts: &Options,
+) -> anyhow::Result<(Measurement, PgCost)> {
     let sends = Sends::open(stack).await?;
     sends.measure(&fresh_ids(opts.warmup), opts).await?;
     let probe = stack.probe().await?;

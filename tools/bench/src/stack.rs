@@ -147,6 +147,11 @@ impl Stack {
         wait_for_consumer(&self.conn, &self.qualify(spec.queue)).await
     }
 
+    /// The URL of this stack's database.
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", self.pg_base, self.database)
+    }
+
     /// Connects a probe of PostgreSQL's counters to this stack's database.
     pub async fn probe(&self) -> anyhow::Result<crate::pgcost::Probe> {
         crate::pgcost::Probe::connect(&self.pg_base, &self.database).await
