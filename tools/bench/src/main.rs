@@ -72,6 +72,9 @@ pub struct Options {
     /// worker processes, and at 10,000, 100,000 and 1,000,000 finished sends already in the tables.
     #[arg(long)]
     pub curve: bool,
+    /// Message and request ids of version 7 (time-ordered), as a producer may choose, instead of 4.
+    #[arg(long)]
+    pub time_ordered_ids: bool,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,

@@ -149,8 +149,13 @@ impl Sends {
     }
 }
 
-fn fresh_ids(n: usize) -> Vec<Uuid> {
-    (0..n).map(|_| Uuid::new_v4()).collect()
+/// Ids for `n` new sends: random (version 4), or time-ordered (version 7) with `--time-ordered-ids`.
+fn fresh_ids(n: usize, opts: &Options) -> Vec<Uuid> {
+    if opts.time_ordered_ids {
+        (0..n).map(|_| Uuid::now_v7()).collect()
+    } else {
+        (0..n).map(|_| Uuid::new_v4()).collect()
+    }
 }
 
 /// `otp.send` as the bench measured it.
@@ -188,10 +193,10 @@ pub async fn measure_sends(
     opts: &Options,
 ) -> anyhow::Result<(Measurement, PgCost)> {
     let sends = Sends::open(stack).await?;
-    sends.measure(&fresh_ids(opts.warmup), opts).await?;
+    sends.measure(&fresh_ids(opts.warmup, opts), opts).await?;
     let probe = stack.probe().await?;
     probe.analyze().await?;
     let before = probe.counters().await?;
-    let m = sends.measure(&fresh_ids(opts.count), opts).await?;
+    let m = sends.measure(&fresh_ids(opts.count, opts), opts).await?;
     Ok((m, probe.cost_since(before, opts.count).await?))
 }
