@@ -72,6 +72,12 @@ pub struct Options {
     /// worker processes, and at 10,000, 100,000 and 1,000,000 finished sends already in the tables.
     #[arg(long)]
     pub curve: bool,
+    /// Latency the simulated DANAConnect adds to each call during the otp.send measurement, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub vendor_latency_ms: u64,
+    /// Up to this much more or less vendor latency per call, uniformly at random, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub vendor_jitter_ms: u64,
     /// Message and request ids of version 7 (time-ordered), as a producer may choose, instead of 4.
     #[arg(long)]
     pub time_ordered_ids: bool,

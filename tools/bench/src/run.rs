@@ -193,6 +193,15 @@ pub async fn measure_sends(
     opts: &Options,
 ) -> anyhow::Result<(Measurement, PgCost)> {
     let sends = Sends::open(stack).await?;
+    if opts.vendor_latency_ms > 0 {
+        stack
+            .sim_faults(serde_json::json!({
+                "vendor": "danaconnect",
+                "latency_ms": opts.vendor_latency_ms,
+                "latency_jitter_ms": opts.vendor_jitter_ms,
+            }))
+            .await?;
+    }
     sends.measure(&fresh_ids(opts.warmup, opts), opts).await?;
     let probe = stack.probe().await?;
     probe.analyze().await?;

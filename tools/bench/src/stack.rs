@@ -147,6 +147,18 @@ impl Stack {
         wait_for_consumer(&self.conn, &self.qualify(spec.queue)).await
     }
 
+    /// Sets the simulator's faults for one vendor (`{"vendor": …, "latency_ms": …}`).
+    pub async fn sim_faults(&self, faults: serde_json::Value) -> anyhow::Result<()> {
+        let url = format!("http://{}/sim/faults", self.sim_addr);
+        reqwest::Client::new()
+            .post(url)
+            .json(&faults)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// The URL of this stack's database.
     pub fn database_url(&self) -> String {
         format!("{}/{}", self.pg_base, self.database)

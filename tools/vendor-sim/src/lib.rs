@@ -257,6 +257,9 @@ pub struct Faults {
     /// Added latency per call.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Up to this much more or less latency per call, uniformly at random.
+    #[serde(default)]
+    pub latency_jitter_ms: u64,
     /// Share of calls answered HTTP 500, 0.0..=1.0.
     #[serde(default)]
     pub error_rate: f64,
@@ -368,7 +371,13 @@ impl SimState {
             let Some(f) = s.faults.get_mut(vendor) else {
                 return FaultVerdict::Serve(None);
             };
-            let latency = Duration::from_millis(f.latency_ms);
+            let jitter = f.latency_jitter_ms.min(f.latency_ms);
+            let latency = if jitter > 0 {
+                let ms = rand::rng().random_range(f.latency_ms - jitter..=f.latency_ms + jitter);
+                Duration::from_millis(ms)
+            } else {
+                Duration::from_millis(f.latency_ms)
+            };
             let verdict = if f.outage {
                 FaultVerdict::Respond(StatusCode::SERVICE_UNAVAILABLE.into_response())
             } else if let Some(after) = f.rate_limit_retry_after_s {
