@@ -159,11 +159,28 @@ pub async fn one_leg(opts: &Options, size: usize) -> anyhow::Result<Measurement>
     quorum_queue(&ch, &q).await?;
     measure(&conn, &q, &q, opts.warmup, opts, size).await?;
     let m = measure(&conn, &q, &q, opts.count, opts, size).await;
-    let _ = ch
-        .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-        .await;
+    delete_queues(&conn, &[q]).await;
     let _ = conn.close(200, "done".into()).await;
     m
+}
+
+/// Deletes the floor's queues, each on a channel of its own and tried three times: a quorum queue's
+/// deletion can time out on a busy broker, and a failed one closes its channel.
+async fn delete_queues(conn: &Connection, queues: &[String]) {
+    for q in queues {
+        for _ in 0..3 {
+            let Ok(ch) = conn.create_channel().await else {
+                return;
+            };
+            let deleted = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+            let _ = ch.close(200, "done".into()).await;
+            if deleted.is_ok() {
+                break;
+            }
+        }
+    }
 }
 
 /// One leg in, and for each message a confirmed publish out to a second quorum queue, acked after the
@@ -215,11 +232,7 @@ pub async fn two_legs(opts: &Options, size: usize) -> anyhow::Result<Measurement
     measure(&conn, &q_in, &q_out, opts.warmup, opts, size).await?;
     let m = measure(&conn, &q_in, &q_out, opts.count, opts, size).await;
     relay.abort();
-    for q in [q_in, q_out] {
-        let _ = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
+    delete_queues(&conn, &[q_in, q_out]).await;
     let _ = conn.close(200, "done".into()).await;
     m
 }
