@@ -21,7 +21,7 @@ use crate::runtime::session::Leaving;
 use crate::runtime::settings::RuntimeSettings;
 use crate::runtime::stop::{self, StopSignal};
 use crate::runtime::topology::QueueTopology;
-use crate::runtime::{relay, retention};
+use crate::runtime::{relay, retention, statistics};
 use crate::store::committer::{Store, StoreSettings};
 use crate::store::error::DbError;
 
@@ -170,6 +170,7 @@ struct Companions {
     relay: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
     retention: JoinHandle<()>,
+    statistics: JoinHandle<()>,
 }
 
 impl Companions {
@@ -204,6 +205,7 @@ impl Companions {
                 worker.settings.work_prune_interval,
                 stop.clone(),
             )),
+            statistics: tokio::spawn(statistics::run(worker.db.pool().clone(), stop.clone())),
         }
     }
 
@@ -219,6 +221,7 @@ impl Companions {
         self.relay.abort();
         self.housekeeping.abort();
         self.retention.abort();
+        self.statistics.abort();
         if leaving.within(worker.store.settle()).await.is_none() {
             tracing::warn!("the last outbox clean-ups did not commit within the grace period");
         }

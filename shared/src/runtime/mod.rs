@@ -23,6 +23,7 @@ pub mod relay;
 pub mod retention;
 pub mod session;
 pub mod settings;
+pub mod statistics;
 pub mod stop;
 pub mod topology;
 

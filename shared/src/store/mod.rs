@@ -10,6 +10,7 @@ pub mod documents;
 pub mod error;
 pub mod otp;
 pub mod outbox;
+pub mod statistics;
 pub mod vendor_calls;
 pub mod vendor_tokens;
 pub mod work_items;

@@ -78,6 +78,9 @@ pub struct Options {
     /// Up to this much more or less vendor latency per call, uniformly at random, in ms.
     #[arg(long, default_value_t = 0)]
     pub vendor_jitter_ms: u64,
+    /// Leave the statistics to the workers and autovacuum instead of analyzing after the warm-up.
+    #[arg(long)]
+    pub no_analyze: bool,
     /// Message and request ids of version 7 (time-ordered), as a producer may choose, instead of 4.
     #[arg(long)]
     pub time_ordered_ids: bool,

@@ -204,7 +204,9 @@ pub async fn measure_sends(
     }
     sends.measure(&fresh_ids(opts.warmup, opts), opts).await?;
     let probe = stack.probe().await?;
-    probe.analyze().await?;
+    if !opts.no_analyze {
+        probe.analyze().await?;
+    }
     let before = probe.counters().await?;
     let m = sends.measure(&fresh_ids(opts.count, opts), opts).await?;
     Ok((m, probe.cost_since(before, opts.count).await?))
