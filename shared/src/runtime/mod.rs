@@ -6,7 +6,6 @@
 
 pub mod attempt;
 pub mod backoff;
-pub mod batch;
 pub mod binary;
 pub mod catalogue;
 pub mod consumer;

@@ -288,25 +288,8 @@ pub struct SendToAdmit {
     pub destination: String,
 }
 
-/// Counts a batch of sends against the guard's windows in one statement of its own transaction,
-/// committed asynchronously; answers per request id.
-pub async fn admit_sends(
-    pool: &Pool,
-    limits: &GuardLimits,
-    sends: &[&SendToAdmit],
-) -> Result<HashMap<Uuid, SendAdmission>, DbError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT admitted_request, verdict
-             FROM pasarela_admit_otp_sends($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .await?;
-    admit(&**client, &stmt, limits, sends).await
-}
-
 /// Counts a batch of sends inside `txn`, leaving its durability as it is: the claim's group
-/// transaction admits its sends this way.
+/// transaction admits the sends of the claims that take their message this way.
 pub(crate) async fn admit_within(
     txn: &Transaction<'_>,
     limits: &GuardLimits,
@@ -318,21 +301,12 @@ pub(crate) async fn admit_within(
              FROM pasarela_admit_otp_sends_within($1, $2, $3, $4, $5, $6, $7)",
         )
         .await?;
-    admit(&**txn, &stmt, limits, sends).await
-}
-
-async fn admit(
-    client: &impl tokio_postgres::GenericClient,
-    stmt: &tokio_postgres::Statement,
-    limits: &GuardLimits,
-    sends: &[&SendToAdmit],
-) -> Result<HashMap<Uuid, SendAdmission>, DbError> {
     let requests: Vec<Uuid> = sends.iter().map(|s| s.request_id).collect();
     let tenants: Vec<&str> = sends.iter().map(|s| s.tenant.as_str()).collect();
     let destinations: Vec<&str> = sends.iter().map(|s| s.destination.as_str()).collect();
-    let rows = client
+    let rows = txn
         .query(
-            stmt,
+            &stmt,
             &[
                 &requests,
                 &tenants,
