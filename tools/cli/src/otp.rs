@@ -350,7 +350,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
                 "no reply within {}s; the message was published, see `pasarela status {request_id}`",
                 timeout.as_secs()
             );
-            Ok(ExitCode::FAILURE)
+            Ok(crate::exit::timed_out())
         }
     }
 }
