@@ -1,12 +1,10 @@
 //! A new database's first statistics: for the first minutes of a worker, every few seconds, the tables
 //! that have rows and were never analyzed are analyzed (see [`crate::store::statistics`]).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 
-use crate::runtime::jobs::{self, Jobs};
 use crate::runtime::stop::StopSignal;
 use crate::store::statistics;
 
@@ -19,45 +17,14 @@ const FOR: Duration = Duration::from_secs(600);
 /// Rows a table holds before it is worth analyzing: enough that its plans should use its indexes.
 const MIN_ROWS: i64 = 1_000;
 
-struct FirstStatistics {
-    pool: Pool,
-    until: Instant,
-}
-
-impl Jobs for FirstStatistics {
-    type Job = ();
-    type Error = std::convert::Infallible;
-
-    fn name(&self) -> &'static str {
-        "first statistics"
-    }
-
-    fn every(&self) -> Duration {
-        EVERY
-    }
-
-    async fn take(&self, _free: usize) -> Result<Vec<()>, Self::Error> {
-        Ok(if Instant::now() < self.until {
-            vec![()]
-        } else {
-            Vec::new()
-        })
-    }
-
-    async fn run(self: Arc<Self>, _job: ()) {
-        match statistics::analyze_new_tables(&self.pool, MIN_ROWS).await {
+/// Looks for new tables without statistics for the worker's first minutes, then ends.
+pub async fn run(pool: Pool, mut stop: StopSignal) {
+    let until = Instant::now() + FOR;
+    while Instant::now() < until && stop.sleep(EVERY).await {
+        match statistics::analyze_new_tables(&pool, MIN_ROWS).await {
             Ok(tables) if tables.is_empty() => {}
             Ok(tables) => tracing::info!(?tables, "gathered the first statistics of new tables"),
             Err(e) => tracing::debug!(error = %e, "could not look for tables without statistics"),
         }
     }
-}
-
-/// Looks for new tables without statistics for the worker's first minutes, until stopped.
-pub async fn run(pool: Pool, stop: StopSignal) {
-    let first = FirstStatistics {
-        pool,
-        until: Instant::now() + FOR,
-    };
-    jobs::run(Arc::new(first), stop).await;
 }

@@ -23,10 +23,13 @@ pub async fn analyze_new_tables(pool: &Pool, min_rows: i64) -> Result<Vec<String
         )
         .await?;
     let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    for name in &names {
-        let quoted = name.replace('"', "\"\"");
+    if !names.is_empty() {
+        let tables: Vec<String> = names
+            .iter()
+            .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+            .collect();
         client
-            .batch_execute(&format!("ANALYZE \"{quoted}\""))
+            .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
             .await?;
     }
     Ok(names)
