@@ -408,14 +408,14 @@ impl TestEnv {
         let _ = self.sim.child.kill().await;
         let ns = &self.namespace;
         let mut queues = vec![qualify(ns, "test.events")];
-        // The tiers the workers ran with: a test may set its own. Named as the workers name them
-        // (`60s` is the tier `1m`).
+        // The tiers the workers ran with: a test may set its own, written as the tier queues are named
+        // (`1m`, not `60s`).
         let tiers: Vec<String> = self
             .worker_env
             .iter()
             .rev()
             .find(|(k, _)| k == "PASARELA_RETRY_DELAYS")
-            .map(|(_, v)| v.split(',').map(tier_name).collect())
+            .map(|(_, v)| v.split(',').map(|t| t.trim().to_string()).collect())
             .unwrap_or_else(|| TEST_TIERS.map(String::from).to_vec());
         // Every work queue, not only the named workers': a worker, a test or the CLI may declare another.
         for work in WORKERS.iter().filter_map(|(_, queue)| *queue) {
@@ -454,47 +454,5 @@ impl TestEnv {
             .map(|w| std::fs::read_to_string(&w.log).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-/// A retry delay as a tier queue's name carries it (docs/CONTRACT.md): the largest whole unit of
-/// `100ms`, `5s`, `2m`, `1h`, so that `60s` names the tier `1m`.
-fn tier_name(raw: &str) -> String {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let scale = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return raw.to_string(),
-    };
-    let Ok(n) = number.parse::<u64>() else {
-        return raw.to_string();
-    };
-    let ms = n * scale;
-    if ms.is_multiple_of(3_600_000) {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1_000) {
-        format!("{}s", ms / 1_000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-#[cfg(test)]
-mod tier_tests {
-    use super::tier_name;
-
-    #[test]
-    fn tiers_are_named_by_their_largest_whole_unit() {
-        assert_eq!(tier_name("60s"), "1m");
-        assert_eq!(tier_name(" 100ms"), "100ms");
-        assert_eq!(tier_name("90s"), "90s");
-        assert_eq!(tier_name("120m"), "2h");
     }
 }

@@ -346,7 +346,7 @@ async fn chaos_3_database_restart() {
 async fn chaos_4_vendor_outage_of_sixty_seconds() {
     let env = TestEnv::builder()
         .worker("vendor-call")
-        .env("PASARELA_RETRY_DELAYS", "1s,5s,30s,60s")
+        .env("PASARELA_RETRY_DELAYS", "1s,5s,30s,1m")
         .env("PASARELA_MAX_ATTEMPTS", "5")
         .start()
         .await;
