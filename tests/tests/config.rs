@@ -217,6 +217,7 @@ fn pasarela_config_shows_settings_redacted_and_what_is_missing() {
     let out = run(&[
         ("PASARELA_PROFILE", "demo"),
         ("GESTOPAGO_PASSWORD", "s3cr3t-value"),
+        ("PASARELA_SECRET_KEY", pasarela_e2e::TEST_SECRET_KEY),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -229,10 +230,14 @@ fn pasarela_config_shows_settings_redacted_and_what_is_missing() {
         "{stdout}"
     );
     assert!(!stdout.contains("s3cr3t-value"), "{stdout}");
+    assert!(!stdout.contains(pasarela_e2e::TEST_SECRET_KEY), "{stdout}");
+    // The worker's own defaults, not the command's.
+    assert!(stdout.contains("concurrency: 50"), "{stdout}");
     let out = run(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("NUMROT_USERNAME"), "{stderr}");
+    assert!(stderr.contains("PASARELA_SECRET_KEY"), "{stderr}");
 }
 
 /// A worker runs under a role with only the grants `deploy/postgres/runtime-role.sql` gives: no

@@ -38,6 +38,38 @@ impl WorkerDefaults {
     }
 }
 
+/// Every worker's defaults, in one place so that the `pasarela` command (its `config` and `queues`
+/// views) knows what each worker runs with.
+pub mod defaults {
+    use super::WorkerDefaults;
+
+    /// `otp-send`.
+    pub const OTP_SEND: WorkerDefaults = WorkerDefaults::new("otp-send", 200, 100, "0.0.0.0:9101");
+    /// `otp-verify`.
+    pub const OTP_VERIFY: WorkerDefaults =
+        WorkerDefaults::new("otp-verify", 200, 100, "0.0.0.0:9102");
+    /// `vendor-call`.
+    pub const VENDOR_CALL: WorkerDefaults =
+        WorkerDefaults::new("vendor-call", 100, 50, "0.0.0.0:9103");
+    /// `doc-sign`.
+    pub const DOC_SIGN: WorkerDefaults = WorkerDefaults::new("doc-sign", 2, 2, "0.0.0.0:9104");
+    /// `doc-callback`.
+    pub const DOC_CALLBACK: WorkerDefaults =
+        WorkerDefaults::new("doc-callback", 4, 2, "0.0.0.0:9105");
+    /// `callback-ingress`.
+    pub const CALLBACK_INGRESS: WorkerDefaults =
+        WorkerDefaults::new("callback-ingress", 1, 1, "0.0.0.0:9106");
+    /// All of them.
+    pub const ALL: [WorkerDefaults; 6] = [
+        OTP_SEND,
+        OTP_VERIFY,
+        VENDOR_CALL,
+        DOC_SIGN,
+        DOC_CALLBACK,
+        CALLBACK_INGRESS,
+    ];
+}
+
 /// Settings of the broker and database connections and the consumer loop.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use pasarela_shared::contract::env::{Env, FromEnv};
 use pasarela_shared::contract::settings::{DocumentSettings, OtpSettings, WebhookSettings};
-use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults};
+use pasarela_shared::runtime::settings::{RuntimeSettings, WorkerDefaults, defaults};
+use pasarela_shared::store::vendor_tokens::SecretKey;
 use pasarela_shared::vendors::aldeamo::AldeamoSettings;
 use pasarela_shared::vendors::danaconnect::DanaConnectSettings;
 use pasarela_shared::vendors::gestopago::GestoPagoSettings;
@@ -37,14 +38,29 @@ pub struct ConfigArgs {
     pub worker: Worker,
 }
 
-/// The defaults every worker's runtime settings start from here: only the vendor and domain parts
-/// differ between workers, and those are read below.
-const DEFAULTS: WorkerDefaults = crate::context::DEFAULTS;
+impl Worker {
+    /// The worker's own defaults, which its runtime settings start from.
+    fn defaults(self) -> WorkerDefaults {
+        match self {
+            Worker::OtpSend => defaults::OTP_SEND,
+            Worker::OtpVerify => defaults::OTP_VERIFY,
+            Worker::VendorCall => defaults::VENDOR_CALL,
+            Worker::DocSign => defaults::DOC_SIGN,
+            Worker::DocCallback => defaults::DOC_CALLBACK,
+        }
+    }
+}
 
 /// Runs `pasarela config`.
 pub async fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let env = Env::from_process();
-    println!("{:#?}", RuntimeSettings::from_env(&env, DEFAULTS)?);
+    println!(
+        "{:#?}",
+        RuntimeSettings::from_env(&env, args.worker.defaults())?
+    );
+    // The token key is read on its own (the worker stops at it first): its absence is reported with
+    // the rest rather than instead of it.
+    let mut key = None;
     match args.worker {
         Worker::OtpSend | Worker::OtpVerify => {
             println!("{:#?}", OtpSettings::from_env(&env)?);
@@ -52,18 +68,27 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             println!("{:#?}", AldeamoSettings::from_env(&env)?);
         }
         Worker::VendorCall => {
+            key = Some(SecretKey::from_env(&env).map(|k| println!("{k:#?}")));
             println!("{:#?}", NumRotSettings::from_env(&env)?);
             println!("{:#?}", GestoPagoSettings::from_env(&env)?);
         }
         Worker::DocSign | Worker::DocCallback => {
+            key = Some(SecretKey::from_env(&env).map(|k| println!("{k:#?}")));
             println!("{:#?}", SigningSettings::from_env(&env)?);
             println!("{:#?}", DocumentSettings::from_env(&env)?);
             println!("{:#?}", WebhookSettings::from_env(&env)?);
         }
     }
-    if let Err(missing) = env.require_complete() {
-        eprintln!("the worker would not start: {missing}");
-        return Ok(ExitCode::FAILURE);
+    let mut problems = Vec::new();
+    if let Some(Err(e)) = key {
+        problems.push(e.to_string());
     }
-    Ok(ExitCode::SUCCESS)
+    if let Err(missing) = env.require_complete() {
+        problems.push(missing.to_string());
+    }
+    if problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("the worker would not start: {}", problems.join("; "));
+    Ok(ExitCode::FAILURE)
 }

@@ -35,7 +35,7 @@ pub use checks::{BodyError, Refusal, authorize, callback_message, parse_body, pa
 pub const QUEUE: &str = "doc.callback";
 
 /// The worker defaults; prefetch and concurrency are unused (nothing is consumed here).
-pub const DEFAULTS: WorkerDefaults = WorkerDefaults::new("callback-ingress", 1, 1, "0.0.0.0:9106");
+pub const DEFAULTS: WorkerDefaults = pasarela_shared::runtime::settings::defaults::CALLBACK_INGRESS;
 
 /// The settings only callback-ingress reads.
 #[derive(Debug, Clone)]

@@ -421,7 +421,7 @@ impl Handler for DocCallbackHandler {
 
 impl Worker for DocCallbackHandler {
     // Each check may download a large document: few at a time keeps memory near one document's size.
-    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("doc-callback", 4, 2, "0.0.0.0:9105");
+    const DEFAULTS: WorkerDefaults = pasarela_shared::runtime::settings::defaults::DOC_CALLBACK;
 
     type Settings = Settings;
 

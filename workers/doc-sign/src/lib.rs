@@ -340,7 +340,7 @@ impl Handler for DocSignHandler {
 
 impl Worker for DocSignHandler {
     // Documents are large: few in flight keeps memory near a few times one document.
-    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("doc-sign", 2, 2, "0.0.0.0:9104");
+    const DEFAULTS: WorkerDefaults = pasarela_shared::runtime::settings::defaults::DOC_SIGN;
 
     type Settings = Settings;
 

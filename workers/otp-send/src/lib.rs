@@ -407,7 +407,7 @@ impl Handler for OtpSendHandler {
 }
 
 impl Worker for OtpSendHandler {
-    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("otp-send", 200, 100, "0.0.0.0:9101");
+    const DEFAULTS: WorkerDefaults = pasarela_shared::runtime::settings::defaults::OTP_SEND;
 
     type Settings = (OtpClients, OtpSettings);
 

@@ -505,7 +505,7 @@ const SWEEP_BATCH: u64 = 5000;
 const SWEEP_MAX_BATCHES: usize = 50;
 
 impl Worker for OtpVerifyHandler {
-    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("otp-verify", 200, 100, "0.0.0.0:9102");
+    const DEFAULTS: WorkerDefaults = pasarela_shared::runtime::settings::defaults::OTP_VERIFY;
 
     type Settings = (OtpClients, OtpSettings);
 

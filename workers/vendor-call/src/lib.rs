@@ -232,7 +232,7 @@ impl Handler for VendorCallHandler {
 }
 
 impl Worker for VendorCallHandler {
-    const DEFAULTS: WorkerDefaults = WorkerDefaults::new("vendor-call", 100, 50, "0.0.0.0:9103");
+    const DEFAULTS: WorkerDefaults = pasarela_shared::runtime::settings::defaults::VENDOR_CALL;
 
     type Settings = Settings;
 

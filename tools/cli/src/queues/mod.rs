@@ -18,16 +18,7 @@ use serde::Serialize;
 use crate::context::{self, Context};
 use crate::format::{self, Format};
 use api::{Figures, ManagementApi};
-
-/// Each worker's default `/readyz` on this host: the `PASARELA_METRICS_ADDR` defaults of the contract.
-const DEFAULT_HEALTH: [(&str, &str); 6] = [
-    ("otp-send", "http://127.0.0.1:9101"),
-    ("otp-verify", "http://127.0.0.1:9102"),
-    ("vendor-call", "http://127.0.0.1:9103"),
-    ("doc-sign", "http://127.0.0.1:9104"),
-    ("doc-callback", "http://127.0.0.1:9105"),
-    ("callback-ingress", "http://127.0.0.1:9106"),
-];
+use pasarela_shared::runtime::settings::defaults;
 
 /// Flags of `pasarela queues`.
 #[derive(Debug, Args)]
@@ -126,9 +117,13 @@ pub async fn run(args: QueuesArgs) -> anyhow::Result<ExitCode> {
 
 fn health_targets(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     if given.is_empty() {
-        return Ok(DEFAULT_HEALTH
+        // Each worker's default `/readyz` on this host: the port of its `PASARELA_METRICS_ADDR` default.
+        return Ok(defaults::ALL
             .iter()
-            .map(|(w, u)| (w.to_string(), u.to_string()))
+            .map(|d| {
+                let port = d.metrics_addr.rsplit(':').next().unwrap_or_default();
+                (d.service.to_string(), format!("http://127.0.0.1:{port}"))
+            })
             .collect());
     }
     given
@@ -374,6 +369,11 @@ mod tests {
             [("otp-send".to_string(), "http://10.0.0.7:9101".to_string())]
         );
         assert!(health_targets(&["nope".into()]).is_err());
-        assert_eq!(health_targets(&[]).unwrap().len(), 6);
+        let defaults = health_targets(&[]).unwrap();
+        assert_eq!(defaults.len(), 6);
+        assert_eq!(
+            defaults[0],
+            ("otp-send".to_string(), "http://127.0.0.1:9101".to_string())
+        );
     }
 }
