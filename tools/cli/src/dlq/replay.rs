@@ -6,13 +6,10 @@ use std::collections::BTreeMap;
 use lapin::BasicProperties;
 use pasarela_shared::contract::envelope::OutboundMessage;
 use pasarela_shared::contract::headers::{
-    ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, HeaderValue, REPLAY_HEADER,
+    ATTEMPT_HEADER, DEFERRED_HEADER, ERROR_HEADER, ERROR_KIND_HEADER, HeaderValue, REPLAY_HEADER,
 };
 use pasarela_shared::runtime::publisher::headers_from_table;
 use uuid::Uuid;
-
-/// The header naming the class of failure that dead-lettered a message (set beside `ERROR_HEADER`).
-const ERROR_KIND_HEADER: &str = "x-pasarela-error-kind";
 
 /// The headers a replayed copy carries: the original ones less the dead-letter and retry bookkeeping,
 /// plus the replay mark.
@@ -99,6 +96,7 @@ mod tests {
         assert_eq!(copy.routing_key, "otp.send");
         assert_eq!(copy.message_id.as_deref(), Some("m-1"));
         assert_eq!(copy.correlation_id.as_deref(), Some("c-1"));
+        assert_eq!(copy.reply_to, None, "a replay answers no caller");
         assert_eq!(copy.content_type.as_deref(), Some("application/json"));
         assert_eq!(copy.body, b"{}");
         assert!(!copy.headers.contains_key(ATTEMPT_HEADER));
