@@ -154,6 +154,29 @@ async fn postgresql_over_tls_in_every_sslmode() {
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
 
+    // The server's settings are restored however the checks end: a failed one must not leave the
+    // shared server on the test's certificate.
+    let checks = tokio::spawn(checks(
+        base.clone(),
+        database.clone(),
+        ca_file,
+        stranger_file,
+    ))
+    .await;
+    restore(&admin).await;
+    let _ = admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(failed) = checks {
+        std::panic::resume_unwind(failed.into_panic());
+    }
+}
+
+/// Every case, then the worker on verify-full and the worker with the wrong CA.
+async fn checks(base: String, database: String, ca_file: String, stranger_file: String) {
     // The reload is the postmaster's to do; a verified connection says it has.
     let full = url_by_name(
         &base,
@@ -304,11 +327,4 @@ async fn postgresql_over_tls_in_every_sslmode() {
     assert!(exit.stderr.contains("UnknownIssuer"), "{}", exit.stderr);
 
     env.teardown().await;
-    restore(&admin).await;
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-        ))
-        .await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
