@@ -188,7 +188,12 @@ async fn a_worker_that_may_not_migrate_creates_nothing() {
         exit.last_line()
     );
     assert!(exit.code.is_some_and(|c| c != 0), "{}", exit.stderr);
-    assert!(exit.stderr.contains("does not exist"), "{}", exit.stderr);
+    assert!(
+        exit.stderr
+            .contains("does not exist (nothing was created; `pasarela migrate` creates it)"),
+        "{}",
+        exit.stderr
+    );
     let admin = pg_connect(&format!("{base}/postgres")).await;
     let exists = admin
         .query_one(

@@ -174,17 +174,7 @@ pub fn known_schema_version() -> i32 {
 /// (or older) schema is refused rather than read wrong or migrated under the workers.
 pub async fn connect_existing(url: &SecretString, size: usize) -> Result<Pool, DbError> {
     let config = parse_url(url)?;
-    let name = database_name(&config);
-    let client = match connect_one(&config).await {
-        Ok(client) => client,
-        Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
-            return Err(DbError::Schema(format!(
-                "database {name:?} does not exist (nothing was created; `pasarela migrate` creates it)"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    check_schema(&client, &name).await?;
+    verify_schema(&config).await?;
     pool(&config, size)
 }
 
@@ -217,7 +207,15 @@ async fn check_schema(client: &tokio_postgres::Client, name: &str) -> Result<(),
 /// worker that must not migrate (`PASARELA_MIGRATE=off`, when `pasarela migrate` runs as its own step).
 pub async fn verify_schema(config: &DbConfig) -> Result<(), DbError> {
     let name = database_name(config);
-    let client = connect_one(config).await?;
+    let client = match connect_one(config).await {
+        Ok(client) => client,
+        Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
+            return Err(DbError::Schema(format!(
+                "database {name:?} does not exist (nothing was created; `pasarela migrate` creates it)"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     check_schema(&client, &name).await
 }
 
