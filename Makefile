@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench bench-curve chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
+.PHONY: build test unit e2e faults lint demo bench bench-curve flamegraph chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -85,10 +85,15 @@ deploy-check:
 schemas:
 	PASARELA_WRITE_SCHEMAS=1 $(CARGO) test -p pasarela-shared --test schemas
 
-## bench: otp.send throughput and latency against the broker's own floor, release build
+## bench: every worker kind against the broker's own floor, release build; table, docs/bench/bench.json and SVG charts
 bench:
 	$(CARGO) build --release --workspace --bins
-	$(CARGO_TARGET_DIR)/release/pasarela-bench $(BENCH_ARGS)
+	$(CARGO_TARGET_DIR)/release/pasarela-bench --json docs/bench/bench.json --charts docs/bench $(BENCH_ARGS)
+
+## flamegraph: otp-send sampled by perf (Debian's linux-perf) at its peak, drawn to docs/bench/flamegraph-otp-send.svg
+flamegraph:
+	$(CARGO) build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/pasarela-bench --kinds otp-send --flamegraphs docs/bench $(BENCH_ARGS)
 
 ## bench-curve: otp.send at 1, 2, 4 and 8 worker processes, and over 10k, 100k and 1M rows already stored
 bench-curve:

@@ -4,9 +4,10 @@
 
 use tokio_postgres::NoTls;
 
+use crate::Options;
+use crate::measure::Measurement;
 use crate::run::{self, SendReport};
 use crate::stack::{OTP_SEND, Stack};
-use crate::{Measurement, Options};
 
 /// One point of the curve.
 #[derive(Debug, Clone)]
@@ -74,24 +75,16 @@ async fn prefill(stack: &Stack, rows: usize) -> anyhow::Result<()> {
 /// Measures one point: `processes` workers over tables holding `rows` finished sends.
 async fn point(opts: &Options, processes: usize, rows: usize) -> anyhow::Result<Point> {
     let workers = vec![OTP_SEND; processes];
-    let mut stack = Stack::start(opts, &workers).await?;
-    let measured = match prefill(&stack, rows).await {
-        Ok(()) => run::measure_sends(&mut stack, opts).await,
-        Err(e) => Err(e),
-    };
-    let rss_kib = stack.peak_rss_kib(OTP_SEND.binary);
-    let metrics = stack.metrics(OTP_SEND.binary).await;
-    stack.teardown().await;
-    let (measurement, pg) = measured?;
+    let stack = Stack::start(opts, &workers, &[]).await?;
+    if let Err(e) = prefill(&stack, rows).await {
+        stack.teardown().await;
+        return Err(e);
+    }
+    let report = run::otp_send_on(stack, opts, &crate::send_pace(opts), None).await?;
     Ok(Point {
         processes,
         rows,
-        report: SendReport {
-            measurement,
-            rss_kib,
-            pg,
-            steps: crate::steps::read(&metrics?, OTP_SEND.queue),
-        },
+        report,
     })
 }
 
@@ -122,7 +115,7 @@ pub fn print(points: &[Point], floor: &Measurement) {
         "WAL B"
     );
     for p in points {
-        let m = &p.report.measurement;
+        let m = &p.report.flow.peak;
         println!(
             "{:>9} {:>11} {:>11.0} {:>6.2} {:>9.1} {:>9.1} {:>9.3} {:>9.0}",
             p.processes,
@@ -131,8 +124,8 @@ pub fn print(points: &[Point], floor: &Measurement) {
             m.per_second / floor.per_second,
             m.p50.as_secs_f64() * 1000.0,
             m.p99.as_secs_f64() * 1000.0,
-            p.report.pg.commits_per_message,
-            p.report.pg.wal_bytes_per_message
+            p.report.flow.pg.commits_per_message,
+            p.report.flow.pg.wal_bytes_per_message
         );
     }
 }
@@ -145,9 +138,9 @@ pub fn to_json(points: &[Point]) -> serde_json::Value {
             serde_json::json!({
                 "processes": p.processes,
                 "rows": p.rows,
-                "measurement": p.report.measurement.to_json(),
-                "commits_per_message": p.report.pg.commits_per_message,
-                "wal_bytes_per_message": p.report.pg.wal_bytes_per_message,
+                "measurement": p.report.flow.peak.to_json(),
+                "commits_per_message": p.report.flow.pg.commits_per_message,
+                "wal_bytes_per_message": p.report.flow.pg.wal_bytes_per_message,
             })
         })
         .collect()

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -14,7 +15,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-use crate::{Measurement, Options, percentile};
+use crate::Options;
+use crate::measure::{Measurement, Pace};
 
 /// Declares a durable quorum queue.
 pub async fn quorum_queue(ch: &Channel, name: &str) -> anyhow::Result<()> {
@@ -51,22 +53,25 @@ fn latency_of(epoch: Instant, body: &[u8]) -> Duration {
     epoch.elapsed().saturating_sub(Duration::from_nanos(sent))
 }
 
-/// Publishes `n` messages to `queue` through the default exchange with confirms, `window` at a time
-/// and no more than the receiver has released from `in_flight`; `message(i)` gives the i-th body and
-/// properties.
+/// Publishes `pace.count` messages to `queue` through the default exchange with confirms, at most
+/// `pace.window` unconfirmed, no more than the receiver has released from `in_flight`, and no sooner
+/// than `pace.rate` allows; `message(i)` gives the i-th body and properties.
 pub async fn publish_window(
     ch: &Channel,
     queue: &str,
-    n: usize,
-    window: usize,
+    pace: &Pace,
     in_flight: &Semaphore,
     mut message: impl FnMut(usize) -> (Vec<u8>, BasicProperties),
 ) -> anyhow::Result<()> {
-    let mut pending = Vec::with_capacity(window);
-    for i in 0..n {
+    let mut pending = FuturesUnordered::new();
+    let start = tokio::time::Instant::now();
+    for i in 0..pace.count {
         // Closed loop: at most `in_flight` messages between publish and receipt, so the figures are
         // sustained throughput and latency, not the draining of a backlog.
         in_flight.acquire().await?.forget();
+        if let Some(rate) = pace.rate {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        }
         let (body, props) = message(i);
         let confirm = ch
             .basic_publish(
@@ -78,11 +83,12 @@ pub async fn publish_window(
             )
             .await?;
         pending.push(confirm);
-        if pending.len() >= window {
-            futures::future::try_join_all(pending.drain(..)).await?;
+        // A sliding window: one confirm awaited frees one place, so paced publishes keep their pace.
+        while pending.len() >= pace.window.max(1) {
+            pending.next().await.transpose()?;
         }
     }
-    futures::future::try_join_all(pending).await?;
+    while pending.next().await.transpose()?.is_some() {}
     Ok(())
 }
 
@@ -90,10 +96,11 @@ async fn measure(
     conn: &Connection,
     publish_to: &str,
     receive_from: &str,
-    n: usize,
-    opts: &Options,
+    pace: &Pace,
+    timeout: Duration,
     size: usize,
 ) -> anyhow::Result<Measurement> {
+    let n = pace.count;
     let publisher = conn.create_channel().await?;
     publisher
         .confirm_select(ConfirmSelectOptions::default())
@@ -109,7 +116,7 @@ async fn measure(
         )
         .await?;
     let epoch = Instant::now();
-    let in_flight = Arc::new(Semaphore::new(opts.in_flight));
+    let in_flight = Arc::new(Semaphore::new(pace.in_flight));
     let released = in_flight.clone();
     let receive = tokio::spawn(async move {
         let mut latencies = Vec::with_capacity(n);
@@ -125,10 +132,10 @@ async fn measure(
     });
     // One deadline for publishing and receiving: publishing waits on results to free the window, so
     // it would wait forever if they stopped coming.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(opts.timeout_s);
+    let deadline = tokio::time::Instant::now() + timeout;
     tokio::time::timeout_at(
         deadline,
-        publish_window(&publisher, publish_to, n, opts.window, &in_flight, |_| {
+        publish_window(&publisher, publish_to, pace, &in_flight, |_| {
             (
                 stamped(epoch, size),
                 BasicProperties::default().with_delivery_mode(2),
@@ -137,28 +144,35 @@ async fn measure(
     )
     .await
     .context("the floor run did not finish in time")??;
-    let (mut latencies, elapsed) = tokio::time::timeout_at(deadline, receive)
+    let (latencies, elapsed) = tokio::time::timeout_at(deadline, receive)
         .await
         .context("the floor run did not finish in time")??;
     let _ = receiver.close(200, "done".into()).await;
     let _ = publisher.close(200, "done".into()).await;
     anyhow::ensure!(latencies.len() == n, "received {} of {n}", latencies.len());
-    latencies.sort();
-    Ok(Measurement {
-        per_second: n as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 50.0),
-        p99: percentile(&latencies, 99.0),
-    })
+    Ok(Measurement::of(latencies, elapsed))
+}
+
+/// The closed-loop warm-up before measuring at `pace`: `opts.warmup` messages, or a tenth of the
+/// measurement when that is less (large bodies are measured in hundreds, not thousands).
+pub fn warmup(opts: &Options, pace: &Pace) -> Pace {
+    Pace {
+        count: opts.warmup.min(pace.count / 10).max(10),
+        in_flight: pace.in_flight.min(opts.in_flight),
+        rate: None,
+        ..*pace
+    }
 }
 
 /// Persistent publish with confirms → quorum queue → consume with ack.
-pub async fn one_leg(opts: &Options, size: usize) -> anyhow::Result<Measurement> {
+pub async fn one_leg(opts: &Options, pace: &Pace, size: usize) -> anyhow::Result<Measurement> {
     let conn = Connection::connect(&opts.amqp_url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     let q = format!("bench-floor-{}.one", uuid::Uuid::new_v4().simple());
     quorum_queue(&ch, &q).await?;
-    measure(&conn, &q, &q, opts.warmup, opts, size).await?;
-    let m = measure(&conn, &q, &q, opts.count, opts, size).await;
+    let timeout = Duration::from_secs(opts.timeout_s);
+    measure(&conn, &q, &q, &warmup(opts, pace), timeout, size).await?;
+    let m = measure(&conn, &q, &q, pace, timeout, size).await;
     delete_queues(&conn, &[q]).await;
     let _ = conn.close(200, "done".into()).await;
     m
@@ -184,8 +198,12 @@ async fn delete_queues(conn: &Connection, queues: &[String]) {
 }
 
 /// One leg in, and for each message a confirmed publish out to a second quorum queue, acked after the
-/// confirm: the least a worker does.
-pub async fn two_legs(opts: &Options, size: usize) -> anyhow::Result<Measurement> {
+/// confirm: the least a worker does. Measured at each of `paces`, after a closed-loop warm-up.
+pub async fn two_legs(
+    opts: &Options,
+    paces: &[Pace],
+    size: usize,
+) -> anyhow::Result<Vec<Measurement>> {
     let conn = Connection::connect(&opts.amqp_url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     let base = format!("bench-floor-{}", uuid::Uuid::new_v4().simple());
@@ -229,8 +247,20 @@ pub async fn two_legs(opts: &Options, size: usize) -> anyhow::Result<Measurement
             });
         }
     });
-    measure(&conn, &q_in, &q_out, opts.warmup, opts, size).await?;
-    let m = measure(&conn, &q_in, &q_out, opts.count, opts, size).await;
+    let timeout = Duration::from_secs(opts.timeout_s);
+    let mut m = Ok(Vec::new());
+    if let Some(first) = paces.first() {
+        m = measure(&conn, &q_in, &q_out, &warmup(opts, first), timeout, size)
+            .await
+            .map(|_| Vec::new());
+    }
+    for pace in paces {
+        let Ok(done) = &mut m else { break };
+        match measure(&conn, &q_in, &q_out, pace, timeout, size).await {
+            Ok(one) => done.push(one),
+            Err(e) => m = Err(e),
+        }
+    }
     relay.abort();
     delete_queues(&conn, &[q_in, q_out]).await;
     let _ = conn.close(200, "done".into()).await;

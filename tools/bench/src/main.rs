@@ -1,30 +1,37 @@
-//! `pasarela-bench`: measures the broker's own floor and pasarela's `otp.send` in one run, so the
+//! `pasarela-bench`: measures the broker's own floor and every pasarela worker kind in one run, so the
 //! ratio between them means something on a noisy, shared machine.
 //!
-//! Floors, with the same message size as an `otp.send`: one leg (persistent publish with confirms →
-//! quorum queue → consume with ack) and two legs (the same, then a result published with confirms to a
-//! second quorum queue and consumed: what a worker does at the least). Then the real thing: the
-//! `otp-send` worker and a zero-latency vendor simulator as processes, N messages published with
-//! confirms, every result awaited. Last, the `otp.verify` RPC round trip: codes sent, read from the
-//! simulator's inbox and verified one at a time through the `otp-verify` worker.
+//! The floors: one leg (persistent publish with confirms → quorum queue → consume with ack) and two
+//! legs (the same, then a result published with confirms to a second quorum queue and consumed: what a
+//! worker does at the least), each with the message size of the kind it is compared to. The kinds, each
+//! as processes beside the vendor simulator, N messages published with confirms and every result
+//! awaited: `otp.send` (zero vendor latency, then a slow vendor), `vendor.call` to GestoPago,
+//! `doc.sign` of 1 MiB PDFs to the client's webhook, and the `otp.verify` RPC one at a time and many
+//! in flight. Output: a table, JSON (`--json`) and SVG charts (`--charts`).
 
+mod chart;
 mod curve;
 mod floor;
+mod kinds;
+mod measure;
 mod pgcost;
+mod profile;
+mod report;
 mod run;
 mod stack;
 mod steps;
 mod verify;
-
-use std::time::Duration;
+mod workers;
 
 use clap::Parser;
 
+use crate::measure::Pace;
+
 /// Command-line options.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "pasarela-bench",
-    about = "otp.send throughput against the broker floor, and the otp.verify RPC round trip"
+    about = "every worker kind's throughput and latency against the broker floor, in one run"
 )]
 pub struct Options {
     /// Messages per measurement.
@@ -87,87 +94,74 @@ pub struct Options {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,
+    /// Also draw the results as SVG charts in this directory (throughput.svg, latency.svg).
+    #[arg(long, value_name = "DIR")]
+    pub charts: Option<std::path::PathBuf>,
+    /// Also record each kind's first worker with `perf` during its peak measurement, and draw
+    /// `flamegraph-<worker>.svg` in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub flamegraphs: Option<std::path::PathBuf>,
+    /// The share of each kind's peak rate its latency is measured at (open loop).
+    #[arg(long, default_value_t = 0.5)]
+    pub paced_share: f64,
+    /// The kinds to measure (comma-separated): otp-send, otp-send-slow, vendor-call, doc-sign,
+    /// otp-verify.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "otp-send,otp-send-slow,vendor-call,doc-sign,otp-verify"
+    )]
+    pub kinds: Vec<Kind>,
+    /// The slow vendor's latency for `otp-send-slow`, ms.
+    #[arg(long, default_value_t = 150)]
+    pub slow_vendor_ms: u64,
+    /// Up to this much more or less, uniformly at random, ms.
+    #[arg(long, default_value_t = 50)]
+    pub slow_vendor_jitter_ms: u64,
+    /// The worker's PASARELA_CONCURRENCY for `otp-send-slow`: the throughput of a slow vendor comes
+    /// from requests in flight.
+    #[arg(long, default_value_t = 400)]
+    pub slow_concurrency: usize,
+    /// otp.verify RPCs measured many at a time.
+    #[arg(long, default_value_t = 5_000)]
+    pub verify_parallel_count: usize,
+    /// How many of those are in flight at once.
+    #[arg(long, default_value_t = 100)]
+    pub verify_in_flight: usize,
+    /// Size of each PDF `doc-sign` signs, bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub document_bytes: usize,
+    /// Documents measured.
+    #[arg(long, default_value_t = 300)]
+    pub document_count: usize,
+    /// Documents between publish and the client's webhook at once.
+    #[arg(long, default_value_t = 32)]
+    pub document_in_flight: usize,
 }
 
-/// Throughput and latency of one measurement.
-#[derive(Debug, Clone, Copy)]
-pub struct Measurement {
-    /// Messages per second, first publish to last receipt.
-    pub per_second: f64,
-    /// Median end-to-end latency.
-    pub p50: Duration,
-    /// 99th percentile end-to-end latency.
-    pub p99: Duration,
+/// A worker kind the bench can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// `otp.send` at zero vendor latency (or `--vendor-latency-ms`).
+    OtpSend,
+    /// `otp.send` with a slow vendor, at `--slow-concurrency`.
+    OtpSendSlow,
+    /// `vendor.call` to GestoPago.
+    VendorCall,
+    /// `doc.sign` to the client's webhook.
+    DocSign,
+    /// The `otp.verify` RPC.
+    OtpVerify,
 }
 
-impl Measurement {
-    /// The measurement as JSON, latencies in milliseconds.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "per_second": self.per_second, "p50_ms": ms(self.p50), "p99_ms": ms(self.p99)
-        })
+/// How the `otp.send` measurements load the system, from the options.
+pub fn send_pace(opts: &Options) -> Pace {
+    Pace {
+        count: opts.count,
+        in_flight: opts.in_flight,
+        window: opts.window,
+        rate: None,
     }
-}
-
-/// The p-th percentile (0..=100) of sorted latencies.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn line(name: &str, m: &Measurement, floor: Option<f64>) {
-    let ratio = floor
-        .map(|f| format!("{:.2}", m.per_second / f))
-        .unwrap_or_else(|| "-".into());
-    println!(
-        "{name:<34} {:>10.0} msg/s   p50 {:>7.1} ms   p99 {:>7.1} ms   ratio {ratio}",
-        m.per_second,
-        m.p50.as_secs_f64() * 1000.0,
-        m.p99.as_secs_f64() * 1000.0
-    );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// Prints the `otp.verify` figures; an error when any RPC did not answer `verified`.
-fn verify_lines(report: &verify::VerifyReport) -> anyhow::Result<()> {
-    let s = &report.summary;
-    println!(
-        "{:<34} {:>10} rpcs   mean {:>6.2} ms   p50 {:>6.2} ms   p99 {:>6.2} ms   p99.9 {:>6.2} ms   max {:>6.2} ms",
-        "pasarela otp.verify RPC, one at a time",
-        s.count,
-        ms(s.mean),
-        ms(s.p50),
-        ms(s.p99),
-        ms(s.p999),
-        ms(s.max)
-    );
-    let failed: usize = report.errors.values().sum();
-    let answers = if failed == 0 {
-        "every reply verified".to_string()
-    } else {
-        let kinds: Vec<String> = report
-            .errors
-            .iter()
-            .map(|(kind, n)| format!("{n} {kind}"))
-            .collect();
-        format!(
-            "{failed} of {} RPCs not verified ({})",
-            report.attempted,
-            kinds.join(", ")
-        )
-    };
-    println!(
-        "pasarela otp.verify: {answers}; otp-verify peak RSS {:.1} MiB",
-        report.rss_kib as f64 / 1024.0
-    );
-    anyhow::ensure!(failed == 0, "{failed} otp.verify RPCs were not verified");
-    Ok(())
 }
 
 #[tokio::main]
@@ -178,12 +172,16 @@ async fn main() -> anyhow::Result<()> {
         "pasarela-bench: {} messages of {body_size} bytes (+{} warm-up), {} in flight, confirm window {}, worker concurrency {} prefetch {}",
         opts.count, opts.warmup, opts.in_flight, opts.window, opts.concurrency, opts.prefetch
     );
-    let one = floor::one_leg(&opts, body_size).await?;
-    let two = floor::two_legs(&opts, body_size).await?;
+    let pace = send_pace(&opts);
+    let one = floor::one_leg(&opts, &pace, body_size).await?;
     if opts.curve {
+        let two = floor::two_legs(&opts, &[pace], body_size)
+            .await?
+            .pop()
+            .unwrap_or_default();
         let points = curve::curve(&opts).await?;
-        line("broker floor, one leg", &one, None);
-        line("broker floor, two legs", &two, None);
+        report::floor_line("broker floor, one leg", &one);
+        report::floor_line("broker floor, two legs", &two);
         curve::print(&points, &two);
         if let Some(path) = &opts.json {
             let json = serde_json::json!({
@@ -195,85 +193,35 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let sends = run::otp_send(&opts).await?;
-    let otp = sends.measurement;
-    let verified = if opts.verify_count > 0 {
-        Some(verify::otp_verify(&opts).await)
-    } else {
-        None
-    };
-    println!();
-    line("broker floor, one leg", &one, None);
-    line("broker floor, two legs", &two, None);
-    line(
-        "pasarela otp.send (vs two legs)",
-        &otp,
-        Some(two.per_second),
-    );
-    println!(
-        "pasarela otp.send vs one leg: {:.2}; otp-send peak RSS {:.1} MiB",
-        otp.per_second / one.per_second,
-        sends.rss_kib as f64 / 1024.0
-    );
-    let pg = &sends.pg;
-    println!(
-        "PostgreSQL per otp.send message: {:.3} commits, {:.0} WAL bytes; work_items updates HOT {} of {} ({:.0} %)",
-        pg.commits_per_message,
-        pg.wal_bytes_per_message,
-        pg.work_hot_updates,
-        pg.work_updates,
-        100.0 * pg.work_hot_updates as f64 / pg.work_updates.max(1) as f64
-    );
-    println!(
-        "where an otp.send's time went in the worker (means; group commits of {:.1} operations):",
-        sends.steps.group_size
-    );
-    for (step, ms, _) in &sends.steps.means {
-        println!("  {step:<28} {ms:>8.2} ms");
+    let mut kinds = Vec::new();
+    let mut verified = None;
+    for kind in &opts.kinds {
+        match kind {
+            Kind::OtpSend => kinds.push(kinds::otp_send(&opts).await?),
+            Kind::OtpSendSlow => kinds.push(kinds::otp_send_slow_vendor(&opts).await?),
+            Kind::VendorCall => kinds.push(kinds::vendor_call(&opts).await?),
+            Kind::DocSign => kinds.push(kinds::doc_sign(&opts).await?),
+            Kind::OtpVerify => verified = Some(verify::otp_verify(&opts).await?),
+        }
     }
-    let report = match verified {
-        Some(report) => Some(report?),
-        None => None,
-    };
+    println!();
+    report::floor_line("broker floor, one leg (otp.send size)", &one);
+    report::print(&kinds, verified.as_ref(), opts.paced_share);
     if let Some(path) = &opts.json {
-        let json = serde_json::json!({
-            "options": {"count": opts.count, "warmup": opts.warmup, "in_flight": opts.in_flight,
-                        "concurrency": opts.concurrency, "prefetch": opts.prefetch},
-            "floor_one_leg": one.to_json(),
-            "floor_two_legs": two.to_json(),
-            "otp_send": {
-                "measurement": otp.to_json(),
-                "ratio_to_two_legs": otp.per_second / two.per_second,
-                "peak_rss_kib": sends.rss_kib,
-                "commits_per_message": pg.commits_per_message,
-                "wal_bytes_per_message": pg.wal_bytes_per_message,
-                "work_items_updates": pg.work_updates,
-                "work_items_hot_updates": pg.work_hot_updates,
-                "group_commit_size": sends.steps.group_size,
-                "steps_ms": sends.steps.means.iter()
-                    .map(|(step, ms, _)| (step.clone(), serde_json::json!(ms)))
-                    .collect::<serde_json::Map<_, _>>(),
-            },
-            "otp_verify": report.as_ref().map(verify::VerifyReport::to_json),
-        });
+        let json = report::to_json(&opts, &one, &kinds, verified.as_ref());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)?;
         println!("results written to {}", path.display());
     }
-    match report {
-        Some(report) => verify_lines(&report),
-        None => Ok(()),
+    if let Some(dir) = &opts.charts {
+        for path in chart::draw(dir, opts.paced_share, &kinds, verified.as_ref())? {
+            println!("chart written to {}", path.display());
+        }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_pick_by_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&v, 50.0), Duration::from_millis(51));
-        assert_eq!(percentile(&v, 99.0), Duration::from_millis(99));
-        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    match &verified {
+        Some(report) => report::verify_failures(report),
+        None => Ok(()),
     }
 }

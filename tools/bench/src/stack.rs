@@ -19,30 +19,10 @@ use uuid::Uuid;
 
 use crate::Options;
 use crate::floor::quorum_queue;
+pub use crate::workers::*;
 
 /// The workers' retry tiers, given to them explicitly so that teardown knows every queue they declare.
 const TIERS: [&str; 6] = ["1s", "5s", "30s", "2m", "10m", "1h"];
-
-/// A worker process to start: its binary (beside this one) and the work queue it consumes.
-#[derive(Debug, Clone, Copy)]
-pub struct WorkerSpec {
-    /// The binary's name.
-    pub binary: &'static str,
-    /// The work queue it consumes, without the namespace.
-    pub queue: &'static str,
-}
-
-/// The `otp-send` worker.
-pub const OTP_SEND: WorkerSpec = WorkerSpec {
-    binary: "otp-send",
-    queue: "otp.send",
-};
-
-/// The `otp-verify` worker.
-pub const OTP_VERIFY: WorkerSpec = WorkerSpec {
-    binary: "otp-verify",
-    queue: "otp.verify",
-};
 
 struct Worker {
     spec: WorkerSpec,
@@ -63,6 +43,10 @@ pub struct Stack {
     database: String,
     pg_base: String,
     sim: Child,
+    /// Where `callback-ingress` listens, when the stack runs it.
+    ingress: std::net::SocketAddr,
+    /// Settings given to every worker after the bench's own (`KEY`, value).
+    extra_env: Vec<(String, String)>,
     workers: Vec<Worker>,
     /// Queues the bench declared itself.
     queues: Vec<String>,
@@ -70,8 +54,13 @@ pub struct Stack {
 
 impl Stack {
     /// Starts the simulator and `workers`, one after another, each consuming before the next starts
-    /// (the first creates and migrates the database, so they never race on it). Cleans up on failure.
-    pub async fn start(opts: &Options, workers: &[WorkerSpec]) -> anyhow::Result<Self> {
+    /// (the first creates and migrates the database, so they never race on it), each with `extra_env`
+    /// after the bench's own settings. Cleans up on failure.
+    pub async fn start(
+        opts: &Options,
+        workers: &[WorkerSpec],
+        extra_env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let binaries = workers
             .iter()
             .map(|w| binary(w.binary))
@@ -89,6 +78,11 @@ impl Stack {
             database,
             pg_base: opts.pg_base.clone(),
             sim,
+            ingress: std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             workers: Vec::new(),
             queues: Vec::new(),
         };
@@ -109,7 +103,9 @@ impl Stack {
     ) -> anyhow::Result<()> {
         // A free port of our choosing, so that the bench can read the worker's metrics afterwards.
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(path)
+        let sim = &self.sim_addr;
+        let mut command = Command::new(path);
+        command
             .env("AMQP_URL", &opts.amqp_url)
             .env(
                 "DATABASE_URL",
@@ -128,15 +124,26 @@ impl Stack {
                 "DANACONNECT_BASE_URL",
                 format!("http://{}/danaconnect/otp/1.0", self.sim_addr),
             )
+            .env("ALDEAMO_BASE_URL", format!("http://{sim}/aldeamo"))
+            .env("GESTOPAGO_BASE_URL", format!("http://{sim}/gestopago"))
+            .env("NUMROT_BASE_URL", format!("http://{sim}/numrot"))
+            .env("SIGNING_BASE_URL", format!("http://{sim}/signing"))
+            .env("PASARELA_SECRET_KEY", BENCH_SECRET_KEY)
+            .env("PASARELA_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
+            .env("PASARELA_INGRESS_ADDR", self.ingress.to_string())
             .env(
-                "ALDEAMO_BASE_URL",
-                format!("http://{}/aldeamo", self.sim_addr),
+                "PASARELA_INGRESS_PUBLIC_URL",
+                format!("http://{}", self.ingress),
             )
+            // The bench's client endpoint is on loopback, which the SSRF guard refuses otherwise.
+            .env("PASARELA_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
             .env("RUST_LOG", "warn")
             .env("PASARELA_PROFILE", "demo")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", spec.binary))?;
         self.workers.push(Worker {
@@ -144,15 +151,23 @@ impl Stack {
             child,
             metrics,
         });
-        wait_for_consumer(&self.conn, &self.qualify(spec.queue)).await
+        match spec.queue {
+            Some(queue) => wait_for_consumer(&self.conn, &self.qualify(queue)).await,
+            None => wait_until_ready(metrics).await,
+        }
     }
 
     /// Sets the simulator's faults for one vendor (`{"vendor": …, "latency_ms": …}`).
     pub async fn sim_faults(&self, faults: serde_json::Value) -> anyhow::Result<()> {
-        let url = format!("http://{}/sim/faults", self.sim_addr);
+        self.sim_post("/sim/faults", faults).await
+    }
+
+    /// POSTs `body` to one of the simulator's control routes.
+    pub async fn sim_post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+        let url = format!("http://{}{path}", self.sim_addr);
         reqwest::Client::new()
             .post(url)
-            .json(&faults)
+            .json(&body)
             .send()
             .await?
             .error_for_status()?;
@@ -215,6 +230,20 @@ impl Stack {
             .unwrap_or(0)
     }
 
+    /// The binary and process id of the first worker, while it runs.
+    pub fn first_worker(&self) -> Option<(&'static str, u32)> {
+        let w = self.workers.first()?;
+        Some((w.spec.binary, w.child.id()?))
+    }
+
+    /// Peak resident memory of every worker process, KiB, in the order they started.
+    pub fn rss_kib(&self) -> Vec<(&'static str, u64)> {
+        self.workers
+            .iter()
+            .map(|w| (w.spec.binary, w.child.id().map(peak_rss_kib).unwrap_or(0)))
+            .collect()
+    }
+
     /// The `/metrics` text of the first worker running `binary`.
     pub async fn metrics(&self, binary: &str) -> anyhow::Result<String> {
         let worker = self
@@ -234,7 +263,8 @@ impl Stack {
         let _ = self.sim.kill().await;
         let mut queues = std::mem::take(&mut self.queues);
         for w in &self.workers {
-            let work = self.qualify(w.spec.queue);
+            let Some(queue) = w.spec.queue else { continue };
+            let work = self.qualify(queue);
             queues.push(format!("{work}.dead"));
             queues.extend(TIERS.iter().map(|t| format!("{work}.retry.{t}")));
             queues.push(work);
@@ -299,6 +329,21 @@ async fn start_sim() -> anyhow::Result<(Child, String)> {
     // Keep draining its stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((sim, addr))
+}
+
+/// Waits until the worker serving `/readyz` at `addr` answers 200.
+async fn wait_until_ready(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let url = format!("http://{addr}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(&url).await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the worker at {addr} did not become ready")
 }
 
 async fn wait_for_consumer(conn: &Connection, queue: &str) -> anyhow::Result<()> {

@@ -33,9 +33,20 @@ fn sums_and_counts(text: &str) -> BTreeMap<String, (f64, f64)> {
     series
 }
 
-/// Reads the steps of `queue` from a worker's `/metrics` text.
-pub fn read(text: &str, queue: &str) -> Steps {
-    let series = sums_and_counts(text);
+/// The steps of `queue` between two `/metrics` texts of the same worker: what happened in between.
+pub fn read_between(before: &str, after: &str, queue: &str) -> Steps {
+    let earlier = sums_and_counts(before);
+    let mut series = sums_and_counts(after);
+    for (key, (sum, count)) in &mut series {
+        if let Some((s0, c0)) = earlier.get(key) {
+            *sum -= s0;
+            *count -= c0;
+        }
+    }
+    steps_of(&series, queue)
+}
+
+fn steps_of(series: &BTreeMap<String, (f64, f64)>, queue: &str) -> Steps {
     let mean = |key: &str| -> Option<(f64, f64)> {
         let (sum, count) = series.get(key)?;
         (*count > 0.0).then(|| (1000.0 * sum / count, *count))
@@ -91,7 +102,7 @@ mod tests {
             pasarela_step_seconds_count{queue=\"otp.send\",step=\"claim\"} 1000\n\
             pasarela_group_commit_size_sum 300\n\
             pasarela_group_commit_size_count 10\n";
-        let steps = read(text, "otp.send");
+        let steps = read_between("", text, "otp.send");
         assert_eq!(steps.means[0].0, "claim");
         assert!((steps.means[0].1 - 2.0).abs() < 1e-9);
         assert!((steps.group_size - 30.0).abs() < 1e-9);

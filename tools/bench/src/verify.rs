@@ -3,6 +3,7 @@
 //! (`reply_to` + `correlation_id`) through `otp-verify`, each timed from publish to its reply.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -10,12 +11,13 @@ use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::run::{Sends, mobile_for};
+use crate::Options;
+use crate::measure::{Measurement, Pace, percentile};
+use crate::run::{SEND_FLOW, Traffic, mobile_for, sample_body};
 use crate::stack::{OTP_SEND, OTP_VERIFY, Stack};
-use crate::{Options, percentile};
 
 /// Longest wait for one reply before it counts as an error.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,8 +59,12 @@ impl Summary {
 /// What the `otp.verify` measurement found.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
-    /// Latencies of the measured RPCs answered `verified`.
+    /// Latencies of the RPCs made one at a time and answered `verified`.
     pub summary: Summary,
+    /// The RPCs made `--verify-in-flight` at a time: their throughput and latency.
+    pub parallel: Measurement,
+    /// How many were in flight for `parallel`.
+    pub in_flight: usize,
     /// RPCs made, warm-up included.
     pub attempted: usize,
     /// Everything that was not a `verified` reply, by kind (warm-up included).
@@ -76,79 +82,129 @@ impl VerifyReport {
             "rpcs": s.count, "mean_ms": ms(s.mean), "p50_ms": ms(s.p50), "p99_ms": ms(s.p99),
             "p999_ms": ms(s.p999), "max_ms": ms(s.max), "attempted": self.attempted,
             "errors": self.errors, "peak_rss_kib": self.rss_kib,
+            "in_flight": self.in_flight, "parallel": self.parallel.to_json(),
         })
     }
 }
 
 /// Runs the simulator, `otp-send` and `otp-verify`, and measures `opts.verify_count` RPCs.
 pub async fn otp_verify(opts: &Options) -> anyhow::Result<VerifyReport> {
-    let mut stack = Stack::start(opts, &[OTP_SEND, OTP_VERIFY]).await?;
+    let mut stack = Stack::start(opts, &[OTP_SEND, OTP_VERIFY], &[]).await?;
     let found = measure(&mut stack, opts).await;
     let rss_kib = stack.peak_rss_kib(OTP_VERIFY.binary);
     stack.teardown().await;
-    let (latencies, attempted, errors) = found?;
+    let found = found?;
     Ok(VerifyReport {
-        summary: Summary::of(latencies),
-        attempted,
-        errors,
+        summary: Summary::of(found.one_at_a_time),
+        parallel: found.parallel,
+        in_flight: opts.verify_in_flight,
+        attempted: found.attempted,
+        errors: found.errors,
         rss_kib,
     })
 }
 
-type Found = (Vec<Duration>, usize, BTreeMap<String, usize>);
+/// What the RPCs answered.
+struct Found {
+    one_at_a_time: Vec<Duration>,
+    parallel: Measurement,
+    attempted: usize,
+    errors: BTreeMap<String, usize>,
+}
+
+/// The outcome of one RPC: its latency when `verified`, or the kind of error.
+type Outcome = Result<Duration, String>;
 
 async fn measure(stack: &mut Stack, opts: &Options) -> anyhow::Result<Found> {
     let warmup = opts.verify_warmup;
-    let ids = ids_with_distinct_destinations(warmup + opts.verify_count);
-    Sends::open(stack).await?.measure(&ids, opts).await?;
+    let (sequential, parallel) = (warmup + opts.verify_count, opts.verify_parallel_count);
+    let ids = ids_with_distinct_destinations(sequential + parallel);
+    let pace = Pace {
+        count: ids.len(),
+        ..crate::send_pace(opts)
+    };
+    Traffic::open(stack, SEND_FLOW)
+        .await?
+        .measure(
+            &ids,
+            &pace,
+            Duration::from_secs(opts.timeout_s),
+            sample_body,
+        )
+        .await?;
     let inbox = http_get(&stack.sim_addr, "/sim/inbox").await?;
     let codes = codes_by_destination(&inbox)?;
 
-    let mut rpc = Rpc::open(stack).await?;
-    let deadline = Instant::now() + Duration::from_secs(opts.timeout_s);
-    let mut latencies = Vec::with_capacity(opts.verify_count);
-    let mut errors = BTreeMap::new();
-    for (i, id) in ids.iter().enumerate() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the otp.verify RPCs took longer than {} s",
-            opts.timeout_s
-        );
-        let Some(code) = codes.get(&mobile_for(*id)) else {
-            *errors.entry("no code delivered".into()).or_default() += 1;
-            continue;
-        };
-        match rpc.call(*id, code).await? {
-            Some((latency, outcome)) if outcome == "verified" => {
-                if i >= warmup {
-                    latencies.push(latency);
-                }
-            }
-            Some((_, outcome)) => *errors.entry(outcome).or_default() += 1,
-            None => {
-                let kind = format!("no reply in {} s", RPC_TIMEOUT.as_secs());
-                *errors.entry(kind).or_default() += 1;
+    let rpc = Rpc::open(stack).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(opts.timeout_s);
+    let verify = |id: &Uuid| {
+        let code = codes.get(&mobile_for(*id)).cloned();
+        let rpc = &rpc;
+        let id = *id;
+        async move {
+            match code {
+                Some(code) => rpc.call(id, &code).await,
+                None => Ok(Err("no code delivered".to_string())),
             }
         }
-    }
+    };
+    let mut errors = BTreeMap::new();
+    let mut tally = |outcome: Outcome| match outcome {
+        Ok(latency) => Some(latency),
+        Err(kind) => {
+            *errors.entry(kind).or_default() += 1;
+            None
+        }
+    };
+    let mut one_at_a_time = Vec::with_capacity(opts.verify_count);
+    let within = tokio::time::timeout_at(deadline, async {
+        for (i, id) in ids[..sequential].iter().enumerate() {
+            if let Some(latency) = tally(verify(id).await?)
+                && i >= warmup
+            {
+                one_at_a_time.push(latency);
+            }
+        }
+        let start = Instant::now();
+        let outcomes: Vec<anyhow::Result<Outcome>> = futures::stream::iter(&ids[sequential..])
+            .map(verify)
+            .buffer_unordered(opts.verify_in_flight.max(1))
+            .collect()
+            .await;
+        let elapsed = start.elapsed();
+        let mut latencies = Vec::with_capacity(parallel);
+        for outcome in outcomes {
+            latencies.extend(tally(outcome?));
+        }
+        anyhow::Ok(Measurement::of(latencies, elapsed))
+    })
+    .await;
     rpc.close().await;
-    Ok((latencies, ids.len(), errors))
+    let parallel = within.map_err(|_| {
+        anyhow::anyhow!("the otp.verify RPCs took longer than {} s", opts.timeout_s)
+    })??;
+    Ok(Found {
+        one_at_a_time,
+        parallel,
+        attempted: ids.len(),
+        errors,
+    })
 }
 
-/// A reply as the consumer received it.
-struct Reply {
-    correlation_id: Option<String>,
-    body: Vec<u8>,
-    at: Instant,
-}
+/// A reply as the consumer received it: when, and its body.
+type Reply = (Instant, Vec<u8>);
 
-/// A caller of `otp.verify` over RPC, with one private reply queue consumed for its whole life.
+/// Callers waiting for their reply, by correlation id.
+type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
+
+/// A caller of `otp.verify` over RPC, with one private reply queue consumed for its whole life;
+/// any number of calls may be in flight at once.
 struct Rpc {
     publisher: Channel,
     consumer_channel: Channel,
     exchange: String,
     reply_to: ShortString,
-    replies: mpsc::UnboundedReceiver<Reply>,
+    waiting: Waiting,
     receiver: tokio::task::JoinHandle<()>,
 }
 
@@ -179,21 +235,19 @@ impl Rpc {
                 FieldTable::default(),
             )
             .await?;
-        let (tx, replies) = mpsc::unbounded_channel();
-        // The receipt time is taken here, as each reply arrives, whatever the caller awaits meanwhile.
+        let waiting: Waiting = Arc::default();
+        let routes = waiting.clone();
+        // The receipt time is taken here, as each reply arrives, whatever the callers await meanwhile;
+        // a reply nobody waits for any more (its call timed out) is dropped.
         let receiver = tokio::spawn(async move {
             while let Some(Ok(d)) = consumer.next().await {
-                let reply = Reply {
-                    at: Instant::now(),
-                    correlation_id: d
-                        .properties
-                        .correlation_id()
-                        .as_ref()
-                        .map(|c| c.as_str().to_string()),
-                    body: d.data,
+                let at = Instant::now();
+                let Some(id) = d.properties.correlation_id().as_ref() else {
+                    continue;
                 };
-                if tx.send(reply).is_err() {
-                    break;
+                let caller = routes.lock().expect("waiting").remove(id.as_str());
+                if let Some(caller) = caller {
+                    let _ = caller.send((at, d.data));
                 }
             }
         });
@@ -204,18 +258,14 @@ impl Rpc {
             consumer_channel,
             exchange: stack.qualify("pasarela"),
             reply_to,
-            replies,
+            waiting,
             receiver,
         })
     }
 
-    /// Verifies `code` for the send `request_id` with a fresh verification id; returns the round trip
-    /// and the reply's outcome, or `None` when no reply came within [`RPC_TIMEOUT`].
-    async fn call(
-        &mut self,
-        request_id: Uuid,
-        code: &str,
-    ) -> anyhow::Result<Option<(Duration, String)>> {
+    /// Verifies `code` for the send `request_id` with a fresh verification id: the round trip when the
+    /// reply says `verified`, else what it said, or that none came within [`RPC_TIMEOUT`].
+    async fn call(&self, request_id: Uuid, code: &str) -> anyhow::Result<Outcome> {
         let verification_id = Uuid::new_v4().to_string();
         let correlation_id = Uuid::new_v4().to_string();
         let body = serde_json::to_vec(&serde_json::json!({
@@ -227,12 +277,17 @@ impl Rpc {
             .with_message_id(ShortString::from(verification_id))
             .with_reply_to(self.reply_to.clone())
             .with_correlation_id(ShortString::from(correlation_id.as_str()));
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("waiting")
+            .insert(correlation_id.clone(), tx);
         let start = Instant::now();
         let confirm = self
             .publisher
             .basic_publish(
                 self.exchange.as_str().into(),
-                OTP_VERIFY.queue.into(),
+                OTP_VERIFY.queue.unwrap_or_default().into(),
                 BasicPublishOptions::default(),
                 &body,
                 props,
@@ -240,19 +295,18 @@ impl Rpc {
             .await?
             .await?;
         anyhow::ensure!(confirm.is_ack(), "the broker refused an otp.verify");
-        let deadline = tokio::time::Instant::from_std(start + RPC_TIMEOUT);
-        loop {
-            match tokio::time::timeout_at(deadline, self.replies.recv()).await {
-                Err(_) => return Ok(None),
-                Ok(None) => anyhow::bail!("the reply consumer stopped"),
-                Ok(Some(r)) if r.correlation_id.as_deref() == Some(correlation_id.as_str()) => {
-                    let latency = r.at.saturating_duration_since(start);
-                    return Ok(Some((latency, outcome_of(&r.body))));
-                }
-                // A late reply to a call that already timed out.
-                Ok(Some(_)) => {}
-            }
-        }
+        let Ok(reply) = tokio::time::timeout(RPC_TIMEOUT, rx).await else {
+            self.waiting
+                .lock()
+                .expect("waiting")
+                .remove(&correlation_id);
+            return Ok(Err(format!("no reply in {} s", RPC_TIMEOUT.as_secs())));
+        };
+        let (at, body) = reply.context("the reply consumer stopped")?;
+        Ok(match outcome_of(&body) {
+            outcome if outcome == "verified" => Ok(at.saturating_duration_since(start)),
+            outcome => Err(outcome),
+        })
     }
 
     async fn close(self) {
