@@ -64,8 +64,13 @@ async fn hole_10_a_document_check_holds_no_row_lock_across_vendor_calls() {
             env.worker_log()
         );
         probes += 1;
+        // A write's own short transaction holds the row for milliseconds, and a probe may meet one;
+        // a lock held across a vendor call (two seconds here) is still held a moment later.
         if env.try_query(&lock).await.is_err() {
-            locked += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if env.try_query(&lock).await.is_err() {
+                locked += 1;
+            }
         }
         let waiting: i64 = env.query(waiting_in_transaction).await[0].get(0);
         idle_in_transaction += waiting;
