@@ -2,13 +2,19 @@
 //! settings exits at once, naming every variable it lacks, instead of starting "healthy" against the
 //! simulator's demo endpoints.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use pasarela_e2e::binary;
 
+/// A worker that refuses its settings exits in milliseconds; one that starts instead is stopped here,
+/// so that the test fails rather than hangs.
+const EXIT_WITHIN: Duration = Duration::from_secs(30);
+
 /// Runs `worker` with only the settings that are not about vendors; returns its exit and stderr.
 fn start_bare(worker: &str, extra: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = Command::new(binary(worker))
+    let mut child = Command::new(binary(worker))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
@@ -18,12 +24,32 @@ fn start_bare(worker: &str, extra: &[(&str, &str)]) -> (Option<i32>, String) {
         )
         .env("PASARELA_SECRET_KEY", pasarela_e2e::TEST_SECRET_KEY)
         .envs(extra.iter().copied())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running the worker");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let deadline = Instant::now() + EXIT_WITHIN;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the worker") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{worker} was still running after {EXIT_WITHIN:?}: it started instead of refusing"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("reading stderr");
+    (status.code(), stderr)
 }
 
 #[test]
@@ -297,9 +323,10 @@ async fn a_worker_runs_under_a_least_privilege_role() {
         "CREATE DATABASE intruder",
     ] {
         let err = as_role.batch_execute(ddl).await.expect_err(ddl);
-        println!(
-            "{ddl}: {}",
-            err.as_db_error().map(|e| e.message()).unwrap_or_default()
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{ddl}: {err:?}"
         );
     }
     drop(as_role);

@@ -1197,12 +1197,10 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
     // And it may change nothing: read-only is its sessions' default, and it has no write grant either.
     for write in ["DELETE FROM otp_requests", "CREATE TABLE intruder (id int)"] {
         let refused = reader.batch_execute(write).await.expect_err(write);
-        println!(
-            "grafana_reader: {write}: {}",
-            refused
-                .as_db_error()
-                .map(|e| e.message())
-                .unwrap_or_default()
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+            "grafana_reader: {write}: {refused:?}"
         );
     }
     reader
@@ -1213,12 +1211,10 @@ async fn every_dashboard_query_runs_against_the_schema_and_sees_the_seeded_sends
         .batch_execute("DELETE FROM otp_requests")
         .await
         .expect_err("a DELETE without the grant");
-    println!(
-        "grafana_reader, read-only off: DELETE: {}",
-        refused
-            .as_db_error()
-            .map(|e| e.message())
-            .unwrap_or_default()
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "grafana_reader, read-only off: DELETE: {refused:?}"
     );
     drop(reader);
     database.drop_database().await;

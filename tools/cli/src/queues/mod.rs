@@ -2,7 +2,7 @@
 //! ready, unacked, rates, the oldest message's age, consumers) and of each worker's readiness, like
 //! sidekiqmon; `--once` prints it once.
 
-mod api;
+pub(crate) mod api;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
+use deadpool_postgres::Pool;
 use pasarela_shared::contract::queue::WORK_QUEUES;
 use pasarela_shared::store::dead_letters;
 use serde::Serialize;
@@ -47,40 +48,40 @@ pub struct QueuesArgs {
 
 /// One queue's line.
 #[derive(Debug, Serialize)]
-struct QueueLine {
-    name: String,
-    work_queue: &'static str,
-    role: &'static str,
-    exists: bool,
-    messages: Option<u64>,
-    ready: Option<u64>,
-    unacked: Option<u64>,
-    rate_in: Option<f64>,
-    rate_out: Option<f64>,
+pub(crate) struct QueueLine {
+    pub(crate) name: String,
+    pub(crate) work_queue: &'static str,
+    pub(crate) role: &'static str,
+    pub(crate) exists: bool,
+    pub(crate) messages: Option<u64>,
+    pub(crate) ready: Option<u64>,
+    pub(crate) unacked: Option<u64>,
+    pub(crate) rate_in: Option<f64>,
+    pub(crate) rate_out: Option<f64>,
     /// Seconds the oldest message has waited.
-    oldest_s: Option<u64>,
+    pub(crate) oldest_s: Option<u64>,
     /// How `oldest_s` was had: `dead_letters` (exact, from the table), `estimate` (ready ÷ rate out),
     /// `tier bound` (a retry tier holds a message at most its delay).
-    oldest_from: Option<&'static str>,
-    consumers: Option<u64>,
+    pub(crate) oldest_from: Option<&'static str>,
+    pub(crate) consumers: Option<u64>,
 }
 
 /// One worker's readiness.
 #[derive(Debug, Serialize)]
-struct WorkerLine {
-    worker: String,
-    url: String,
-    state: String,
+pub(crate) struct WorkerLine {
+    pub(crate) worker: String,
+    pub(crate) url: String,
+    pub(crate) state: String,
 }
 
 /// The whole view at one moment.
 #[derive(Debug, Serialize)]
-struct View {
-    at: DateTime<Utc>,
-    source: String,
-    notes: Vec<String>,
-    queues: Vec<QueueLine>,
-    workers: Vec<WorkerLine>,
+pub(crate) struct View {
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) source: String,
+    pub(crate) notes: Vec<String>,
+    pub(crate) queues: Vec<QueueLine>,
+    pub(crate) workers: Vec<WorkerLine>,
 }
 
 /// Runs `pasarela queues`.
@@ -91,8 +92,11 @@ pub async fn run(args: QueuesArgs) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;
+    // One database pool for the whole watch, made again only after a failure: a refresh every two
+    // seconds must not open a connection each time.
+    let mut database = None;
     loop {
-        let view = look(&ctx, &api, &health, &http).await?;
+        let view = look(&ctx, &api, &health, &http, &mut database).await?;
         match args.format {
             Format::Json if args.once => println!("{}", serde_json::to_string_pretty(&view)?),
             Format::Json => println!("{}", serde_json::to_string(&view)?),
@@ -115,7 +119,7 @@ pub async fn run(args: QueuesArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn health_targets(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn health_targets(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     if given.is_empty() {
         // Each worker's default `/readyz` on this host: the port of its `PASARELA_METRICS_ADDR` default.
         return Ok(defaults::ALL
@@ -141,11 +145,12 @@ fn health_targets(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-async fn look(
+pub(crate) async fn look(
     ctx: &Context,
     api: &ManagementApi,
     health: &[(String, String)],
     http: &reqwest::Client,
+    database: &mut Option<Pool>,
 ) -> anyhow::Result<View> {
     let mut notes = Vec::new();
     let (source, by_name) = match api.queues().await {
@@ -162,23 +167,23 @@ async fn look(
             ("AMQP passive declares".to_string(), passive_all(ctx).await?)
         }
     };
-    let dead_open = match ctx.database(1).await {
-        Ok(pool) => dead_letters::open_by_queue(&pool)
-            .await
-            .map(|rows| {
-                rows.into_iter()
-                    .map(|(q, _, oldest)| (q, oldest))
-                    .collect::<HashMap<_, _>>()
-            })
-            .unwrap_or_else(|e| {
-                notes.push(format!("dead_letters unreadable: {e}"));
-                HashMap::new()
-            }),
-        Err(e) => {
-            notes.push(format!("no database, so no dead-letter ages: {e:#}"));
-            HashMap::new()
+    if database.is_none() {
+        match ctx.database(1).await {
+            Ok(pool) => *database = Some(pool),
+            Err(e) => notes.push(format!("no database, so no dead-letter ages: {e:#}")),
         }
-    };
+    }
+    let mut dead_open = HashMap::new();
+    if let Some(pool) = database.as_ref() {
+        match dead_letters::open_by_queue(pool).await {
+            Ok(rows) => dead_open.extend(rows.into_iter().map(|(q, _, oldest)| (q, oldest))),
+            Err(e) => {
+                notes.push(format!("dead_letters unreadable: {e}"));
+                // Connect afresh next time: the server may have restarted.
+                *database = None;
+            }
+        }
+    }
     let now = Utc::now();
     let mut queues = Vec::new();
     for (name, work_queue, role, tier) in names(ctx) {
@@ -199,19 +204,20 @@ async fn look(
             consumers: figures.consumers,
         });
     }
-    let mut workers = Vec::new();
-    for (worker, url) in health {
+    // Every worker asked at once: one that does not answer costs its timeout once, not once per worker.
+    let workers = futures::future::join_all(health.iter().map(|(worker, url)| async move {
         let state = match http.get(format!("{url}/readyz")).send().await {
             Ok(r) if r.status().is_success() => "ready".to_string(),
             Ok(r) => format!("not ready ({})", r.status().as_u16()),
             Err(_) => "unreachable".to_string(),
         };
-        workers.push(WorkerLine {
+        WorkerLine {
             worker: worker.clone(),
             url: url.clone(),
             state,
-        });
-    }
+        }
+    }))
+    .await;
     Ok(View {
         at: now,
         source,
