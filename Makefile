@@ -16,7 +16,7 @@ unit:
 	$(CARGO) test --workspace --exclude pasarela-e2e
 
 e2e: build
-	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples --test traces --test config --test tls
+	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples --test traces --test config --test tls --test console
 
 # These stop and start the shared broker and database: never beside other tests.
 faults: build

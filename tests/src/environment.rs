@@ -377,9 +377,10 @@ impl TestEnv {
             .is_some_and(|c| c.try_wait().expect("worker status").is_none())
     }
 
-    /// Runs the `pasarela` command against this environment; returns (success, stdout).
-    pub async fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(binary("pasarela"))
+    /// The `pasarela` command with `args`, set up for this environment, to run as the caller likes.
+    pub async fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("pasarela"));
+        command
             .args(args)
             .env_clear()
             .env("PASARELA_PROFILE", "demo")
@@ -389,7 +390,15 @@ impl TestEnv {
             .env("PASARELA_NAMESPACE", &self.namespace)
             .env("PASARELA_RETRY_DELAYS", TEST_TIERS.join(","))
             .env("PASARELA_SECRET_KEY", TEST_SECRET_KEY)
-            .env("SIGNING_BASE_URL", format!("{}/signing", self.sim.base_url))
+            .env("SIGNING_BASE_URL", format!("{}/signing", self.sim.base_url));
+        command
+    }
+
+    /// Runs the `pasarela` command against this environment; returns (success, stdout).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = self
+            .cli_command(args)
+            .await
             .output()
             .await
             .expect("running pasarela");

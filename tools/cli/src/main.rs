@@ -6,6 +6,7 @@
 mod amqp;
 mod check;
 mod config;
+mod console;
 mod context;
 mod demo;
 mod demo_verify;
@@ -61,6 +62,9 @@ enum Command {
     /// Watch every work, retry and dead queue (depth, rates, oldest age, consumers) and each worker's
     /// readiness; --once prints it once.
     Queues(queues::QueuesArgs),
+    /// Serve the operator console (PASARELA_CONSOLE_TOKEN): find any request and see its story, and
+    /// every queue with each worker's readiness; read-only.
+    Console(console::ConsoleArgs),
     /// Inspect and replay dead-lettered messages.
     Dlq {
         #[command(subcommand)]
@@ -107,6 +111,7 @@ async fn main() -> ExitCode {
         Command::Webhooks { command } => webhooks::run(command).await,
         Command::Status(args) => status::run(args).await,
         Command::Queues(args) => queues::run(args).await,
+        Command::Console(args) => console::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Report { command } => report::run(command).await,
         Command::Vendor { command } => vendor::run(command).await,
