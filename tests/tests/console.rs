@@ -40,6 +40,10 @@ async fn the_console_answers_only_with_its_token_and_finds_a_request() {
         .cli_command(&["console", "--listen", &format!("127.0.0.1:{port}")])
         .await
         .env("PASARELA_CONSOLE_TOKEN", TOKEN)
+        .env(
+            "PASARELA_CONSOLE_TRACE_URL",
+            "http://127.0.0.1:3000/explore?trace={trace_id}",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -105,6 +109,17 @@ async fn the_console_answers_only_with_its_token_and_finds_a_request() {
     ] {
         assert!(page.contains(expected), "{expected:?} missing:\n{page}");
     }
+    // The send's trace, linked to where traces are shown.
+    let trace_id: String = env
+        .query(&format!(
+            "SELECT replace(trace_id::text, '-', '') FROM work_items WHERE message_id = '{request_id}'"
+        ))
+        .await[0]
+        .get(0);
+    assert!(
+        page.contains(&format!("http://127.0.0.1:3000/explore?trace={trace_id}")),
+        "no link to the trace {trace_id}:\n{page}"
+    );
     // The code is never shown: the page does not hold the one the simulator delivered.
     let inbox = env.sim.get("inbox").await;
     let codes: Vec<&str> = inbox

@@ -43,6 +43,10 @@ pub struct ConsoleArgs {
     /// A worker's health endpoint as name=URL, repeatable (default: each worker's default port here).
     #[arg(long = "health", env = "PASARELA_HEALTH_URLS", value_delimiter = ',')]
     health: Vec<String>,
+    /// Where a trace is shown, `{trace_id}` standing for its id (Grafana's Explore on Tempo, say);
+    /// unset, trace ids are shown without a link.
+    #[arg(long, env = "PASARELA_CONSOLE_TRACE_URL")]
+    trace_url: Option<String>,
 }
 
 /// What every page reads from.
@@ -53,6 +57,7 @@ struct Console {
     api: ManagementApi,
     health: Vec<(String, String)>,
     http: reqwest::Client,
+    trace_url: Option<String>,
 }
 
 type Shared = Arc<Console>;
@@ -74,6 +79,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
         api,
         health,
         http,
+        trace_url: args.trace_url,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -195,7 +201,10 @@ async fn search(State(console): State<Shared>, Query(query): Query<SearchQuery>)
         return (StatusCode::BAD_REQUEST, Html(page.into_string())).into_response();
     };
     match status::find(&console.database, id).await {
-        Ok(trail) => Html(pages::trail(id, &trail).into_string()).into_response(),
+        Ok(trail) => {
+            let page = pages::trail(id, &trail, console.trace_url.as_deref());
+            Html(page.into_string()).into_response()
+        }
         Err(e) => {
             let page = pages::failed(&format!("the database did not answer: {e}"));
             (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()

@@ -89,8 +89,19 @@ pub fn failed(why: &str) -> Markup {
     )
 }
 
-/// Everything recorded about `id`.
-pub fn trail(id: Uuid, trail: &Trail) -> Markup {
+/// A trace id, linked through `template` (`{trace_id}` replaced) when there is one.
+fn trace(trace_id: Option<&str>, template: Option<&str>) -> Markup {
+    let Some(id) = trace_id else {
+        return html! {};
+    };
+    match template {
+        Some(template) => html! { a href=(template.replace("{trace_id}", id)) { code { (id) } } },
+        None => html! { code { (id) } },
+    }
+}
+
+/// Everything recorded about `id`; trace ids linked through `trace_url` when given.
+pub fn trail(id: Uuid, trail: &Trail, trace_url: Option<&str>) -> Markup {
     let id_text = id.to_string();
     page(
         &id_text,
@@ -134,7 +145,7 @@ pub fn trail(id: Uuid, trail: &Trail) -> Markup {
                             td.bad { (error_text(w.last_error.as_ref())) }
                             td { (moment(&w.created_at)) }
                             td { (maybe_moment(&w.completed_at)) }
-                            td { code { (w.trace_id.as_deref().unwrap_or("")) } }
+                            td { (trace(w.trace_id.as_deref(), trace_url)) }
                         }
                     }
                 }
@@ -230,13 +241,27 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_is_linked_through_the_template() {
+        let linked = trace(
+            Some("abc"),
+            Some("http://grafana/explore?trace={trace_id}&x=1"),
+        );
+        assert_eq!(
+            linked.into_string(),
+            "<a href=\"http://grafana/explore?trace=abc&amp;x=1\"><code>abc</code></a>"
+        );
+        assert_eq!(trace(Some("abc"), None).into_string(), "<code>abc</code>");
+        assert_eq!(trace(None, Some("x")).into_string(), "");
+    }
+
+    #[test]
     fn an_unknown_id_says_nothing_is_recorded() {
         let empty = Trail {
             work_items: Vec::new(),
             otp_request: None,
             dead_letters: Vec::new(),
         };
-        let page = trail(Uuid::nil(), &empty).into_string();
+        let page = trail(Uuid::nil(), &empty, None).into_string();
         assert!(page.contains("Nothing is recorded"), "{page}");
     }
 }
