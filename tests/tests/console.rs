@@ -5,6 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use pasarela_e2e::traces::TraceReceiver;
 use pasarela_e2e::{TestEnv, free_port, otp};
 use reqwest::StatusCode;
 use uuid::Uuid;
@@ -25,7 +26,14 @@ async fn wait_until_listening(base: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_answers_only_with_its_token_and_finds_a_request() {
-    let mut env = TestEnv::builder().worker("otp-send").start().await;
+    // Traces exported to a receiver of the test's own, so that the send has a trace id to link.
+    let receiver = TraceReceiver::start().await;
+    let mut env = TestEnv::builder()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .worker("otp-send")
+        .start()
+        .await;
     let request_id = Uuid::new_v4();
     let sent = otp::send(
         &mut env,
