@@ -111,8 +111,7 @@ pub async fn otp_send(opts: &Options) -> anyhow::Result<KindReport> {
         ms => format!("otp.send, vendor {ms}±{} ms", opts.vendor_jitter_ms),
     };
     let size = run::sample_body(Uuid::nil()).len();
-    let rss = vec![(OTP_SEND.binary, report.rss_kib)];
-    kind_floor(name, opts, pace, size, report.flow, rss, true).await
+    kind_floor(name, opts, pace, size, report.flow, report.rss_kib, true).await
 }
 
 /// `otp.send` with a slow vendor (`--slow-vendor-ms` ± `--slow-vendor-jitter-ms`) at
@@ -140,8 +139,7 @@ pub async fn otp_send_slow_vendor(opts: &Options) -> anyhow::Result<KindReport> 
         opts.slow_vendor_ms, opts.slow_vendor_jitter_ms
     );
     let size = run::sample_body(Uuid::nil()).len();
-    let rss = vec![(OTP_SEND.binary, report.rss_kib)];
-    kind_floor(name, opts, pace, size, report.flow, rss, true).await
+    kind_floor(name, opts, pace, size, report.flow, report.rss_kib, true).await
 }
 
 /// A `vendor.call` to GestoPago: a POST whose body pasarela encrypts with AES and signs in.

@@ -38,14 +38,20 @@ impl Pace {
 /// Throughput and latency of one measurement.
 #[derive(Debug, Clone, Default)]
 pub struct Measurement {
+    /// Messages measured.
+    pub count: usize,
     /// Messages per second, first publish to last receipt.
     pub per_second: f64,
+    /// Mean end-to-end latency.
+    pub mean: Duration,
     /// Median end-to-end latency.
     pub p50: Duration,
     /// 99th percentile.
     pub p99: Duration,
     /// 99.9th percentile.
     pub p999: Duration,
+    /// The slowest.
+    pub max: Duration,
     /// `(percentile, latency)` over [`GRID`], for the latency chart.
     pub distribution: Vec<(f64, Duration)>,
 }
@@ -54,8 +60,13 @@ impl Measurement {
     /// The figures of `latencies` (in any order) received over `elapsed`.
     pub fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
         latencies.sort();
+        let count = latencies.len();
+        let total: Duration = latencies.iter().sum();
         Self {
-            per_second: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            count,
+            per_second: count as f64 / elapsed.as_secs_f64().max(1e-9),
+            mean: total.checked_div(count as u32).unwrap_or_default(),
+            max: latencies.last().copied().unwrap_or_default(),
             p50: percentile(&latencies, 50.0),
             p99: percentile(&latencies, 99.0),
             p999: percentile(&latencies, 99.9),
@@ -69,8 +80,9 @@ impl Measurement {
     /// The measurement as JSON, latencies in milliseconds.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "per_second": self.per_second, "p50_ms": ms(self.p50), "p99_ms": ms(self.p99),
-            "p999_ms": ms(self.p999),
+            "count": self.count, "per_second": self.per_second, "mean_ms": ms(self.mean),
+            "p50_ms": ms(self.p50), "p99_ms": ms(self.p99), "p999_ms": ms(self.p999),
+            "max_ms": ms(self.max),
             "distribution_ms": self.distribution.iter()
                 .map(|(p, d)| serde_json::json!([p, ms(*d)])).collect::<Vec<_>>(),
         })
@@ -112,7 +124,9 @@ mod tests {
     fn a_measurement_has_rate_percentiles_and_distribution() {
         let latencies: Vec<Duration> = (1..=1000).rev().map(Duration::from_millis).collect();
         let m = Measurement::of(latencies, Duration::from_secs(2));
-        assert_eq!(m.per_second, 500.0);
+        assert_eq!((m.count, m.per_second), (1000, 500.0));
+        assert_eq!(m.mean, Duration::from_micros(500_500));
+        assert_eq!(m.max, Duration::from_secs(1));
         assert_eq!(m.p50, Duration::from_millis(501));
         assert_eq!(m.p99, Duration::from_millis(990));
         assert_eq!(m.p999, Duration::from_millis(999));

@@ -107,7 +107,7 @@ pub fn print(kinds: &[KindReport], verified: Option<&VerifyReport>, paced_share:
 
 /// Prints the `otp.verify` figures.
 fn verify_lines(report: &VerifyReport) {
-    let s = &report.summary;
+    let s = &report.one_at_a_time;
     println!(
         "{:<44} {:>6} rpcs   mean {:>6.2} ms   p50 {:>6.2} ms   p99 {:>6.2} ms   p99.9 {:>6.2} ms   max {:>6.2} ms",
         "otp.verify RPC, one at a time",

@@ -19,7 +19,7 @@ use crate::floor::{publish_window, warmup};
 use crate::measure::{Measurement, Pace};
 use crate::pgcost::PgCost;
 use crate::profile::Recording;
-use crate::stack::{OTP_SEND, Stack};
+use crate::stack::Stack;
 use crate::steps::{self, Steps};
 
 /// The mobile number a send goes to: derived from its request id, so distinct per send.
@@ -267,8 +267,8 @@ pub async fn measure_flow(
 pub struct SendReport {
     /// Throughput, latency, where the time went, and PostgreSQL's cost.
     pub flow: FlowReport,
-    /// The worker's peak RSS, in KiB.
-    pub rss_kib: u64,
+    /// Each worker's peak RSS, in KiB.
+    pub rss_kib: Vec<(&'static str, u64)>,
 }
 
 /// Sets the simulated DANAConnect's latency from the options, when they ask for any.
@@ -296,7 +296,7 @@ pub async fn otp_send_on(
         Ok(()) => measure_flow(&mut stack, opts, SEND_FLOW, pace, paced_share, sample_body).await,
         Err(e) => Err(e),
     };
-    let rss_kib = stack.peak_rss_kib(OTP_SEND.binary);
+    let rss_kib = stack.rss_kib();
     stack.teardown().await;
     Ok(SendReport {
         flow: measured?,

@@ -15,52 +15,18 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::Options;
-use crate::measure::{Measurement, Pace, percentile};
+use crate::measure::{Measurement, Pace};
 use crate::run::{SEND_FLOW, Traffic, mobile_for, sample_body};
 use crate::stack::{OTP_SEND, OTP_VERIFY, Stack};
 
 /// Longest wait for one reply before it counts as an error.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Latency figures of the measured round trips.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Summary {
-    /// Round trips measured.
-    pub count: usize,
-    /// Mean round trip.
-    pub mean: Duration,
-    /// Median round trip.
-    pub p50: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// 99.9th percentile.
-    pub p999: Duration,
-    /// Slowest round trip.
-    pub max: Duration,
-}
-
-impl Summary {
-    /// The figures of a set of latencies (in any order).
-    pub fn of(mut latencies: Vec<Duration>) -> Self {
-        latencies.sort();
-        let count = latencies.len();
-        let total: Duration = latencies.iter().sum();
-        Self {
-            count,
-            mean: total.checked_div(count as u32).unwrap_or_default(),
-            p50: percentile(&latencies, 50.0),
-            p99: percentile(&latencies, 99.0),
-            p999: percentile(&latencies, 99.9),
-            max: latencies.last().copied().unwrap_or_default(),
-        }
-    }
-}
-
 /// What the `otp.verify` measurement found.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
-    /// Latencies of the RPCs made one at a time and answered `verified`.
-    pub summary: Summary,
+    /// The RPCs made one at a time and answered `verified` (their rate is one over their mean).
+    pub one_at_a_time: Measurement,
     /// The RPCs made `--verify-in-flight` at a time: their throughput and latency.
     pub parallel: Measurement,
     /// How many were in flight for `parallel`.
@@ -76,11 +42,8 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// The report as JSON, latencies in milliseconds.
     pub fn to_json(&self) -> serde_json::Value {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let s = &self.summary;
         serde_json::json!({
-            "rpcs": s.count, "mean_ms": ms(s.mean), "p50_ms": ms(s.p50), "p99_ms": ms(s.p99),
-            "p999_ms": ms(s.p999), "max_ms": ms(s.max), "attempted": self.attempted,
+            "one_at_a_time": self.one_at_a_time.to_json(), "attempted": self.attempted,
             "errors": self.errors, "peak_rss_kib": self.rss_kib,
             "in_flight": self.in_flight, "parallel": self.parallel.to_json(),
         })
@@ -95,7 +58,11 @@ pub async fn otp_verify(opts: &Options) -> anyhow::Result<VerifyReport> {
     stack.teardown().await;
     let found = found?;
     Ok(VerifyReport {
-        summary: Summary::of(found.one_at_a_time),
+        // Back to back, so the time they took is the sum of their round trips.
+        one_at_a_time: {
+            let took = found.one_at_a_time.iter().sum();
+            Measurement::of(found.one_at_a_time, took)
+        },
         parallel: found.parallel,
         in_flight: opts.verify_in_flight,
         attempted: found.attempted,
@@ -367,18 +334,6 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn summary_has_mean_percentiles_and_max() {
-        let s = Summary::of((1..=1000).rev().map(Duration::from_millis).collect());
-        assert_eq!(s.count, 1000);
-        assert_eq!(s.mean, Duration::from_micros(500_500));
-        assert_eq!(s.p50, Duration::from_millis(501));
-        assert_eq!(s.p99, Duration::from_millis(990));
-        assert_eq!(s.p999, Duration::from_millis(999));
-        assert_eq!(s.max, Duration::from_millis(1000));
-        assert_eq!(Summary::of(Vec::new()).mean, Duration::ZERO);
-    }
 
     #[test]
     fn outcomes_are_read_from_replies() {
