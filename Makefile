@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults lint demo bench bench-curve flamegraph chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
+.PHONY: build test unit e2e browser-deps faults lint demo bench bench-curve flamegraph chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -15,8 +15,13 @@ test: lint asyncapi alerts deploy-check build unit e2e faults
 unit:
 	$(CARGO) test --workspace --exclude pasarela-e2e
 
-e2e: build
-	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples --test traces --test config --test tls --test console
+e2e: build browser-deps
+	$(CARGO) test -p pasarela-e2e --test otp_send --test otp_verify --test vendor_call --test documents --test shutdown --test cli --test report --test promise --test black_hole --test document_checks --test hostile --test vendor_readings --test signing_outcomes --test examples --test traces --test config --test tls --test console --test console_browser
+
+# playwright-core for the console's browser test, from its lockfile; it drives Debian's chromium
+# (.ci/run installs it), never a browser of its own.
+browser-deps:
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
 # These stop and start the shared broker and database: never beside other tests.
 faults: build

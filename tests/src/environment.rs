@@ -135,6 +135,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something answers HTTP at `base` (whatever the status), up to 30 s.
+pub async fn wait_until_listening(base: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if reqwest::get(base).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("nothing answered at {base}");
+}
+
 /// Where worker logs go: the target directory, where a failed test's logs stay for reading (teardown
 /// removes a passing test's).
 fn log_dir() -> PathBuf {

@@ -22,6 +22,7 @@ pub use broker::{DeadMessage, Event, json_props, mobile_for, otp_send, qualify};
 pub use database::{TestDatabase, drop_database};
 pub use environment::{
     EnvOptions, TEST_SECRET_KEY, TEST_TIERS, TEST_WEBHOOK_SECRET, TestEnv, free_port,
+    wait_until_listening,
 };
 pub use exits::{Exit, run_until_exit};
 pub use proxy::BlackHole;

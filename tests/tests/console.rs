@@ -3,26 +3,13 @@
 //! shows the environment's queues.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use pasarela_e2e::traces::TraceReceiver;
-use pasarela_e2e::{TestEnv, free_port, otp};
+use pasarela_e2e::{TestEnv, free_port, otp, wait_until_listening};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
 const TOKEN: &str = "console-test-token-0123456789";
-
-/// Waits until the console at `base` answers at all (with 401: no token given).
-async fn wait_until_listening(base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reqwest::get(base).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the console at {base} did not answer");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_answers_only_with_its_token_and_finds_a_request() {
@@ -149,7 +136,8 @@ async fn the_console_answers_only_with_its_token_and_finds_a_request() {
         .send()
         .await
         .unwrap();
-    assert_eq!(not_an_id.status(), StatusCode::BAD_REQUEST);
+    // Not an id: a tenant's name to look for, echoed escaped.
+    assert_eq!(not_an_id.status(), StatusCode::OK);
     let page = not_an_id.text().await.unwrap();
     assert!(
         !page.contains("<script>") && page.contains("&lt;script&gt;"),

@@ -140,6 +140,8 @@ impl<H: Handler> Consumer<H> {
             work: Some(Settlement::RetryScheduled {
                 attempts: ctx.attempt,
                 next_attempt: ctx.attempt + 1,
+                tier: format_duration(tier.delay),
+                wait: tier.expiration,
                 error: failure,
             }),
             outbox: vec![copy],

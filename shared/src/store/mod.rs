@@ -8,6 +8,7 @@ pub mod database;
 pub mod dead_letters;
 pub mod documents;
 pub mod error;
+pub mod operator_actions;
 pub mod otp;
 pub mod outbox;
 pub mod statistics;
@@ -90,6 +91,7 @@ pub(crate) async fn write_all(
 // the text columns they match on.
 pub(crate) mod column;
 pub mod reports;
+pub mod search;
 pub mod status;
 pub mod tls;
 pub mod webhook_jobs;

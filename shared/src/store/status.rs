@@ -1,5 +1,6 @@
-//! Where one message stands, as `pasarela status` shows it: its `work_items` rows, its
-//! `otp_requests` row and its `dead_letters` rows, found by message_id or by OTP request_id.
+//! Where one message stands, as `pasarela status` and the console show it: its `work_items` rows and
+//! failed attempts, its `otp_requests` or `vendor_calls` row and its `dead_letters` rows, found by
+//! message_id, OTP request_id, call_id or trace id.
 //!
 //! A read across three tables for one operator's question, kept together so that the lookup order
 //! (the OTP row first, because its message_id finds the work row when the id is a request_id) lives
@@ -69,6 +70,58 @@ pub struct OtpRequest {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// An attempt that failed and was scheduled for retry (`work_attempts`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// The work queue.
+    pub queue: String,
+    /// The message.
+    pub message_id: Uuid,
+    /// Which attempt, from 1.
+    pub attempt: i32,
+    /// The attempt the retry copy carries.
+    pub next_attempt: i32,
+    /// The retry tier it waited in (`5s`).
+    pub tier: String,
+    /// How long it waited there.
+    pub wait_ms: i32,
+    /// Why it failed (`{"kind", "message"}`).
+    pub error: Option<Value>,
+    /// From the claim to the settlement.
+    pub latency_ms: Option<i32>,
+    /// When it was settled.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A `vendor_calls` row: what a `vendor.call` called and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct VendorCall {
+    /// The producer's call id.
+    pub call_id: Uuid,
+    /// The message that carried it.
+    pub message_id: Uuid,
+    /// The vendor.
+    pub vendor: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The path, without its query string.
+    pub path: String,
+    /// `ok`, `failed` or `rejected`.
+    pub status: String,
+    /// The vendor's HTTP status.
+    pub http_status: Option<i32>,
+    /// How long the vendor took.
+    pub latency_ms: Option<i32>,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The class of failure, if it failed.
+    pub error_kind: Option<String>,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+}
+
 /// A `dead_letters` row of the message.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
@@ -84,6 +137,8 @@ pub struct DeadLetter {
     pub created_at: DateTime<Utc>,
     /// When it was replayed.
     pub replayed_at: Option<DateTime<Utc>>,
+    /// When it was discarded.
+    pub discarded_at: Option<DateTime<Utc>>,
 }
 
 /// Everything recorded about one id.
@@ -95,59 +150,71 @@ pub struct Trail {
     pub otp_request: Option<OtpRequest>,
     /// Its dead letters, oldest first.
     pub dead_letters: Vec<DeadLetter>,
+    /// Its failed attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// Its vendor calls.
+    pub vendor_calls: Vec<VendorCall>,
 }
 
 impl Trail {
     /// Whether nothing at all was found.
     pub fn is_empty(&self) -> bool {
-        self.work_items.is_empty() && self.otp_request.is_none() && self.dead_letters.is_empty()
+        self.work_items.is_empty()
+            && self.otp_request.is_none()
+            && self.dead_letters.is_empty()
+            && self.vendor_calls.is_empty()
     }
 }
 
-/// The send `$1` names, as request_id or as the message that finished it; the newest if both match.
+/// The send `$1` names, as request_id or as the message that finished it, or the send of one of the
+/// messages in `$2`; the newest if several match.
 const OTP_REQUEST: &str =
     "SELECT request_id, message_id, tenant, provider, channel, status, attempts,
             vendor_request_id, vendor_code, error_kind, error_message, created_at, completed_at
-     FROM otp_requests WHERE request_id = $1 OR message_id = $1
+     FROM otp_requests WHERE request_id = $1 OR message_id = $1 OR message_id = ANY($2)
      ORDER BY created_at DESC LIMIT 1";
 
-/// The work rows of the messages in `$1`.
+/// The work rows of the messages in `$1`, or of the trace `$2`.
 const WORK_ITEMS: &str = "SELECT queue, message_id, state, status, attempts, possible_duplicates,
-            last_error, created_at, completed_at, trace_id
-     FROM work_items WHERE message_id = ANY($1) ORDER BY created_at";
+            last_error, created_at, completed_at, trace_id, result->>'call_id'
+     FROM work_items WHERE message_id = ANY($1) OR trace_id = $2 ORDER BY created_at";
+
+/// The failed attempts of the work rows `($1[i], $2[i])`.
+const ATTEMPTS: &str = "SELECT a.queue, a.message_id, a.attempt, a.next_attempt, a.error,
+            a.latency_ms, a.failed_at, a.tier, a.wait_ms
+     FROM work_attempts a JOIN unnest($1::text[], $2::uuid[]) AS w(queue, message_id)
+       ON a.queue = w.queue AND a.message_id = w.message_id
+     ORDER BY a.failed_at, a.attempt";
+
+/// The vendor calls in `$1`.
+const VENDOR_CALLS: &str = "SELECT call_id, message_id, vendor, method, path, status, http_status,
+            latency_ms, attempts, error_kind, error_message, created_at
+     FROM vendor_calls WHERE call_id = ANY($1) ORDER BY created_at";
 
 /// The dead letters of the messages in `$1` (`message_id` is text there).
-const DEAD_LETTERS: &str = "SELECT id, queue, error_kind, reason, created_at, replayed_at
+const DEAD_LETTERS: &str = "SELECT id, queue, error_kind, reason, created_at, replayed_at,
+            discarded_at
      FROM dead_letters WHERE message_id = ANY($1) ORDER BY id";
 
-/// Everything recorded about `id`, a message_id or an OTP request_id.
+/// Everything recorded about `id`: a message_id, an OTP request_id, a call_id or a trace id.
 pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
     let client = pool.get().await?;
-    // The OTP row first: its message_id finds the work row when `id` is a request_id.
-    let otp_request = match client.query_opt(OTP_REQUEST, &[&id]).await? {
-        Some(r) => Some(OtpRequest {
-            request_id: r.try_get(0)?,
-            message_id: r.try_get(1)?,
-            tenant: r.try_get(2)?,
-            provider: r.try_get(3)?,
-            channel: r.try_get(4)?,
-            status: r.try_get(5)?,
-            attempts: r.try_get(6)?,
-            vendor_request_id: r.try_get(7)?,
-            vendor_code: r.try_get(8)?,
-            error_kind: r.try_get(9)?,
-            error_message: r.try_get(10)?,
-            created_at: r.try_get(11)?,
-            completed_at: r.try_get(12)?,
-        }),
-        None => None,
-    };
-    let message_id = otp_request.as_ref().map_or(id, |o| o.message_id);
+    // The call first: its message_id finds the work row when `id` is a call_id.
+    let mut vendor_calls = vendor_calls(&client, &[id]).await?;
+    let mut message_ids: Vec<Uuid> = vec![id];
+    message_ids.extend(vendor_calls.iter().map(|c| c.message_id));
+    // The OTP row next: its message_id finds the work row when `id` is a request_id.
+    let mut otp_request = otp_request(&client, id, &[]).await?;
+    message_ids.extend(otp_request.as_ref().map(|o| o.message_id));
+    let mut call_ids = Vec::new();
     let work_items = client
-        .query(WORK_ITEMS, &[&vec![id, message_id]])
+        .query(WORK_ITEMS, &[&message_ids, &id])
         .await?
         .iter()
         .map(|r| {
+            if let Some(call) = r.try_get::<_, Option<String>>(10)? {
+                call_ids.extend(Uuid::parse_str(&call).ok());
+            }
             Ok(WorkItem {
                 queue: r.try_get(0)?,
                 message_id: r.try_get(1)?,
@@ -164,12 +231,39 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    // Found by trace id: the rows name the messages, and through them the send and the call.
+    let found: Vec<Uuid> = work_items.iter().map(|w| w.message_id).collect();
+    if otp_request.is_none() && !found.is_empty() {
+        otp_request = self::otp_request(&client, id, &found).await?;
+    }
+    call_ids.retain(|c| !vendor_calls.iter().any(|v| v.call_id == *c));
+    if !call_ids.is_empty() {
+        vendor_calls.extend(self::vendor_calls(&client, &call_ids).await?);
+    }
+    let queues: Vec<&str> = work_items.iter().map(|w| w.queue.as_str()).collect();
+    let attempts = client
+        .query(ATTEMPTS, &[&queues, &found])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Attempt {
+                queue: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                attempt: r.try_get(2)?,
+                next_attempt: r.try_get(3)?,
+                error: r.try_get(4)?,
+                latency_ms: r.try_get(5)?,
+                failed_at: r.try_get(6)?,
+                tier: r.try_get(7)?,
+                wait_ms: r.try_get(8)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     // dead_letters.message_id is text: a message that was never a UUID still gets its letter.
+    let mut letter_ids: Vec<String> = message_ids.iter().map(Uuid::to_string).collect();
+    letter_ids.extend(found.iter().map(Uuid::to_string));
     let dead_letters = client
-        .query(
-            DEAD_LETTERS,
-            &[&vec![id.to_string(), message_id.to_string()]],
-        )
+        .query(DEAD_LETTERS, &[&letter_ids])
         .await?
         .iter()
         .map(|r| {
@@ -180,6 +274,7 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
                 reason: r.try_get(3)?,
                 created_at: r.try_get(4)?,
                 replayed_at: r.try_get(5)?,
+                discarded_at: r.try_get(6)?,
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
@@ -187,5 +282,61 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
         work_items,
         otp_request,
         dead_letters,
+        attempts,
+        vendor_calls,
     })
+}
+
+/// The send `id` names, or the send of one of `messages`.
+async fn otp_request(
+    client: &deadpool_postgres::Object,
+    id: Uuid,
+    messages: &[Uuid],
+) -> Result<Option<OtpRequest>, DbError> {
+    let Some(r) = client.query_opt(OTP_REQUEST, &[&id, &messages]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(OtpRequest {
+        request_id: r.try_get(0)?,
+        message_id: r.try_get(1)?,
+        tenant: r.try_get(2)?,
+        provider: r.try_get(3)?,
+        channel: r.try_get(4)?,
+        status: r.try_get(5)?,
+        attempts: r.try_get(6)?,
+        vendor_request_id: r.try_get(7)?,
+        vendor_code: r.try_get(8)?,
+        error_kind: r.try_get(9)?,
+        error_message: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+        completed_at: r.try_get(12)?,
+    }))
+}
+
+/// The vendor calls whose call_id is in `ids`.
+async fn vendor_calls(
+    client: &deadpool_postgres::Object,
+    ids: &[Uuid],
+) -> Result<Vec<VendorCall>, DbError> {
+    Ok(client
+        .query(VENDOR_CALLS, &[&ids])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(VendorCall {
+                call_id: r.try_get(0)?,
+                message_id: r.try_get(1)?,
+                vendor: r.try_get(2)?,
+                method: r.try_get(3)?,
+                path: r.try_get(4)?,
+                status: r.try_get(5)?,
+                http_status: r.try_get(6)?,
+                latency_ms: r.try_get(7)?,
+                attempts: r.try_get(8)?,
+                error_kind: r.try_get(9)?,
+                error_message: r.try_get(10)?,
+                created_at: r.try_get(11)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?)
 }

@@ -3,13 +3,15 @@
 //! validation traffic light and the fraud guard's refusals. The Grafana dashboard
 //! `deploy/grafana/dashboards/otp-reports.json` draws the same numbers.
 
-mod model;
+pub mod model;
 pub mod render;
 
 use std::process::ExitCode;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
+use deadpool_postgres::Pool;
+use pasarela_shared::store::error::DbError;
 use pasarela_shared::store::reports;
 
 use crate::context::Context;
@@ -110,6 +112,62 @@ pub fn csv_section(format: Format, section: Option<Section>) -> Result<Section, 
     }
 }
 
+/// What one OTP report covers, as the command's flags or the console's form give it.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// Start of the window, by creation time.
+    pub since: DateTime<Utc>,
+    /// End of the window.
+    pub until: DateTime<Utc>,
+    /// Only these tenants (all when empty).
+    pub tenants: Vec<String>,
+    /// Only these destinations, typed in full.
+    pub destinations: Vec<String>,
+    /// Only OTPs in these states.
+    pub states: Vec<OtpState>,
+    /// Only these channels.
+    pub channels: Vec<Channel>,
+    /// Only sends served by these providers.
+    pub providers: Vec<String>,
+    /// What the traffic light measures.
+    pub measure: Measure,
+    /// Detail rows at most.
+    pub limit: Option<u32>,
+}
+
+/// The report `wanted` names, read in one pass of the store's report queries: the same numbers for
+/// `pasarela report otp` and the console.
+pub async fn make(pool: &Pool, wanted: &Wanted) -> Result<OtpReport, DbError> {
+    let states: Vec<&'static str> = wanted.states.iter().map(|s| s.as_str()).collect();
+    let channels: Vec<&'static str> = wanted.channels.iter().map(|c| c.as_str()).collect();
+    let (state_names, channel_names): (Vec<String>, Vec<String>) = (
+        states.iter().map(|s| s.to_string()).collect(),
+        channels.iter().map(|c| c.to_string()).collect(),
+    );
+    let selection = reports::Selection {
+        since: wanted.since,
+        until: wanted.until,
+        tenants: &wanted.tenants,
+        destinations: &wanted.destinations,
+        states: &state_names,
+        channels: &channel_names,
+        providers: &wanted.providers,
+        limit: wanted.limit,
+    };
+    let rows = reports::otp(pool, &selection).await?;
+    let filters = Filters {
+        since: wanted.since,
+        until: wanted.until,
+        tenants: wanted.tenants.clone(),
+        destinations: rows.masked_destinations.clone(),
+        states,
+        channels,
+        providers: wanted.providers.clone(),
+        limit: wanted.limit,
+    };
+    Ok(OtpReport::new(filters, wanted.measure, rows))
+}
+
 /// Runs `pasarela report`.
 pub async fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -138,38 +196,21 @@ async fn otp(args: OtpReportArgs) -> anyhow::Result<ExitCode> {
         None => pasarela_shared::contract::env::Env::from_process()
             .choice("PASARELA_OTP_TRAFFIC_LIGHT", &Measure::CHOICES)?,
     };
-    let states: Vec<&'static str> = args.state.iter().map(|s| s.as_str()).collect();
-    let channels: Vec<&'static str> = args.channel.iter().map(|c| c.as_str()).collect();
-    let (state_names, channel_names): (Vec<String>, Vec<String>) = (
-        states.iter().map(|s| s.to_string()).collect(),
-        channels.iter().map(|c| c.to_string()).collect(),
-    );
     let limit = effective_limit(args.format, args.limit);
-    let selection = reports::Selection {
-        since,
-        until,
-        tenants: &args.tenant,
-        destinations: &args.destination,
-        states: &state_names,
-        channels: &channel_names,
-        providers: &args.provider,
-        limit,
-    };
-
-    let ctx = Context::from_env()?;
-    let pool = ctx.database(1).await?;
-    let rows = reports::otp(&pool, &selection).await?;
-    let filters = Filters {
+    let wanted = Wanted {
         since,
         until,
         tenants: args.tenant.clone(),
-        destinations: rows.masked_destinations.clone(),
-        states,
-        channels,
+        destinations: args.destination.clone(),
+        states: args.state.clone(),
+        channels: args.channel.clone(),
         providers: args.provider.clone(),
+        measure,
         limit,
     };
-    let report = OtpReport::new(filters, measure, rows);
+    let ctx = Context::from_env()?;
+    let pool = ctx.database(1).await?;
+    let report = make(&pool, &wanted).await?;
 
     match args.format {
         Format::Table => print!("{}", render::table(&report)),

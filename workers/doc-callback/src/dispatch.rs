@@ -331,9 +331,10 @@ async fn attempt(
     match response {
         Ok(r) if r.status().is_success() => AttemptResult::Delivered(r.status().as_u16()),
         Ok(r) if r.status() == reqwest::StatusCode::GONE => AttemptResult::Gone,
-        Ok(r) => {
+        Ok(mut r) => {
             let status = r.status();
             let after = http::retry_after(r.headers());
+            let said = excerpt(&mut r).await;
             // Every failed delivery follows the schedule; the table says when the endpoint asked for
             // a later one.
             let retry_after = match http::verdict_of_status(status.as_u16(), after, String::new()) {
@@ -342,7 +343,10 @@ async fn attempt(
             };
             AttemptResult::Failed {
                 http_status: Some(status.as_u16()),
-                error: format!("HTTP {status}"),
+                error: match said {
+                    Some(said) => format!("HTTP {status}: {said}"),
+                    None => format!("HTTP {status}"),
+                },
                 retry_after,
             }
         }
@@ -357,6 +361,28 @@ async fn attempt(
             retry_after: None,
         },
     }
+}
+
+/// The most of a refusing endpoint's body kept with the attempt.
+const EXCERPT_BYTES: usize = 200;
+
+/// The start of an endpoint's answer, one line, for the operator reading why it refused: read no
+/// further than [`EXCERPT_BYTES`], so a client that answers with megabytes costs nothing.
+async fn excerpt(response: &mut reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    while bytes.len() < EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(EXCERPT_BYTES);
+    let text: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
 /// Records the attempt, moves the job on, and for a final outcome keeps its event in the outbox and

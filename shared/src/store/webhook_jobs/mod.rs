@@ -4,10 +4,12 @@
 //! them.
 
 mod delivery;
+mod endpoints;
 mod list;
 mod redeliver;
 
 pub use delivery::*;
+pub use endpoints::*;
 pub use list::*;
 pub use redeliver::*;
 

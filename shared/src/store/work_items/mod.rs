@@ -61,6 +61,10 @@ pub enum Settlement {
         attempts: u32,
         /// The attempt number of the scheduled copy.
         next_attempt: u32,
+        /// The tier it waits in, by its delay (`5s`).
+        tier: String,
+        /// How long it waits there.
+        wait: std::time::Duration,
         /// Why the attempt failed.
         error: Failure,
     },
@@ -77,11 +81,12 @@ impl Settlement {
     }
 }
 
-/// A work row whose retry is scheduled: id, attempts made, the scheduled attempt, the failure.
-type Retry = (Uuid, i32, i32, Option<Value>);
+/// A work row whose retry is scheduled: id, attempts made, the scheduled attempt, the failure, the
+/// tier and the wait in milliseconds.
+type Retry<'a> = (Uuid, i32, i32, Option<Value>, &'a str, i32);
 
 /// A group's settlements as the columns of the finished rows' `unnest` and the scheduled retries.
-fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Retry>) {
+fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Retry<'a>>) {
     let mut done = DoneRows::default();
     let mut retries = Vec::new();
     for (id, work) in outcomes {
@@ -108,12 +113,16 @@ fn columns<'a>(outcomes: &'a [(Uuid, &'a Settlement)]) -> (DoneRows<'a>, Vec<Ret
             Settlement::RetryScheduled {
                 attempts,
                 next_attempt,
+                tier,
+                wait,
                 error,
             } => retries.push((
                 *id,
                 *attempts as i32,
                 *next_attempt as i32,
                 serde_json::to_value(error).ok().map(into_storable),
+                tier.as_str(),
+                i32::try_from(wait.as_millis()).unwrap_or(i32::MAX),
             )),
         }
     }
@@ -165,9 +174,12 @@ pub(crate) async fn record(
     };
     let mark_retry = &mark_retry;
     let retried = futures::future::try_join_all(retries.iter().map(
-        |(id, attempts, next, error)| async move {
-            txn.execute(mark_retry, &[&queue, id, attempts, next, error])
-                .await
+        |(id, attempts, next, error, tier, wait_ms)| async move {
+            txn.execute(
+                mark_retry,
+                &[&queue, id, attempts, next, error, tier, wait_ms],
+            )
+            .await
         },
     ));
     futures::try_join!(finished, retried)?;
@@ -193,8 +205,9 @@ pub(crate) async fn renew(
         == 1)
 }
 
-/// Deletes up to `limit` rows of `queue` finished more than `older_than` ago; answers how many. A
-/// message seen again after that is new work: the retention is how long duplicates are recognised.
+/// Deletes up to `limit` rows of `queue` finished more than `older_than` ago, with their failed
+/// attempts; answers how many rows. A message seen again after that is new work: the retention is how
+/// long duplicates are recognised.
 pub async fn prune(
     pool: &deadpool_postgres::Pool,
     queue: &str,
@@ -207,16 +220,25 @@ pub async fn prune(
         .map_err(crate::store::error::DbError::from)?;
     let stmt = client
         .prepare_cached(
-            "DELETE FROM work_items WHERE queue = $1 AND message_id = ANY(ARRAY(
-                 SELECT message_id FROM work_items
-                 WHERE queue = $1 AND state = 'done'
-                   AND created_at < now() - make_interval(secs => $2)
-                 LIMIT $3))",
+            "WITH gone AS (
+                 DELETE FROM work_items WHERE queue = $1 AND message_id = ANY(ARRAY(
+                     SELECT message_id FROM work_items
+                     WHERE queue = $1 AND state = 'done'
+                       AND created_at < now() - make_interval(secs => $2)
+                     LIMIT $3))
+                 RETURNING message_id
+             ), attempts AS (
+                 DELETE FROM work_attempts a USING gone
+                 WHERE a.queue = $1 AND a.message_id = gone.message_id
+             )
+             SELECT count(*) FROM gone",
         )
         .await?;
-    Ok(client
-        .execute(&stmt, &[&queue, &older_than.as_secs_f64(), &limit])
-        .await?)
+    let gone: i64 = client
+        .query_one(&stmt, &[&queue, &older_than.as_secs_f64(), &limit])
+        .await?
+        .try_get(0)?;
+    Ok(gone as u64)
 }
 
 /// Every finished message of a group in one statement: one execution, not one per row.
@@ -227,7 +249,18 @@ const MARK_DONE: &str = "UPDATE work_items AS w SET state = 'done', status = t.s
          AS t(message_id, status, attempts, routing_key, result, error)
     WHERE w.queue = $1 AND w.message_id = t.message_id";
 
-/// A message whose retry copy is on its way through a tier.
-const MARK_RETRY: &str = "UPDATE work_items SET state = 'retry_scheduled', attempts = $3,
-        next_attempt = $4, last_error = $5, claimed_until = NULL, updated_at = now()
-    WHERE queue = $1 AND message_id = $2";
+/// A message whose retry copy is on its way through a tier, and the failed attempt kept in
+/// `work_attempts` (the claim's `updated_at` gives its latency; every part of one statement sees the
+/// row as it was before the update).
+const MARK_RETRY: &str = "WITH claimed AS (
+        SELECT updated_at FROM work_items WHERE queue = $1 AND message_id = $2
+    ), settled AS (
+        UPDATE work_items SET state = 'retry_scheduled', attempts = $3, next_attempt = $4,
+            last_error = $5, claimed_until = NULL, updated_at = now()
+        WHERE queue = $1 AND message_id = $2 RETURNING 1
+    )
+    INSERT INTO work_attempts (queue, message_id, attempt, next_attempt, tier, wait_ms, error,
+                               latency_ms)
+    SELECT $1, $2, $3, $4, $6, $7, $5, (extract(epoch FROM now() - c.updated_at) * 1000)::int4
+    FROM settled, claimed c
+    ON CONFLICT (queue, message_id, attempt) DO NOTHING";

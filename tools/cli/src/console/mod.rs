@@ -1,7 +1,11 @@
 //! `pasarela console`: the operator's web page over the store and the broker's management API. Find
-//! a request by any of its ids and see what is recorded of it; watch every queue and each worker's
-//! readiness. Server-rendered HTML with no script, behind a token, read-only.
+//! a request by any of its ids, its tenant or its destination and read its whole story; watch every
+//! queue and each worker's readiness; list, replay and discard dead letters; watch and repair client
+//! webhooks; read the OTP report. Server-rendered HTML with no script, behind a token; actions only
+//! when turned on, each recorded in `operator_actions`.
 
+mod actions;
+mod guard;
 mod pages;
 
 use std::net::SocketAddr;
@@ -10,25 +14,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use base64::Engine;
+use axum::routing::{get, post};
+use chrono::Utc;
 use clap::Args;
 use deadpool_postgres::Pool;
-use pasarela_shared::store::status;
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use pasarela_shared::store::dead_letters::{self, Filter};
+use pasarela_shared::store::search::{self, Term};
+use pasarela_shared::store::{documents, operator_actions, status, webhook_jobs};
+use secrecy::SecretString;
 
 use crate::context::Context;
+use crate::format;
 use crate::queues::{self, api::ManagementApi};
+use crate::report::{self, model::Measure};
+use guard::Forms;
 
 /// The variable that holds the console's token.
 const TOKEN_VARIABLE: &str = "PASARELA_CONSOLE_TOKEN";
 /// A token shorter than this is refused: it guards every request's story.
 const MIN_TOKEN_CHARS: usize = 16;
+/// Rows a list shows at most: the newest.
+const LIST_ROWS: usize = 100;
 
 /// `pasarela console`.
 #[derive(Debug, Args)]
@@ -47,6 +57,9 @@ pub struct ConsoleArgs {
     /// unset, trace ids are shown without a link.
     #[arg(long, env = "PASARELA_CONSOLE_TRACE_URL")]
     trace_url: Option<String>,
+    /// Let operators act from the page (replay, discard, redeliver, re-enable); read-only without.
+    #[arg(long, env = "PASARELA_CONSOLE_ACTIONS", default_value_t = false)]
+    actions: bool,
 }
 
 /// What every page reads from.
@@ -58,6 +71,10 @@ struct Console {
     health: Vec<(String, String)>,
     http: reqwest::Client,
     trace_url: Option<String>,
+    /// Makes and checks action forms; `None` when actions are off.
+    forms: Option<Forms>,
+    /// What the OTP report's traffic light measures.
+    measure: Measure,
 }
 
 type Shared = Arc<Console>;
@@ -72,6 +89,9 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;
+    let measure = pasarela_shared::contract::env::Env::from_process()
+        .choice("PASARELA_OTP_TRAFFIC_LIGHT", &Measure::CHOICES)?;
+    let forms = args.actions.then(|| Forms::new(&token));
     let console = Arc::new(Console {
         ctx,
         token,
@@ -80,13 +100,16 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
         health,
         http,
         trace_url: args.trace_url,
+        forms,
+        measure,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     eprintln!(
-        "pasarela console at http://{} (token: {TOKEN_VARIABLE})",
-        listener.local_addr()?
+        "pasarela console at http://{} (token: {TOKEN_VARIABLE}; actions {})",
+        listener.local_addr()?,
+        if args.actions { "on" } else { "off" }
     );
     axum::serve(listener, router(console))
         .with_graceful_shutdown(async {
@@ -110,71 +133,50 @@ fn router(console: Shared) -> axum::Router {
         .route("/", get(home))
         .route("/search", get(search))
         .route("/queues", get(queues_page))
+        .route("/dead-letters", get(letters_page))
+        .route("/dead-letters/{id}", get(letter_page))
+        .route("/dead-letters/{id}/replay", post(actions::replay_letter))
+        .route("/dead-letters/{id}/discard", post(actions::discard_letter))
+        .route("/dead-letters/replay", post(actions::replay_letters))
+        .route("/dead-letters/discard", post(actions::discard_letters))
+        .route("/webhooks", get(webhooks_page))
+        .route("/webhooks/reenable", post(actions::reenable))
+        .route("/webhooks/redeliver", post(actions::redeliver_failed))
+        .route(
+            "/webhooks/redeliver-document",
+            post(actions::redeliver_document_form),
+        )
+        .route(
+            "/documents/{id}/redeliver",
+            post(actions::redeliver_document),
+        )
+        .route("/report/otp", get(report_page))
+        .route("/actions", get(actions_page))
         .route("/console.css", get(stylesheet))
-        .layer(middleware::from_fn_with_state(console.clone(), authorize))
-        .layer(middleware::from_fn(secure_headers))
+        .layer(middleware::from_fn_with_state(
+            console.clone(),
+            guard::authorize,
+        ))
+        .layer(middleware::from_fn(guard::secure_headers))
         .with_state(console)
 }
 
-/// Whether `header` (an `Authorization` value) carries the token: as a Bearer token, or as the
-/// password of HTTP Basic (any user name), which a browser asks for by itself.
-fn carries_token(header: &str, token: &SecretString) -> bool {
-    let token = token.expose_secret().as_bytes();
-    if let Some(bearer) = header.strip_prefix("Bearer ") {
-        return bool::from(bearer.trim().as_bytes().ct_eq(token));
-    }
-    let Some(basic) = header.strip_prefix("Basic ") else {
-        return false;
-    };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else {
-        return false;
-    };
-    let password = match decoded.iter().position(|b| *b == b':') {
-        Some(colon) => &decoded[colon + 1..],
-        None => return false,
-    };
-    bool::from(password.ct_eq(token))
+/// A page, or why it could not be made (the store or the broker did not answer).
+type Page = Result<Html<String>, Response>;
+
+/// The answer when a store read failed.
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
+    let page = pages::failed(&format!("{what}: {e}"));
+    (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()
 }
 
-async fn authorize(State(console): State<Shared>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if given.is_some_and(|h| carries_token(h, &console.token)) {
-        return next.run(request).await;
-    }
-    let mut refused = (
-        StatusCode::UNAUTHORIZED,
-        "the console's token is required\n",
+/// A bad query: the page again, with why.
+fn bad_request(why: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Html(pages::refused(why).into_string()),
     )
-        .into_response();
-    refused.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"pasarela console\", charset=\"UTF-8\""),
-    );
-    refused
-}
-
-/// Headers on every answer: no script, no framing, no sniffing, no referrer, no caching of pages
-/// that show customers' requests.
-async fn secure_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-             base-uri 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
+        .into_response()
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -194,66 +196,194 @@ struct SearchQuery {
     q: String,
 }
 
-async fn search(State(console): State<Shared>, Query(query): Query<SearchQuery>) -> Response {
+async fn search(State(console): State<Shared>, Query(query): Query<SearchQuery>) -> Page {
     let wanted = query.q.trim();
-    let Ok(id) = uuid::Uuid::parse_str(wanted) else {
-        let page = pages::not_an_id(wanted);
-        return (StatusCode::BAD_REQUEST, Html(page.into_string())).into_response();
-    };
-    match status::find(&console.database, id).await {
-        Ok(trail) => {
-            let page = pages::trail(id, &trail, console.trace_url.as_deref());
-            Html(page.into_string()).into_response()
-        }
-        Err(e) => {
-            let page = pages::failed(&format!("the database did not answer: {e}"));
-            (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()
-        }
+    if wanted.is_empty() {
+        return Ok(Html(pages::home().into_string()));
     }
+    let db = &console.database;
+    let Ok(id) = uuid::Uuid::parse_str(wanted) else {
+        let found = search::requests(db, Term::of(wanted), LIST_ROWS as i64)
+            .await
+            .map_err(|e| unavailable("the database did not answer", e))?;
+        return Ok(Html(pages::found(wanted, &found, LIST_ROWS).into_string()));
+    };
+    let client = db
+        .get()
+        .await
+        .map_err(|e| unavailable("the database did not answer", e))?;
+    let id_text = id.to_string();
+    let (trail, document, jobs, actions) = futures::try_join!(
+        status::find(db, id),
+        documents::status(&client, id),
+        webhook_jobs::list(db, id),
+        operator_actions::recent(db, Some(&id_text), 50),
+    )
+    .map_err(|e| unavailable("the database did not answer", e))?;
+    let extras = pages::Extras {
+        document: document.as_ref(),
+        jobs: jobs.as_ref(),
+        actions: &actions,
+        trace_url: console.trace_url.as_deref(),
+        forms: console.forms.as_ref(),
+    };
+    Ok(Html(pages::trail(id, &trail, &extras).into_string()))
 }
 
-async fn queues_page(State(console): State<Shared>) -> Response {
+async fn queues_page(State(console): State<Shared>) -> Page {
     let mut database = Some(console.database.clone());
     let c = &console;
-    match queues::look(&c.ctx, &c.api, &c.health, &c.http, &mut database).await {
-        Ok(view) => Html(pages::queues(&view).into_string()).into_response(),
-        Err(e) => {
-            let page = pages::failed(&format!("the queues could not be read: {e:#}"));
-            (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()
-        }
+    let view = queues::look(&c.ctx, &c.api, &c.health, &c.http, &mut database)
+        .await
+        .map_err(|e| unavailable("the queues could not be read", format!("{e:#}")))?;
+    Ok(Html(pages::queues(&view).into_string()))
+}
+
+/// The dead-letter list's filters, as typed.
+#[derive(Debug, Default, serde::Deserialize)]
+struct LetterQuery {
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    closed: Option<String>,
+}
+
+/// A time as typed (`2h`, RFC 3339), blank for none; `Err` says what is wrong with it.
+fn typed_time(name: &str, text: &str) -> Result<Option<chrono::DateTime<Utc>>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    format::moment(text)
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+impl LetterQuery {
+    fn filter(&self) -> Result<Filter, String> {
+        let blank_none = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(Filter {
+            queue: blank_none(&self.queue),
+            kind: blank_none(&self.kind),
+            since: typed_time("since", &self.since)?,
+            until: typed_time("until", &self.until)?,
+            closed_too: self.closed.is_some(),
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+async fn letters_page(State(console): State<Shared>, Query(query): Query<LetterQuery>) -> Page {
+    let filter = query.filter().map_err(|why| bad_request(&why))?;
+    let rows = dead_letters::list(&console.database, &filter, LIST_ROWS as i64)
+        .await
+        .map_err(|e| unavailable("the database did not answer", e))?;
+    let page = pages::letters(
+        &filter,
+        (&query.since, &query.until),
+        &rows,
+        LIST_ROWS,
+        console.forms.as_ref(),
+    );
+    Ok(Html(page.into_string()))
+}
 
-    fn basic(user_password: &str) -> String {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(user_password)
+async fn letter_page(State(console): State<Shared>, Path(id): Path<i64>) -> Page {
+    let db = &console.database;
+    let target = actions::letter_target(id);
+    let id_text = id.to_string();
+    let (letter, actions) = futures::try_join!(
+        dead_letters::letter(db, &id_text),
+        operator_actions::recent(db, Some(&target), 50),
+    )
+    .map_err(|e| unavailable("the database did not answer", e))?;
+    let Some(letter) = letter.filter(|l| l.id == id) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            Html(pages::refused(&format!("No dead letter {id}.")).into_string()),
         )
-    }
+            .into_response());
+    };
+    let page = pages::letter(&letter, &actions, console.forms.as_ref());
+    Ok(Html(page.into_string()))
+}
 
-    #[test]
-    fn the_token_is_taken_as_bearer_or_as_the_basic_password() {
-        let token = SecretString::from("s3cret-token-of-the-console");
-        assert!(carries_token("Bearer s3cret-token-of-the-console", &token));
-        assert!(carries_token(
-            &basic("ops:s3cret-token-of-the-console"),
-            &token
-        ));
-        assert!(carries_token(
-            &basic(":s3cret-token-of-the-console"),
-            &token
-        ));
-        assert!(!carries_token("Bearer s3cret-token-of-the-consol", &token));
-        assert!(!carries_token(
-            &basic("s3cret-token-of-the-console"),
-            &token
-        ));
-        assert!(!carries_token(&basic("ops:wrong"), &token));
-        assert!(!carries_token("Basic %%%", &token));
-        assert!(!carries_token("s3cret-token-of-the-console", &token));
-    }
+/// The webhook page's window, as typed.
+#[derive(Debug, serde::Deserialize)]
+struct WindowQuery {
+    #[serde(default = "a_day")]
+    since: String,
+}
+
+fn a_day() -> String {
+    "24h".into()
+}
+
+async fn webhooks_page(State(console): State<Shared>, Query(query): Query<WindowQuery>) -> Page {
+    let since = typed_time("since", &query.since)
+        .map_err(|why| bad_request(&why))?
+        .unwrap_or_else(|| Utc::now() - chrono::TimeDelta::days(1));
+    let endpoints = webhook_jobs::endpoints(&console.database, since, LIST_ROWS as i64)
+        .await
+        .map_err(|e| unavailable("the database did not answer", e))?;
+    let page = pages::webhooks(&query.since, &endpoints, console.forms.as_ref());
+    Ok(Html(page.into_string()))
+}
+
+/// The report's window and tenant, as typed.
+#[derive(Debug, serde::Deserialize)]
+struct ReportQuery {
+    #[serde(default = "a_week")]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+fn a_week() -> String {
+    "7d".into()
+}
+
+async fn report_page(State(console): State<Shared>, Query(query): Query<ReportQuery>) -> Page {
+    let now = Utc::now();
+    let since = typed_time("since", &query.since)
+        .map_err(|why| bad_request(&why))?
+        .unwrap_or(now - chrono::TimeDelta::days(7));
+    let until = typed_time("until", &query.until)
+        .map_err(|why| bad_request(&why))?
+        .unwrap_or(now);
+    let tenant = query.tenant.trim();
+    let wanted = report::Wanted {
+        since,
+        until,
+        tenants: if tenant.is_empty() {
+            Vec::new()
+        } else {
+            vec![tenant.to_string()]
+        },
+        destinations: Vec::new(),
+        states: Vec::new(),
+        channels: Vec::new(),
+        providers: Vec::new(),
+        measure: console.measure,
+        limit: Some(LIST_ROWS as u32),
+    };
+    let made = report::make(&console.database, &wanted)
+        .await
+        .map_err(|e| unavailable("the database did not answer", e))?;
+    let page = pages::otp_report(&made, (&query.since, &query.until, tenant));
+    Ok(Html(page.into_string()))
+}
+
+async fn actions_page(State(console): State<Shared>) -> Page {
+    let rows = operator_actions::recent(&console.database, None, LIST_ROWS as i64)
+        .await
+        .map_err(|e| unavailable("the database did not answer", e))?;
+    Ok(Html(pages::actions(&rows).into_string()))
 }

@@ -7,7 +7,7 @@
 //! over, and only then acks the dead copy.
 
 mod replay;
-mod show;
+pub(crate) mod show;
 mod walk;
 
 use std::collections::HashSet;
@@ -305,22 +305,17 @@ async fn take(choice: Choice, walk: Walk, reason: Option<String>) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
 
-    let publisher = Publisher::new();
-    let action = match &reason {
-        Some(_) => Action::Discard,
-        None => {
-            amqp::ensure_work_topology(&connection, &ctx.settings, queue).await?;
-            publisher.attach(&connection).await?;
-            Action::Replay {
-                publisher: &publisher,
-                exchange: ctx.names.work_exchange(),
-                routing_key: queue,
-            }
-        }
-    };
     let bar = progress(budget, action_name, format);
-    let (walked, failure) =
-        walk::walk(&connection, &dead, count, budget, &wanted, &action, &bar).await;
+    let (walked, failure) = walk_dead(
+        &ctx,
+        &connection,
+        queue,
+        (count, budget),
+        &wanted,
+        reason.is_none(),
+        &bar,
+    )
+    .await;
     bar.finish_and_clear();
     context::close(&connection).await;
 
@@ -339,6 +334,75 @@ async fn take(choice: Choice, walk: Walk, reason: Option<String>) -> anyhow::Res
     match failure {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Walks `queue`'s `.dead` queue (`count` messages at most, acting on `budget`), replaying the
+/// wanted messages to the work exchange (`replay`) or discarding them.
+async fn walk_dead(
+    ctx: &Context,
+    connection: &lapin::Connection,
+    queue: &str,
+    (count, budget): (u32, u32),
+    wanted: &Wanted,
+    replay: bool,
+    bar: &ProgressBar,
+) -> (walk::Walked, Option<anyhow::Error>) {
+    let dead = ctx.names.dead_queue(queue);
+    let publisher = Publisher::new();
+    let action = if replay {
+        let attached = async {
+            amqp::ensure_work_topology(connection, &ctx.settings, queue).await?;
+            publisher.attach(connection).await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = attached.await {
+            return (walk::Walked::default(), Some(e));
+        }
+        Action::Replay {
+            publisher: &publisher,
+            exchange: ctx.names.work_exchange(),
+            routing_key: queue,
+        }
+    } else {
+        Action::Discard
+    };
+    walk::walk(connection, &dead, count, budget, wanted, &action, bar).await
+}
+
+/// Replays (`replay`) or discards the messages of `queue`'s `.dead` queue whose `message_id` is one
+/// of `message_ids`, for the console: answers the `message_id`s acted on.
+pub(crate) async fn carry_out(
+    ctx: &Context,
+    queue: &str,
+    message_ids: HashSet<String>,
+    replay: bool,
+) -> anyhow::Result<Vec<String>> {
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let connection = ctx.broker().await?;
+    let dead = ctx.names.dead_queue(queue);
+    let Some(count) = amqp::message_count(&connection, &dead).await? else {
+        context::close(&connection).await;
+        anyhow::bail!("{}", describe_count(&dead, None));
+    };
+    let budget = message_ids.len() as u32;
+    let wanted = Wanted::Ids(message_ids);
+    let (walked, failure) = walk_dead(
+        ctx,
+        &connection,
+        queue,
+        (count, budget),
+        &wanted,
+        replay,
+        &ProgressBar::hidden(),
+    )
+    .await;
+    context::close(&connection).await;
+    match failure {
+        Some(e) if walked.message_ids.is_empty() => Err(e),
+        _ => Ok(walked.message_ids),
     }
 }
 

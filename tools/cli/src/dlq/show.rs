@@ -70,7 +70,7 @@ fn redact_under(value: &Value, secret: bool) -> Value {
 }
 
 /// The body for printing: JSON redacted; anything else by its size only, as it cannot be redacted.
-fn printable_body(body: Option<&[u8]>) -> Value {
+pub(crate) fn printable_body(body: Option<&[u8]>) -> Value {
     match body {
         None => Value::Null,
         Some(bytes) => match serde_json::from_slice::<Value>(bytes) {

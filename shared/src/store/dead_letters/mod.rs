@@ -1,6 +1,10 @@
 //! The `dead_letters` table: every message pasarela gave up on, with why, for operators to read,
 //! replay or discard.
 
+mod console;
+
+pub use console::*;
+
 use serde_json::Value;
 
 use deadpool_postgres::Transaction;
