@@ -3,7 +3,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/pasarela-target
 export CARGO_TARGET_DIR
 CARGO ?= cargo
 
-.PHONY: build test unit e2e browser-deps faults lint demo bench bench-curve flamegraph chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
+.PHONY: build test unit e2e browser-deps faults lint demo bench bench-console bench-curve flamegraph chaos cluster fuzz up down clean-test-state schemas asyncapi examples alerts deploy-check
 
 ## build: every binary (workers, vendor-sim, pasarela)
 build:
@@ -94,6 +94,12 @@ schemas:
 bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/pasarela-bench --json docs/bench/bench.json --charts docs/bench $(BENCH_ARGS)
+	$(CARGO_TARGET_DIR)/release/pasarela-bench --console-pages --json docs/bench/console.json
+
+## bench-console: the operator console's pages over 1,000,000 stored sends (make bench runs it too)
+bench-console:
+	$(CARGO) build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/pasarela-bench --console-pages --json docs/bench/console.json
 
 ## flamegraph: otp-send sampled by perf (Debian's linux-perf) at its peak, drawn to docs/bench/flamegraph-otp-send.svg
 flamegraph:

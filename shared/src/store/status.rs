@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::contract::queue::WORK_QUEUES;
 use crate::store::error::DbError;
 
 /// A `work_items` row.
@@ -174,10 +175,13 @@ const OTP_REQUEST: &str =
      FROM otp_requests WHERE request_id = $1 OR message_id = $1 OR message_id = ANY($2)
      ORDER BY created_at DESC LIMIT 1";
 
-/// The work rows of the messages in `$1`, or of the trace `$2`.
+/// The work rows of the messages in `$1` on the queues `$3`, or of the trace `$2`. The queues are
+/// named so that the primary key (queue, message_id) finds the rows: `message_id` alone is no index's
+/// first column, and over a million rows its scan took 40 ms.
 const WORK_ITEMS: &str = "SELECT queue, message_id, state, status, attempts, possible_duplicates,
             last_error, created_at, completed_at, trace_id, result->>'call_id'
-     FROM work_items WHERE message_id = ANY($1) OR trace_id = $2 ORDER BY created_at";
+     FROM work_items WHERE (queue = ANY($3) AND message_id = ANY($1)) OR trace_id = $2
+     ORDER BY created_at";
 
 /// The failed attempts of the work rows `($1[i], $2[i])`.
 const ATTEMPTS: &str = "SELECT a.queue, a.message_id, a.attempt, a.next_attempt, a.error,
@@ -208,7 +212,7 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
     message_ids.extend(otp_request.as_ref().map(|o| o.message_id));
     let mut call_ids = Vec::new();
     let work_items = client
-        .query(WORK_ITEMS, &[&message_ids, &id])
+        .query(WORK_ITEMS, &[&message_ids, &id, &WORK_QUEUES.as_slice()])
         .await?
         .iter()
         .map(|r| {

@@ -10,6 +10,7 @@
 //! in flight. Output: a table, JSON (`--json`) and SVG charts (`--charts`).
 
 mod chart;
+mod console;
 mod curve;
 mod floor;
 mod kinds;
@@ -137,6 +138,9 @@ pub struct Options {
     /// Documents between publish and the client's webhook at once.
     #[arg(long, default_value_t = 32)]
     pub document_in_flight: usize,
+    /// Measure the operator console's pages over 1,000,000 stored sends instead of the workers.
+    #[arg(long)]
+    pub console_pages: bool,
 }
 
 /// A worker kind the bench can measure.
@@ -172,6 +176,18 @@ async fn main() -> anyhow::Result<()> {
         "pasarela-bench: {} messages of {body_size} bytes (+{} warm-up), {} in flight, confirm window {}, worker concurrency {} prefetch {}",
         opts.count, opts.warmup, opts.in_flight, opts.window, opts.concurrency, opts.prefetch
     );
+    if opts.console_pages {
+        let timings = console::pages(&opts).await?;
+        console::print(&timings);
+        if let Some(path) = &opts.json {
+            std::fs::write(
+                path,
+                serde_json::to_vec_pretty(&console::to_json(&timings))?,
+            )?;
+            println!("results written to {}", path.display());
+        }
+        return Ok(());
+    }
     let pace = send_pace(&opts);
     let one = floor::one_leg(&opts, &pace, body_size).await?;
     if opts.curve {

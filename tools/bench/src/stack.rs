@@ -290,7 +290,8 @@ impl Stack {
     }
 }
 
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+/// A workspace binary beside this one (the bench runs what the same build made).
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("binary dir")?.join(name);
     anyhow::ensure!(

@@ -7,6 +7,15 @@ use pasarela_shared::store::webhook_jobs::Endpoint;
 use super::{action_form, actions_off, maybe_moment, moment, page};
 use crate::console::guard::Forms;
 
+/// An endpoint's last error, or its last status when that was a refusal without one.
+fn last_error(e: &Endpoint) -> String {
+    match (&e.last_error, e.last_http_status) {
+        (Some(error), _) => error.clone(),
+        (None, Some(s)) if !(200..300).contains(&s) => format!("HTTP {s}"),
+        _ => String::new(),
+    }
+}
+
 /// Every endpoint with webhooks since `since` (as typed), and every disabled one.
 pub fn webhooks(since: &str, endpoints: &[Endpoint], forms: Option<&Forms>) -> Markup {
     page(
@@ -31,10 +40,7 @@ pub fn webhooks(since: &str, endpoints: &[Endpoint], forms: Option<&Forms>) -> M
                             td.n { (e.failed) }
                             td.n { (e.waiting) }
                             td.n { (e.success_rate().map_or("-".into(), |r| format!("{:.1} %", r * 100.0))) }
-                            td.bad {
-                                (e.last_http_status.map_or(String::new(), |s| format!("HTTP {s} ")))
-                                (e.last_error.as_deref().unwrap_or(""))
-                            }
+                            td.bad { (last_error(e)) }
                             td { (maybe_moment(&e.last_job_at)) }
                             td {
                                 @if let Some(d) = &e.disabled {
