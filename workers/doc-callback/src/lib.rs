@@ -7,6 +7,7 @@
 //! of up to two minutes): what it found is a record written in the runtime's one commit, and only a
 //! document still `submitted` changes, so a webhook and a poll racing for one document finish it once.
 
+mod attempt;
 mod settings;
 
 pub mod dispatch;

@@ -22,10 +22,11 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use clap::Args;
 use deadpool_postgres::Pool;
+use pasarela_shared::contract::env::Env;
 use pasarela_shared::store::dead_letters::{self, Filter};
 use pasarela_shared::store::search::{self, Term};
 use pasarela_shared::store::{documents, operator_actions, status, webhook_jobs};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::context::Context;
 use crate::format;
@@ -82,15 +83,15 @@ type Shared = Arc<Console>;
 /// Runs `pasarela console` until interrupted.
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let ctx = Context::from_env()?;
-    let token = token_from_env()?;
+    let env = Env::from_process();
+    let token = token_from(&env)?;
     let database = ctx.database(4).await?;
     let api = ManagementApi::new(&ctx.settings.amqp_url, args.api.as_deref())?;
     let health = queues::health_targets(&args.health)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;
-    let measure = pasarela_shared::contract::env::Env::from_process()
-        .choice("PASARELA_OTP_TRAFFIC_LIGHT", &Measure::CHOICES)?;
+    let measure = env.choice("PASARELA_OTP_TRAFFIC_LIGHT", &Measure::CHOICES)?;
     let forms = args.actions.then(|| Forms::new(&token));
     let console = Arc::new(Console {
         ctx,
@@ -119,13 +120,15 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn token_from_env() -> anyhow::Result<SecretString> {
-    let token = std::env::var(TOKEN_VARIABLE).unwrap_or_default();
+/// The console's token from `env` (the process, or the file `PASARELA_ENV_FILE` names), refused
+/// when short; never echoed.
+fn token_from(env: &Env) -> anyhow::Result<SecretString> {
+    let token = env.secret(TOKEN_VARIABLE, "");
     anyhow::ensure!(
-        token.chars().count() >= MIN_TOKEN_CHARS,
+        token.expose_secret().chars().count() >= MIN_TOKEN_CHARS,
         "{TOKEN_VARIABLE}: required, at least {MIN_TOKEN_CHARS} characters (openssl rand -base64 24)"
     );
-    Ok(SecretString::from(token))
+    Ok(token)
 }
 
 fn router(console: Shared) -> axum::Router {
