@@ -227,6 +227,28 @@ async fn queues_and_dlq_show_replay_and_discard_real_dead_letters() {
         )
         .await;
     assert_eq!((rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)), (1, 2));
+    // Both are on the console's Actions page too, under the command's user.
+    let actions = env
+        .query(
+            "SELECT action, reason, outcome FROM operator_actions \
+             WHERE operator LIKE 'cli:%' ORDER BY created_at",
+        )
+        .await;
+    let actions: Vec<(String, Option<String>, Option<String>)> = actions
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert_eq!(actions[0].0, "replay", "{actions:?}");
+    assert_eq!(actions[1].0, "discard", "{actions:?}");
+    assert_eq!(actions[1].1.as_deref(), Some("customer cancelled"));
+    assert!(
+        actions[1]
+            .2
+            .as_deref()
+            .is_some_and(|o| o.starts_with("discarded 2 message(s)")),
+        "{actions:?}"
+    );
     let listing = json_of(&env, &["dlq", "list", "otp.send", "--format", "json"]).await;
     println!(
         "after: broker {} message(s), {} open letter(s)",

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pasarela_shared::contract::queue::WORK_QUEUES;
 use pasarela_shared::runtime::publisher::Publisher;
 use pasarela_shared::store::dead_letters::{self, Selector, WaitingRow};
+use pasarela_shared::store::operator_actions;
 use serde::Serialize;
 
 use crate::amqp;
@@ -330,11 +331,72 @@ async fn take(choice: Choice, walk: Walk, reason: Option<String>) -> anyhow::Res
         Ok(rows) => outcome.marked = rows,
         Err(e) => eprintln!("warning: could not mark the dead_letters rows: {e:#}"),
     }
+    if let Err(e) = record_action(&pool, &choice, &outcome).await {
+        eprintln!("warning: could not record the action in operator_actions: {e:#}");
+    }
     report(&outcome, format)?;
     match failure {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Records a replay or discard in `operator_actions`, as the console records its own, under
+/// `cli:<user>` (`$USER`, else `$LOGNAME`): every action on dead letters is on the console's Actions
+/// page, whichever way it was taken.
+async fn record_action(
+    pool: &deadpool_postgres::Pool,
+    choice: &Choice,
+    outcome: &Outcome<'_>,
+) -> anyhow::Result<()> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let operator = format!("cli:{user}");
+    let mut chosen: Vec<String> = Vec::new();
+    if !choice.ids.is_empty() {
+        let ids: Vec<String> = choice.ids.iter().map(i64::to_string).collect();
+        chosen.push(format!("ids {}", ids.join(", ")));
+    }
+    if let Some(kind) = &choice.kind {
+        chosen.push(format!("kind {kind}"));
+    }
+    if let Some(since) = choice.since {
+        chosen.push(format!(
+            "since {}",
+            since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+    }
+    if let Some(until) = choice.until {
+        chosen.push(format!(
+            "until {}",
+            until.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+    }
+    let target = match chosen.is_empty() {
+        true => format!("dead letters of {} (all)", outcome.queue),
+        false => format!("dead letters of {} ({})", outcome.queue, chosen.join("; ")),
+    };
+    let action_id = uuid::Uuid::new_v4();
+    let action = operator_actions::NewAction {
+        action_id,
+        operator: &operator,
+        action: outcome.action,
+        target: &target,
+        reason: outcome.reason,
+    };
+    operator_actions::begin(pool, &action).await?;
+    let verb = if outcome.action == "discard" {
+        "discarded"
+    } else {
+        "replayed"
+    };
+    let said = format!(
+        "{verb} {} message(s) with pasarela dlq; marked {} letter(s)",
+        outcome.done, outcome.marked
+    );
+    operator_actions::finish(pool, action_id, &said).await?;
+    Ok(())
 }
 
 /// Walks `queue`'s `.dead` queue (`count` messages at most, acting on `budget`), replaying the
