@@ -203,12 +203,15 @@ const DEAD_LETTERS: &str = "SELECT id, queue, error_kind, reason, created_at, re
 /// Everything recorded about `id`: a message_id, an OTP request_id, a call_id or a trace id.
 pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
     let client = pool.get().await?;
-    // The call first: its message_id finds the work row when `id` is a call_id.
-    let mut vendor_calls = vendor_calls(&client, &[id]).await?;
+    // The call and the send first, pipelined: their message_id finds the work row when `id` is a
+    // call_id or a request_id.
+    let named = [id];
+    let (mut vendor_calls, mut otp_request) = futures::try_join!(
+        self::vendor_calls(&client, &named),
+        self::otp_request(&client, id, &[])
+    )?;
     let mut message_ids: Vec<Uuid> = vec![id];
     message_ids.extend(vendor_calls.iter().map(|c| c.message_id));
-    // The OTP row next: its message_id finds the work row when `id` is a request_id.
-    let mut otp_request = otp_request(&client, id, &[]).await?;
     message_ids.extend(otp_request.as_ref().map(|o| o.message_id));
     let mut call_ids = Vec::new();
     let work_items = client
@@ -235,19 +238,35 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-    // Found by trace id: the rows name the messages, and through them the send and the call.
+    // Found by trace id: the rows name the messages, and through them the send and the call. What
+    // is still to read is read in one pipelined round trip.
     let found: Vec<Uuid> = work_items.iter().map(|w| w.message_id).collect();
-    if otp_request.is_none() && !found.is_empty() {
-        otp_request = self::otp_request(&client, id, &found).await?;
-    }
     call_ids.retain(|c| !vendor_calls.iter().any(|v| v.call_id == *c));
-    if !call_ids.is_empty() {
-        vendor_calls.extend(self::vendor_calls(&client, &call_ids).await?);
-    }
     let queues: Vec<&str> = work_items.iter().map(|w| w.queue.as_str()).collect();
-    let attempts = client
-        .query(ATTEMPTS, &[&queues, &found])
-        .await?
+    // dead_letters.message_id is text: a message that was never a UUID still gets its letter.
+    let mut letter_ids: Vec<String> = message_ids.iter().map(Uuid::to_string).collect();
+    letter_ids.extend(found.iter().map(Uuid::to_string));
+    let send_of_found = async {
+        match otp_request.is_none() && !found.is_empty() {
+            true => self::otp_request(&client, id, &found).await,
+            false => Ok(None),
+        }
+    };
+    let calls_of_found = async {
+        match call_ids.is_empty() {
+            true => Ok(Vec::new()),
+            false => self::vendor_calls(&client, &call_ids).await,
+        }
+    };
+    let (send, calls, attempts, dead_letters) = futures::try_join!(
+        send_of_found,
+        calls_of_found,
+        async { Ok::<_, DbError>(client.query(ATTEMPTS, &[&queues, &found]).await?) },
+        async { Ok::<_, DbError>(client.query(DEAD_LETTERS, &[&letter_ids]).await?) },
+    )?;
+    otp_request = otp_request.or(send);
+    vendor_calls.extend(calls);
+    let attempts = attempts
         .iter()
         .map(|r| {
             Ok(Attempt {
@@ -263,12 +282,7 @@ pub async fn find(pool: &Pool, id: Uuid) -> Result<Trail, DbError> {
             })
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-    // dead_letters.message_id is text: a message that was never a UUID still gets its letter.
-    let mut letter_ids: Vec<String> = message_ids.iter().map(Uuid::to_string).collect();
-    letter_ids.extend(found.iter().map(Uuid::to_string));
-    let dead_letters = client
-        .query(DEAD_LETTERS, &[&letter_ids])
-        .await?
+    let dead_letters = dead_letters
         .iter()
         .map(|r| {
             Ok(DeadLetter {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use crate::store::column::storable_text;
-use crate::store::dead_letters::{Letter, Selector};
+use crate::store::dead_letters::{Letter, Selector, chosen_open, letter_of};
 use crate::store::error::DbError;
 
 /// Which letters the console lists.
@@ -26,8 +26,8 @@ pub struct Filter {
 
 /// The newest letters a filter names. Open letters come off `dead_letters_open`; a queue's off
 /// `dead_letters_queue`.
-const LIST: &str = "SELECT id, queue, message_id, error_kind, reason, attempts, created_at,
-            replayed_at, discarded_at, discard_reason
+const LIST: &str = "SELECT id, queue, message_id, error_kind, reason, attempts, NULL::jsonb,
+            NULL::bytea, created_at, replayed_at, discarded_at, discard_reason
      FROM dead_letters
      WHERE ($1::text IS NULL OR queue = $1)
        AND ($2::text IS NULL OR error_kind = $2)
@@ -54,22 +54,7 @@ pub async fn list(pool: &Pool, filter: &Filter, limit: i64) -> Result<Vec<Letter
         .await?;
     Ok(rows
         .iter()
-        .map(|r| {
-            Ok(Letter {
-                id: r.try_get(0)?,
-                queue: r.try_get(1)?,
-                message_id: r.try_get(2)?,
-                kind: r.try_get(3)?,
-                reason: r.try_get(4)?,
-                attempts: r.try_get(5)?,
-                headers: None,
-                body: None,
-                created_at: r.try_get(6)?,
-                replayed_at: r.try_get(7)?,
-                discarded_at: r.try_get(8)?,
-                discard_reason: r.try_get(9)?,
-            })
-        })
+        .map(letter_of)
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?)
 }
 
@@ -84,19 +69,17 @@ pub enum Mark<'a> {
 
 /// Marks the open letters of a queue that a selector names, at most `$6`, and answers them; a letter
 /// another operator is marking at the same moment is skipped, not waited for.
-const CLAIM: &str = "UPDATE dead_letters d
+const CLAIM: &str = concat!(
+    "UPDATE dead_letters d
      SET replayed_at = CASE WHEN $7::text IS NULL THEN now() END,
          discarded_at = CASE WHEN $7::text IS NOT NULL THEN now() END,
          discard_reason = $7
-     FROM (SELECT id FROM dead_letters
-           WHERE queue = $1 AND replayed_at IS NULL AND discarded_at IS NULL
-             AND (cardinality($2::bigint[]) = 0 OR id = ANY($2))
-             AND ($3::text IS NULL OR error_kind = $3)
-             AND ($4::timestamptz IS NULL OR created_at >= $4)
-             AND ($5::timestamptz IS NULL OR created_at < $5)
-           ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED) chosen
+     FROM (SELECT id FROM dead_letters WHERE ",
+    chosen_open!(),
+    " ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED) chosen
      WHERE d.id = chosen.id
-     RETURNING d.id, d.message_id";
+     RETURNING d.id, d.message_id"
+);
 
 /// Marks the open letters of `queue` that `selector` names (at most `limit`) replayed or discarded,
 /// before their messages are taken from the broker: a second replay of the same letter finds it

@@ -111,15 +111,26 @@ impl Selector {
     }
 }
 
-/// The open letters of a queue that a selector names, oldest first, with how many there are in all.
-const SELECT_OPEN: &str = "SELECT id, message_id, error_kind, reason, created_at, count(*) OVER ()
-     FROM dead_letters
-     WHERE queue = $1 AND replayed_at IS NULL AND discarded_at IS NULL
+/// The open letters of queue `$1` that a [`Selector`] names: `$2` ids (all when empty), `$3` kind,
+/// `$4` since and `$5` until; one predicate for what `dlq` lists and what the console marks.
+macro_rules! chosen_open {
+    () => {
+        "queue = $1 AND replayed_at IS NULL AND discarded_at IS NULL
        AND (cardinality($2::bigint[]) = 0 OR id = ANY($2))
        AND ($3::text IS NULL OR error_kind = $3)
        AND ($4::timestamptz IS NULL OR created_at >= $4)
-       AND ($5::timestamptz IS NULL OR created_at < $5)
-     ORDER BY id LIMIT $6";
+       AND ($5::timestamptz IS NULL OR created_at < $5)"
+    };
+}
+pub(crate) use chosen_open;
+
+/// The open letters of a queue that a selector names, oldest first, with how many there are in all.
+const SELECT_OPEN: &str = concat!(
+    "SELECT id, message_id, error_kind, reason, created_at, count(*) OVER ()
+     FROM dead_letters WHERE ",
+    chosen_open!(),
+    " ORDER BY id LIMIT $6"
+);
 
 /// The oldest `limit` open letters of `queue` that `selector` names, and how many there are in all.
 pub async fn waiting(
@@ -206,7 +217,12 @@ pub async fn letter(
     let Some(r) = client.query_opt(LETTER, &[&row_id, &id]).await? else {
         return Ok(None);
     };
-    Ok(Some(Letter {
+    Ok(Some(letter_of(&r)?))
+}
+
+/// A letter from a row of [`LETTER`]'s columns (headers and body may be selected as NULL).
+pub(crate) fn letter_of(r: &tokio_postgres::Row) -> Result<Letter, tokio_postgres::Error> {
+    Ok(Letter {
         id: r.try_get(0)?,
         queue: r.try_get(1)?,
         message_id: r.try_get(2)?,
@@ -219,7 +235,7 @@ pub async fn letter(
         replayed_at: r.try_get(9)?,
         discarded_at: r.try_get(10)?,
         discard_reason: r.try_get(11)?,
-    }))
+    })
 }
 
 /// Per work queue, how many letters are open and when the oldest of them arrived.

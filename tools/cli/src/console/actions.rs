@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use axum::Extension;
 use axum::extract::{Form, FromRequest, FromRequestParts, Path, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use pasarela_shared::contract::queue::WORK_QUEUES;
 use pasarela_shared::store::dead_letters::{self, Mark, Selector};
@@ -52,11 +52,11 @@ pub struct ActionForm {
     document_id: String,
 }
 
-/// An action as it arrives: the console, who asks, the browser's headers and the form.
+/// An action that was let in: actions are on, the browser says it came from the console's own page,
+/// and its form carries the token made for it. Checked here, before a handler reads anything.
 pub struct Ask {
     console: Shared,
     operator: Operator,
-    headers: HeaderMap,
     form: ActionForm,
 }
 
@@ -64,52 +64,64 @@ impl FromRequest<Shared> for Ask {
     type Rejection = Response;
 
     async fn from_request(request: Request, console: &Shared) -> Result<Self, Self::Rejection> {
+        let Some(forms) = console.forms.as_ref() else {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "Actions are off: the console runs read-only (PASARELA_CONSOLE_ACTIONS=true turns them on).",
+            ));
+        };
         let (mut parts, body) = request.into_parts();
+        if let Some(why) = guard::cross_site(&parts.headers) {
+            return Err(refuse(StatusCode::FORBIDDEN, &format!("refused: {why}")));
+        }
         let Extension(operator) = Extension::<Operator>::from_request_parts(&mut parts, console)
             .await
             .map_err(IntoResponse::into_response)?;
-        let headers = parts.headers.clone();
         let Form(form) =
             Form::<ActionForm>::from_request(Request::from_parts(parts, body), console)
                 .await
                 .map_err(IntoResponse::into_response)?;
+        if !forms.verify(form.action_id, &form.form_token) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "refused: the form's token is missing or wrong; reload the page",
+            ));
+        }
         Ok(Self {
             console: console.clone(),
             operator,
-            headers,
             form,
         })
     }
 }
 
 impl Ask {
-    /// The record of this action: `action` on `target`, with the form's reason when it gave one.
-    fn action<'a>(&'a self, action: &'a str, target: &'a str) -> NewAction<'a> {
+    /// Records the action (`action` on `target`, with the form's reason when it gave one) before it
+    /// is carried out; `Err` is the redirect to `back` when the same form was sent before.
+    async fn begin(&self, action: &str, target: &str, back: &str) -> Result<(), Response> {
         let reason = self.form.reason.trim();
-        NewAction {
+        let record = NewAction {
             action_id: self.form.action_id,
             operator: &self.operator.0,
             action,
             target,
             reason: (!reason.is_empty()).then_some(reason),
+        };
+        match operator_actions::begin(&self.console.database, &record).await {
+            Ok(Begun::Fresh) => Ok(()),
+            Ok(Begun::Seen(_)) => Err(Redirect::to(back).into_response()),
+            Err(e) => Err(super::unavailable("the action could not be recorded", e)),
         }
     }
 
-    /// Admits and records the action (see [`admit`]).
-    async fn admit(&self, action: &str, target: &str, back: &str) -> Result<(), Response> {
-        admit(
-            &self.console,
-            &self.headers,
-            &self.form,
-            self.action(action, target),
-            back,
-        )
-        .await
-    }
-
-    /// Records what came of it and goes back to `back`.
+    /// Records what came of it and goes back to `back` (303: the browser fetches the page with GET,
+    /// and reloading it sends nothing again).
     async fn finish(&self, outcome: &str, back: &str) -> Response {
-        finish(&self.console, self.form.action_id, outcome, back).await
+        let db = &self.console.database;
+        if let Err(e) = operator_actions::finish(db, self.form.action_id, outcome).await {
+            return super::unavailable(&format!("done ({outcome}), but not recorded"), e);
+        }
+        Redirect::to(back).into_response()
     }
 }
 
@@ -120,48 +132,6 @@ pub fn letter_target(id: i64) -> String {
 
 fn refuse(status: StatusCode, why: &str) -> Response {
     (status, Html(pages::refused(why).into_string())).into_response()
-}
-
-/// Back to the page that shows what came of an action.
-fn back_to(path: &str) -> Response {
-    let mut answer = Redirect::to(path).into_response();
-    // 303: the browser fetches the page with GET, and reloading it sends nothing again.
-    *answer.status_mut() = StatusCode::SEE_OTHER;
-    answer.headers_mut().remove(header::CACHE_CONTROL);
-    answer
-}
-
-/// Admits an action (actions on, same origin, the form's token) and records it; `Err` answers a
-/// refusal, or the redirect for a form already sent.
-async fn admit(
-    console: &Shared,
-    headers: &HeaderMap,
-    form: &ActionForm,
-    action: NewAction<'_>,
-    back: &str,
-) -> Result<(), Response> {
-    let Some(forms) = console.forms.as_ref() else {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "Actions are off: the console runs read-only (PASARELA_CONSOLE_ACTIONS=true turns them on).",
-        ));
-    };
-    if let Err(refusal) = guard::check_action(forms, headers, form.action_id, &form.form_token) {
-        return Err(refuse(StatusCode::FORBIDDEN, &refusal.to_string()));
-    }
-    match operator_actions::begin(&console.database, &action).await {
-        Ok(Begun::Fresh) => Ok(()),
-        Ok(Begun::Seen(_)) => Err(back_to(back)),
-        Err(e) => Err(super::unavailable("the action could not be recorded", e)),
-    }
-}
-
-/// Records what came of an action and goes back to `back`.
-async fn finish(console: &Shared, action_id: Uuid, outcome: &str, back: &str) -> Response {
-    if let Err(e) = operator_actions::finish(&console.database, action_id, outcome).await {
-        return super::unavailable(&format!("done ({outcome}), but not recorded"), e);
-    }
-    back_to(back)
 }
 
 /// Marks the letters, takes their messages from the broker (replayed or discarded), and opens again
@@ -183,10 +153,7 @@ async fn act_on_letters(
         return "nothing done: no open letter matched (already replayed or discarded)".into();
     }
     let ids: HashSet<String> = claimed.iter().filter_map(|(_, m)| m.clone()).collect();
-    let (done, failure) = match dlq::carry_out(&console.ctx, queue, ids, replay).await {
-        Ok(done) => (done, None),
-        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
-    };
+    let (done, failure) = dlq::carry_out(&console.ctx, queue, ids, replay).await;
     let done: HashSet<&str> = done.iter().map(String::as_str).collect();
     let missing: Vec<i64> = claimed
         .iter()
@@ -220,7 +187,7 @@ async fn act_on_letters(
         }
     }
     if let Some(why) = failure {
-        outcome.push_str(&format!("; the broker: {why}"));
+        outcome.push_str(&format!("; the broker: {why:#}"));
     }
     outcome
 }
@@ -246,7 +213,7 @@ async fn on_letter(ask: Ask, id: i64, discard: bool) -> Response {
         letter.message_id.as_deref().unwrap_or("-")
     );
     let verb = if discard { "discard" } else { "replay" };
-    if let Err(answer) = ask.admit(verb, &target, &back).await {
+    if let Err(answer) = ask.begin(verb, &target, &back).await {
         return answer;
     }
     let selector = Selector {
@@ -309,7 +276,7 @@ async fn on_letters(ask: Ask, discard: bool) -> Response {
             .unwrap_or_default()
     );
     let verb = if discard { "discard" } else { "replay" };
-    if let Err(answer) = ask.admit(verb, &target, &back).await {
+    if let Err(answer) = ask.begin(verb, &target, &back).await {
         return answer;
     }
     let selector = Selector {
@@ -341,7 +308,7 @@ pub async fn discard_letters(ask: Ask) -> Response {
 async fn redeliver_one(ask: Ask, id: Uuid) -> Response {
     let back = format!("/search?q={id}");
     if let Err(answer) = ask
-        .admit("redeliver", &format!("document {id}"), &back)
+        .begin("redeliver", &format!("document {id}"), &back)
         .await
     {
         return answer;
@@ -395,7 +362,7 @@ pub async fn redeliver_failed(ask: Ask) -> Response {
         form.since.trim(),
         url.unwrap_or("any endpoint")
     );
-    if let Err(answer) = ask.admit("redeliver", &target, "/webhooks").await {
+    if let Err(answer) = ask.begin("redeliver", &target, "/webhooks").await {
         return answer;
     }
     let db = &ask.console.database;
@@ -416,7 +383,7 @@ pub async fn reenable(ask: Ask) -> Response {
         return refuse(StatusCode::BAD_REQUEST, "Which endpoint?");
     }
     if let Err(answer) = ask
-        .admit("reenable", &format!("endpoint {url}"), "/webhooks")
+        .begin("reenable", &format!("endpoint {url}"), "/webhooks")
         .await
     {
         return answer;

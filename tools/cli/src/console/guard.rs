@@ -135,26 +135,6 @@ impl Forms {
     }
 }
 
-/// Why an action was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// The browser says another site sent it.
-    CrossSite(String),
-    /// The form's token is missing or not the console's.
-    BadFormToken,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::CrossSite(why) => write!(f, "refused: {why}"),
-            Refusal::BadFormToken => {
-                f.write_str("refused: the form's token is missing or wrong; reload the page")
-            }
-        }
-    }
-}
-
 /// Whether the browser's own headers say the request came from another site: `Sec-Fetch-Site`
 /// when it sends it, and `Origin` against `Host` when it sends that.
 pub fn cross_site(headers: &HeaderMap) -> Option<String> {
@@ -175,22 +155,6 @@ pub fn cross_site(headers: &HeaderMap) -> Option<String> {
         }
     }
     None
-}
-
-/// Checks an action's request: same origin, and the form token made for its id.
-pub fn check_action(
-    forms: &Forms,
-    headers: &HeaderMap,
-    action_id: Uuid,
-    token: &str,
-) -> Result<(), Refusal> {
-    if let Some(why) = cross_site(headers) {
-        return Err(Refusal::CrossSite(why));
-    }
-    if !forms.verify(action_id, token) {
-        return Err(Refusal::BadFormToken);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

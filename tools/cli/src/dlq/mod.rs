@@ -433,21 +433,35 @@ async fn walk_dead(
 }
 
 /// Replays (`replay`) or discards the messages of `queue`'s `.dead` queue whose `message_id` is one
-/// of `message_ids`, for the console: answers the `message_id`s acted on.
+/// of `message_ids`, for the console: answers the `message_id`s acted on, and what stopped the walk
+/// when something did (the ones acted on before it stand).
 pub(crate) async fn carry_out(
     ctx: &Context,
     queue: &str,
     message_ids: HashSet<String>,
     replay: bool,
-) -> anyhow::Result<Vec<String>> {
+) -> (Vec<String>, Option<anyhow::Error>) {
     if message_ids.is_empty() {
-        return Ok(Vec::new());
+        return (Vec::new(), None);
     }
-    let connection = ctx.broker().await?;
+    let connection = match ctx.broker().await {
+        Ok(c) => c,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
     let dead = ctx.names.dead_queue(queue);
-    let Some(count) = amqp::message_count(&connection, &dead).await? else {
-        context::close(&connection).await;
-        anyhow::bail!("{}", describe_count(&dead, None));
+    let count = match amqp::message_count(&connection, &dead).await {
+        Ok(Some(count)) => count,
+        Ok(None) => {
+            context::close(&connection).await;
+            return (
+                Vec::new(),
+                Some(anyhow::anyhow!("{}", describe_count(&dead, None))),
+            );
+        }
+        Err(e) => {
+            context::close(&connection).await;
+            return (Vec::new(), Some(e.into()));
+        }
     };
     let budget = message_ids.len() as u32;
     let wanted = Wanted::Ids(message_ids);
@@ -462,10 +476,7 @@ pub(crate) async fn carry_out(
     )
     .await;
     context::close(&connection).await;
-    match failure {
-        Some(e) if walked.message_ids.is_empty() => Err(e),
-        _ => Ok(walked.message_ids),
-    }
+    (walked.message_ids, failure)
 }
 
 /// A progress bar on stderr for a person; none for a script reading JSON or a pipe.
